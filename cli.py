@@ -1,0 +1,164 @@
+"""The `sweep` command line: parse arguments, print, choose exit codes. No training logic here."""
+from __future__ import annotations
+
+import functools
+import sys
+from collections import Counter
+from typing import Any, Callable
+
+import click
+
+# Exit codes: 0 the sweep ran and a trial succeeded; 1 it ran but none did; 2 bad input.
+EXIT_NO_TRIAL_SUCCEEDED = 1
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(click.ClickException):
+    """Expected problems with what the user gave us: printed as they are, exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+def config_options(command: Callable) -> Callable:
+    """The sweep file argument and the overrides every command that reads one takes."""
+
+    @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=True))
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a field by its dotted path; the value is parsed as YAML "
+        "(e.g. --set train.epochs=2 --set model.hidden=[64,64]). Repeatable.",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def load_config(config_path: str, overrides: list[tuple[str, Any]]) -> Any:
+    from sweeps.config import ConfigError, load_sweep
+
+    try:
+        return load_sweep(config_path, overrides)
+    except ConfigError as error:
+        raise BadInput(str(error)) from None
+
+
+def parse_overrides(texts: tuple[str, ...]) -> list[tuple[str, Any]]:
+    from sweeps.config import ConfigError, parse_override
+
+    try:
+        return [parse_override(text) for text in texts]
+    except ConfigError as error:
+        raise BadInput(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sweep")
+def cli() -> None:
+    """Random hyperparameter search for PyTorch models on Ray Tune, tracked in MLflow."""
+
+
+@cli.command()
+@config_options
+@click.option("--address", envvar="RAY_ADDRESS", help="Join the Ray cluster at ADDR instead of starting Ray here. [env var: RAY_ADDRESS]")
+@click.option("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri). [env var: MLFLOW_TRACKING_URI]")
+@click.option("--experiment", help="MLflow experiment name (overrides mlflow.experiment; default: the sweep name).")
+@click.option("--num-samples", type=int, help="How many trials to sample (overrides search.num_samples).")
+@click.option("--max-concurrent", type=int, help="Trials running at once (overrides search.max_concurrent).")
+@click.option("--seed", type=int, help="Sampling seed (overrides search.seed).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables.")
+def run(
+    config_path: str,
+    overrides: tuple[str, ...],
+    address: str | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    num_samples: int | None,
+    max_concurrent: int | None,
+    seed: int | None,
+    verbose: bool,
+) -> None:
+    """Run a random search: sample trials, train them on Ray Tune, log each to MLflow.
+
+    \b
+    Example:
+        sweep run search.yaml --set train.epochs=5 --num-samples 8
+    """
+    option_overrides = {
+        "mlflow.tracking_uri": tracking_uri,
+        "mlflow.experiment": experiment,
+        "search.num_samples": num_samples,
+        "search.max_concurrent": max_concurrent,
+        "search.seed": seed,
+    }
+    all_overrides = parse_overrides(overrides) + [(key, value) for key, value in option_overrides.items() if value is not None]
+    config = load_config(config_path, all_overrides)
+
+    from sweeps.launch import SweepError, run_sweep
+
+    click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
+    try:
+        outcome = run_sweep(config, address=address, verbose=verbose, echo=click.echo)
+    except SweepError as error:
+        raise BadInput(f"{config_path}: {error}") from None
+    print_summary(outcome)
+    if not outcome.succeeded:
+        sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
+
+
+def print_summary(outcome: Any) -> None:
+    from sweeps.trial_params import format_params
+
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.statuses.items()))
+    click.echo(f"\nfinished: {counts}")
+    for error in Counter(outcome.errors):
+        click.echo(f"  trial error: {error}", err=True)
+    if outcome.best_value is not None:
+        click.echo(f"best {outcome.metric}: {outcome.best_value:.4f}")
+        click.echo(f"best params: {format_params(outcome.best_params)}")
+        click.echo(f"best trial's MLflow run: {outcome.best_run_id}")
+    else:
+        click.echo("no trial succeeded", err=True)
+    click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
+    click.echo(f"  open the UI: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    click.echo(f"Ray Tune results: {outcome.experiment_path}")
+
+
+@cli.command()
+@config_options
+def validate(config_path: str, overrides: tuple[str, ...]) -> None:
+    """Check a sweep file and print what it will sample, without running anything.
+
+    \b
+    Example:
+        sweep validate search.yaml --set params.lr=0.01
+    """
+    config = load_config(config_path, parse_overrides(overrides))
+
+    from sweeps.config import dump_sweep
+    from sweeps.space import preview_trial_configs
+    from sweeps.trial_params import format_params
+
+    click.echo(f"{config_path}: valid")
+    click.echo(dump_sweep(config).rstrip())
+    sampled = {name: spec for name, spec in config.params.items() if isinstance(spec, dict)}
+    click.echo(f"\nsampled at random: {', '.join(sampled) or 'nothing (every param is fixed)'}")
+    click.echo(f"trials: {config.search.num_samples} (seed {config.search.seed}), first ones:")
+    preview = preview_trial_configs(config.params, seed=config.search.seed, num_samples=min(3, config.search.num_samples))
+    for index, trial in enumerate(preview):
+        click.echo(f"  {index:>3}: {format_params(trial)}")
+
+
+def main() -> None:
+    cli(prog_name="sweep")
+
+
+if __name__ == "__main__":
+    main()

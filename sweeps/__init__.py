@@ -1,0 +1,1 @@
+"""sweep's orchestration: config schema, search space, Ray Tune launch, trainable, data, MLflow."""

@@ -1,0 +1,347 @@
+"""The sweep file: its schema, loading with `--set` overrides, and one-line error messages."""
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import Annotated
+
+from models import ARCHITECTURES
+from sweeps.data import DATASETS, PREPROCESSORS
+from sweeps.trial_params import TRIAL_PARAMS, check_param_value
+
+DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
+GRID_KEYS = ("grid", "grid_search")
+REPORTED_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+RANDOM_SEARCH_WHY = (
+    "grid search is not supported: sweep samples every parameter at random on purpose, "
+    "because a grid spends most trials re-testing unimportant dimensions while random "
+    "search tries a new value of every parameter in every trial (Bergstra & Bengio 2012); "
+    "use {choice: [...]} for a set of values"
+)
+
+
+def _names(registry: dict[str, Any]) -> Any:
+    """A Literal of a registry's names, so the schema and its errors list them."""
+    return Literal[tuple(sorted(registry))]
+
+
+def _parse_param_spec(value: Any) -> Any:
+    """A literal value or exactly one distribution, in the sweep file's own shape."""
+    if not isinstance(value, dict):
+        if isinstance(value, list):
+            raise PydanticCustomError(
+                "param_spec", "a list is not a value; to sample from it write {{choice: {value}}}", {"value": value}
+            )
+        return value
+    if len(value) != 1:
+        raise PydanticCustomError(
+            "param_spec",
+            "give a literal value or exactly one distribution, got keys {keys}",
+            {"keys": sorted(map(str, value))},
+        )
+    (kind, args), = value.items()
+    if kind in GRID_KEYS:
+        raise PydanticCustomError("grid_search", RANDOM_SEARCH_WHY)
+    if kind not in DISTRIBUTIONS:
+        raise PydanticCustomError(
+            "param_spec",
+            "unknown distribution {kind!r}{hint}; choose from {valid} (all are sampled at random)",
+            {"kind": kind, "hint": _did_you_mean(str(kind), DISTRIBUTIONS), "valid": list(DISTRIBUTIONS)},
+        )
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise PydanticCustomError("param_spec", "choice needs a non-empty list of values, got {args!r}", {"args": args})
+        return value
+    if not (isinstance(args, list) and len(args) == 2 and all(_is_number(bound) for bound in args)):
+        raise PydanticCustomError("param_spec", "{kind} needs [low, high] numbers, got {args!r}", {"kind": kind, "args": args})
+    low, high = args
+    if not all(math.isfinite(bound) for bound in args):
+        raise PydanticCustomError("param_spec", "{kind} bounds must be finite, got {args!r}", {"kind": kind, "args": args})
+    if kind == "log_uniform" and low <= 0:
+        raise PydanticCustomError("param_spec", "log_uniform lower bound must be > 0, got {low}", {"low": low})
+    if kind == "int_uniform" and not all(isinstance(bound, int) for bound in args):
+        raise PydanticCustomError("param_spec", "int_uniform bounds must be integers, got {args!r}", {"args": args})
+    if not low < high:
+        raise PydanticCustomError(
+            "param_spec", "{kind} needs low < high, got [{low}, {high}]", {"kind": kind, "low": low, "high": high}
+        )
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_SCALAR_SCHEMA = {"type": ["number", "integer", "string", "boolean"]}
+_PARAM_SPEC_SCHEMA = {
+    "anyOf": [
+        _SCALAR_SCHEMA,
+        *(
+            {
+                "type": "object",
+                "properties": {kind: {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}},
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind in ("log_uniform", "uniform", "int_uniform")
+        ),
+        {
+            "type": "object",
+            "properties": {"choice": {"type": "array", "minItems": 1, "items": _SCALAR_SCHEMA}},
+            "required": ["choice"],
+            "additionalProperties": False,
+        },
+    ]
+}
+ParamSpec = Annotated[Any, BeforeValidator(_parse_param_spec), WithJsonSchema(_PARAM_SPEC_SCHEMA)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    dataset: _names(DATASETS) = "digits"
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    preprocess: _names(PREPROCESSORS) = "per_channel_mean"
+
+
+class ModelConfig(_Section):
+    arch: _names(ARCHITECTURES) = "mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+
+
+class TrainConfig(_Section):
+    epochs: PositiveInt = 20
+    optimizer: Literal["sgd", "adam"] = "sgd"
+
+
+class SearchConfig(_Section):
+    num_samples: PositiveInt = 16
+    max_concurrent: PositiveInt = 2
+    seed: int = 0
+    metric: Literal[REPORTED_METRICS] = "val_acc"
+    mode: Literal["max", "min"] = "max"
+
+
+class EarlyStoppingConfig(_Section):
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_period: PositiveInt = 2
+    reduction_factor: float = Field(3, gt=1)
+
+
+class ResourcesConfig(_Section):
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+
+
+class MlflowConfig(_Section):
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = Field(None, min_length=1)
+
+
+class StorageConfig(_Section):
+    path: str = Field("./sweep-results", min_length=1)
+
+
+class SweepConfig(_Section):
+    """A whole sweep file. Every section has defaults; `name` and `params` are required."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    params: dict[str, ParamSpec]
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.mlflow.experiment or self.name
+
+
+class ConfigError(Exception):
+    """A sweep file that cannot run; one problem per line, each naming the file and field."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}" for path, message in self.problems]
+
+
+def load_sweep(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> SweepConfig:
+    """Read, override and validate a sweep file; raises ConfigError listing every problem."""
+    source = str(path)
+    raw = _read_yaml(Path(path))
+    for dotted, value in overrides:
+        _set_dotted(raw, dotted, value, source)
+    return validate_sweep(raw, source=source)
+
+
+def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("", f"expected a mapping of sections at the top level, got {type(raw).__name__}")])
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(item) for item in error.errors()]
+        params_parsed = not any(path.split(".")[0] == "params" for path, _ in problems)
+        if params_parsed and isinstance(raw.get("params"), dict):
+            problems += _check_params(raw["params"])
+        raise ConfigError(source, problems) from None
+    problems = _check_params(config.params) + _check_cross_fields(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`dotted.key=value` with the value parsed as YAML, as `--set` takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", [(text, "expected dotted.key=value, e.g. train.epochs=2")])
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise ConfigError("--set", [(key.strip(), f"value is not valid YAML: {_first_line(error)}")]) from None
+
+
+def dump_sweep(config: SweepConfig) -> str:
+    """The resolved sweep as YAML, in the sweep file's own shape and field order."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+def _read_yaml(path: Path) -> Any:
+    source = str(path)
+    if path.is_dir():
+        raise ConfigError(source, [("", "is a directory, expected a sweep file (YAML)")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [("", "no such file")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, [("", "is not a text file (not UTF-8), expected a sweep file (YAML)")]) from None
+    except OSError as error:
+        raise ConfigError(source, [("", f"cannot read: {error.strerror}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [("", f"invalid YAML: {_first_line(error)}")]) from None
+    if raw is None:
+        raise ConfigError(source, [("", "is empty; a sweep file needs at least `name` and `params`")])
+    return raw
+
+
+def _first_line(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def _set_dotted(raw: Any, dotted: str, value: Any, source: str) -> None:
+    if not isinstance(raw, dict):
+        return  # validate_sweep reports the malformed top level
+    keys = dotted.split(".")
+    node = raw
+    for depth, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(source, [(".".join(keys[: depth + 1]), f"is not a section, cannot set {dotted}")])
+        node = child
+    node[keys[-1]] = value
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """A pydantic error as (dotted field path, message that echoes the bad value)."""
+    loc = tuple(error["loc"])
+    path = ".".join(str(part) for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _field_names_at(loc[:-1])
+        return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
+    if kind == "missing":
+        return path, "required field is missing"
+    if kind in ("param_spec", "grid_search"):
+        return path, error["msg"]
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return path, f"{message}, got {error['input']!r}"
+
+
+def _field_names_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = SweepConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _did_you_mean(word: str, valid: Any) -> str:
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every parameter is one the trainer understands, and every value it may take is valid."""
+    problems = []
+    for name, spec in params.items():
+        path = f"params.{name}"
+        if name not in TRIAL_PARAMS:
+            valid = sorted(TRIAL_PARAMS)
+            problems.append((path, f"unknown parameter {name!r}{_did_you_mean(name, valid)}; valid parameters: {valid}"))
+            continue
+        if not isinstance(spec, dict):
+            if (why := check_param_value(name, spec)) is not None:
+                problems.append((path, why))
+            continue
+        (kind, args), = spec.items()
+        param_kind = TRIAL_PARAMS[name].kind
+        if kind != "choice" and param_kind not in ("float", "int"):
+            problems.append((f"{path}.{kind}", f"{name} takes {param_kind} values; sample it with {{choice: [...]}}"))
+            continue
+        if kind in ("uniform", "log_uniform") and param_kind == "int":
+            problems.append((f"{path}.{kind}", f"{name} is an integer; sample it with int_uniform or choice"))
+            continue
+        for index, value in enumerate(args):
+            if (why := check_param_value(name, value)) is not None:
+                where = f"{path}.{kind}[{index}]" if kind == "choice" else f"{path}.{kind}"
+                problems.append((where, why))
+    return problems
+
+
+def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
+    problems = []
+    if config.early_stopping.scheduler == "asha" and config.early_stopping.grace_period > config.train.epochs:
+        problems.append(
+            (
+                "early_stopping.grace_period",
+                f"must be at most train.epochs ({config.train.epochs}), got {config.early_stopping.grace_period}",
+            )
+        )
+    metric_is_loss = config.search.metric.endswith("loss")
+    if metric_is_loss != (config.search.mode == "min"):
+        expected = "min" if metric_is_loss else "max"
+        problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
+    return problems

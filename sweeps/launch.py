@@ -1,0 +1,199 @@
+"""Launch a validated sweep on Ray Tune: random search, ASHA, one MLflow parent run."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sweeps.config import SweepConfig, dump_sweep
+
+
+class SweepError(Exception):
+    """An expected reason a sweep could not start (unreachable cluster or tracking store)."""
+
+
+@dataclass
+class SweepOutcome:
+    tracking_uri: str
+    experiment_name: str
+    experiment_id: str
+    parent_run_id: str
+    experiment_path: str
+    metric: str
+    statuses: Counter = field(default_factory=Counter)
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+    best_run_id: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> int:
+        return self.statuses["completed"] + self.statuses["early_stopped"]
+
+
+def fixed_settings(config: SweepConfig) -> dict[str, Any]:
+    """The parent run's params: every setting as a dotted key, distributions as written."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and not (prefix.startswith("params.") and len(value) == 1):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            flat[prefix] = value
+
+    walk("", config.model_dump(mode="json", exclude={"mlflow": {"tracking_uri"}}))
+    return flat
+
+
+def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool = False, echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start."""
+    import ray
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from sweeps import tracking
+    from sweeps.data import load_split
+    from sweeps.progress import ProgressPrinter
+    from sweeps.space import build_search_algorithm, build_search_space
+    from sweeps.trainable import train_trial
+    from sweeps.training import TrialSettings
+    from sweeps.trial_status import trial_status
+
+    tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri)
+    try:
+        experiment_id = tracking.open_experiment(client, config.experiment_name)
+    except Exception as error:  # MLflow raises many types for a store it cannot reach
+        raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
+
+    data = load_split(
+        config.data.dataset,
+        val_fraction=config.data.val_fraction,
+        preprocess=config.data.preprocess,
+        seed=config.search.seed,
+    )
+    settings = TrialSettings(
+        arch=config.model.arch,
+        model_options={"hidden": list(config.model.hidden)},
+        epochs=config.train.epochs,
+        optimizer=config.train.optimizer,
+        threads=max(1, int(config.resources.cpus_per_trial)),
+        seed=config.search.seed,
+    )
+
+    if not verbose:
+        # Tune's newer console output prints its banner even when told to be silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    started_ray = _connect_ray(address, verbose=verbose)
+    run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent_run_id = tracking.start_sweep_run(
+        client, experiment_id, run_name=run_name, sweep_yaml=dump_sweep(config), fixed_settings=fixed_settings(config)
+    )
+    storage_path = str(Path(config.storage.path).expanduser().resolve())
+    outcome = SweepOutcome(
+        tracking_uri=tracking_uri,
+        experiment_name=config.experiment_name,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        experiment_path=str(Path(storage_path) / run_name),
+        metric=config.search.metric,
+    )
+    trial_logger = tracking.MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, epochs=config.train.epochs)
+    progress = ProgressPrinter(
+        num_samples=config.search.num_samples,
+        epochs=config.train.epochs,
+        metric=config.search.metric,
+        mode=config.search.mode,
+        echo=echo,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data, settings=settings),
+        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=build_search_space(config.params),
+        tune_config=tune.TuneConfig(
+            metric=config.search.metric,
+            mode=config.search.mode,
+            num_samples=config.search.num_samples,
+            search_alg=build_search_algorithm(seed=config.search.seed, max_concurrent=config.search.max_concurrent),
+            scheduler=_scheduler(config),
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            callbacks=[trial_logger, progress],
+            verbose=2 if verbose else 0,
+        ),
+    )
+    try:
+        results = tuner.fit()
+    except BaseException:
+        tracking.fail_sweep_run(client, parent_run_id)
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+    for result in results:
+        status = trial_status(result.metrics, epochs=config.train.epochs, errored=result.error is not None)
+        outcome.statuses[status] += 1
+        if result.error is not None:
+            outcome.errors.append(_first_line(result.error))
+    if outcome.succeeded:
+        best = results.get_best_result(metric=config.search.metric, mode=config.search.mode, scope="all")
+        history = best.metrics_dataframe[config.search.metric]
+        outcome.best_value = float(history.max() if config.search.mode == "max" else history.min())
+        outcome.best_params = dict(best.config)
+        outcome.best_run_id = trial_logger.run_ids.get(best.metrics["trial_id"])
+    tracking.finish_sweep_run(
+        client,
+        parent_run_id,
+        metric=config.search.metric,
+        best_value=outcome.best_value,
+        best_run_id=outcome.best_run_id,
+        status_counts=dict(outcome.statuses),
+    )
+    return outcome
+
+
+def _scheduler(config: SweepConfig) -> Any:
+    if config.early_stopping.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=config.train.epochs,
+        grace_period=config.early_stopping.grace_period,
+        reduction_factor=config.early_stopping.reduction_factor,
+    )
+
+
+def _connect_ray(address: str | None, *, verbose: bool) -> bool:
+    """Start Ray in-process, or join the cluster at `address`; True if we must shut it down."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.ERROR,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise SweepError(f"cannot connect to the Ray cluster at {address}: {_first_line(error)}") from None
+    return True
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,127 @@
+"""The training loop: plain functions over in-memory tensors that know nothing of Ray."""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import build_model
+from sweeps.data import SplitData
+from sweeps.trial_params import resolve_trial_params
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares: the fixed, non-sampled settings."""
+
+    arch: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    optimizer: str = "sgd"
+    threads: int = 1
+    seed: int = 0
+
+
+def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
+    """A seed that depends only on the sweep's seed and the trial's sampled params."""
+    fingerprint = json.dumps(params, sort_keys=True, default=str).encode()
+    return zlib.crc32(fingerprint, sweep_seed & 0xFFFFFFFF)
+
+
+def build_optimizer(model: nn.Module, *, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from ['adam', 'sgd']")
+
+
+def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches for one epoch.
+
+    A trailing batch of one example is dropped: batch norm cannot normalize a
+    single example, and reshuffling gives it a batch in the next epoch.
+    """
+    order = torch.randperm(num_examples, generator=generator)
+    for start in range(0, num_examples, batch_size):
+        batch = order[start : start + batch_size]
+        if len(batch) == 1 and batch_size > 1:
+            return
+        yield batch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: SplitData,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    model.train()
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.long)
+    seen = 0
+    for idx in batch_indices(len(data.train_y), batch_size, generator):
+        x, y = data.train_x[idx], data.train_y[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulate as tensors: .item() per step would sync every batch on a GPU.
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024) -> dict[str, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(data.val_y), batch_size):
+        x, y = data.val_x[start : start + batch_size], data.val_y[start : start + batch_size]
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return {"val_loss": loss_sum / len(data.val_y), "val_acc": correct / len(data.val_y)}
+
+
+def run_training(
+    sampled: dict[str, Any],
+    settings: TrialSettings,
+    data: SplitData,
+    report: Callable[[dict[str, Any]], None],
+) -> None:
+    """Train one trial for `settings.epochs`, calling `report` with each epoch's metrics."""
+    params = resolve_trial_params(sampled)
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(trial_seed(sampled, settings.seed))
+    generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
+    model = build_model(
+        settings.arch,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        activation=params["activation"],
+        init=params["init"],
+        batch_norm=params["batch_norm"],
+        bias_init=params["bias_init"],
+        **settings.model_options,
+    )
+    optimizer = build_optimizer(
+        model,
+        name=settings.optimizer,
+        lr=params["lr"],
+        momentum=params["momentum"],
+        weight_decay=params["weight_decay"],
+    )
+    for epoch in range(1, settings.epochs + 1):
+        metrics = train_one_epoch(model, optimizer, data, batch_size=params["batch_size"], generator=generator)
+        metrics |= evaluate(model, data)
+        report({"epoch": epoch, **metrics})
