@@ -206,9 +206,12 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
         config = SweepConfig.model_validate(raw)
     except ValidationError as error:
         problems = [_describe(item) for item in error.errors()]
-        params_parsed = not any(path.split(".")[0] == "params" for path, _ in problems)
-        if params_parsed and isinstance(raw.get("params"), dict):
-            problems += _check_params(raw["params"])
+        # Also report what the trainer would refuse in the params that did parse.
+        if isinstance(raw.get("params"), dict):
+            unparsed = {tuple(item["loc"][1:2]) for item in error.errors() if item["loc"][0] == "params"}
+            parsed = {name: spec for name, spec in raw["params"].items() if (name,) not in unparsed}
+            if () not in unparsed:
+                problems += _check_params(parsed)
         raise ConfigError(source, problems) from None
     problems = _check_params(config.params) + _check_cross_fields(config)
     if problems:

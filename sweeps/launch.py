@@ -190,8 +190,20 @@ def _connect_ray(address: str | None, *, verbose: bool) -> bool:
             logging_level=logging.INFO if verbose else logging.ERROR,
         )
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise SweepError(f"cannot connect to the Ray cluster at {address}: {_first_line(error)}") from None
+        hint = ""
+        if address and "RAY_AUTH_MODE" not in os.environ and _has_ray_auth_token():
+            # Ray sends its token to an explicit address only when told to, on purpose.
+            hint = " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
+        raise SweepError(f"cannot connect to the Ray cluster at {address}: {_first_line(error)}{hint}") from None
     return True
+
+
+def _has_ray_auth_token() -> bool:
+    return bool(
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").exists()
+    )
 
 
 def _first_line(error: BaseException) -> str:

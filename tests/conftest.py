@@ -1,0 +1,68 @@
+"""Shared fixtures: one real local Ray cluster per test session, fresh MLflow sqlite stores."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SWEEP = [sys.executable, "-m", "cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real Ray head node on 127.0.0.1, started once for the whole suite.
+
+    CLI subprocesses join it with --address, so the suite pays Ray's start-up once.
+    """
+    temp_dir = tmp_path_factory.mktemp("ray")
+    port = free_port()
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run(
+        [
+            "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+            "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+            f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        ],
+        check=True, env=env, capture_output=True,
+    )
+    yield f"127.0.0.1:{port}"
+    subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its schema created once (migrations take seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, empty_mlflow_db: Path) -> str:
+    """A fresh, empty MLflow store for one test."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(empty_mlflow_db, path)
+    return f"sqlite:///{path}"
+
+
+def run_sweep_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed CLI as a real subprocess, as a user runs it."""
+    # The session's cluster came from `ray start`, which requires Ray's auth token.
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([*SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

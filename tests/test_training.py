@@ -1,0 +1,54 @@
+"""The plain training loop and the data it eats, with no Ray in sight."""
+from __future__ import annotations
+
+import torch
+
+from sweeps.data import load_split, split_indices
+from sweeps.training import TrialSettings, batch_indices, run_training, trial_seed
+
+
+def digits(preprocess: str = "per_channel_mean"):
+    return load_split("digits", val_fraction=0.2, preprocess=preprocess, seed=0)
+
+
+def test_split_is_deterministic_by_seed_and_disjoint():
+    train, val = split_indices(100, val_fraction=0.2, seed=3)
+    again_train, again_val = split_indices(100, val_fraction=0.2, seed=3)
+    assert (train == again_train).all() and (val == again_val).all()
+    assert len(val) == 20 and not set(train) & set(val)
+    assert not (split_indices(100, val_fraction=0.2, seed=4)[1] == val).all()
+
+
+def test_per_channel_mean_uses_training_statistics_only():
+    data = digits()
+    raw = digits("none")
+    # Training images are centred exactly; validation is shifted by the same training mean.
+    assert abs(data.train_x.mean().item()) < 1e-5
+    assert torch.allclose(data.val_x, raw.val_x - data.stats["mean"])
+    assert not torch.allclose(data.stats["mean"], raw.val_x.mean(dim=(0, 2, 3), keepdim=True))
+
+
+def test_a_trial_learns_digits_and_reports_every_epoch():
+    reports = []
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [64]}, epochs=3, seed=0)
+    run_training({"lr": 0.05, "activation": "relu", "init": "he"}, settings, digits(), reports.append)
+    assert [report["epoch"] for report in reports] == [1, 2, 3]
+    assert set(reports[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+    assert reports[-1]["val_acc"] > 0.9
+    assert reports[-1]["train_loss"] < reports[0]["train_loss"]
+
+
+def test_same_params_same_seed_train_identically():
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [32]}, epochs=2, seed=5)
+    first, second = [], []
+    run_training({"lr": 0.1}, settings, digits(), first.append)
+    run_training({"lr": 0.1}, settings, digits(), second.append)
+    assert first == second
+    assert trial_seed({"lr": 0.1}, 5) != trial_seed({"lr": 0.2}, 5)
+
+
+def test_batches_cover_the_epoch_without_a_lone_example():
+    generator = torch.Generator().manual_seed(0)
+    batches = list(batch_indices(129, 64, generator))
+    assert [len(batch) for batch in batches] == [64, 64]
+    assert [len(batch) for batch in batch_indices(130, 64, generator)] == [64, 64, 2]
