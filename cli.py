@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import click
 
-# Exit codes: 0 the sweep ran and a trial succeeded; 1 it ran but none did; 2 bad input.
+# Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed); 2 bad input.
 EXIT_NO_TRIAL_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
 
@@ -154,6 +154,40 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
     preview = preview_trial_configs(config.params, seed=config.search.seed, num_samples=min(3, config.search.num_samples))
     for index, trial in enumerate(preview):
         click.echo(f"  {index:>3}: {format_params(trial)}")
+
+
+@cli.command()
+@config_options
+def check(config_path: str, overrides: tuple[str, ...]) -> None:
+    """Run the lecture's sanity checks on a sweep's model and data, without Ray.
+
+    Checks the initial loss is about ln(num_classes), that the model can overfit
+    20 training examples, and that gradients are finite. Distributions are replaced
+    by a representative value: the middle of a range, the first of a choice (pin
+    one with --set). Exit 1 if any check fails.
+
+    \b
+    Example:
+        sweep check search.yaml --set params.activation=relu
+    """
+    config = load_config(config_path, parse_overrides(overrides))
+
+    from sweeps.launch import SweepError, load_sweep_data, trial_settings
+    from sweeps.sanity import run_sanity_checks
+    from sweeps.space import representative_params
+    from sweeps.trial_params import format_params
+
+    try:
+        data = load_sweep_data(config)
+    except SweepError as error:
+        raise BadInput(f"{config_path}: {error}") from None
+    params = representative_params(config.params)
+    click.echo(f"checking {config.model.arch} on {config.data.dataset} with {format_params(params)}")
+    results = run_sanity_checks(params, trial_settings(config), data)
+    for result in results:
+        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.measured}, expected {result.expected}")
+    if not all(result.passed for result in results):
+        sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
 
 
 def main() -> None:

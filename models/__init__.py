@@ -7,37 +7,44 @@ from typing import Any, Callable
 from torch import nn
 
 from models.activations import ACTIVATIONS, get_activation
+from models.blocks import Parts
+from models.cnn import CNN
 from models.initializers import INITIALIZERS, get_initializer
 from models.mlp import MLP
+from models.pretrained import Pretrained
+from models.resnet import ResNet
 
-
-def _build_mlp(input_shape: tuple[int, ...], num_classes: int, **options: Any) -> nn.Module:
-    return MLP(math.prod(input_shape), num_classes, **options)
-
-
+# name -> builder(input_shape (C, H, W), num_classes, *, parts, **architecture options)
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "mlp": _build_mlp,
+    "mlp": lambda shape, classes, **options: MLP(math.prod(shape), classes, **options),
+    "cnn": lambda shape, classes, **options: CNN(shape[0], classes, **options),
+    "resnet": lambda shape, classes, **options: ResNet(shape[0], classes, **options),
+    "pretrained": lambda shape, classes, **options: Pretrained(shape, classes, **options),
 }
 
 
-def build_model(arch: str, *, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> nn.Module:
+def build_model(
+    arch: str,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    activation: str = "relu",
+    init: str = "he",
+    batch_norm: bool = False,
+    bias_init: float = 0.0,
+    **options: Any,
+) -> nn.Module:
     """Build architecture `arch` for inputs of `input_shape` (C, H, W) and `num_classes` outputs.
 
-    `options` are the architecture's own settings (e.g. `hidden`) and the
-    trial's parts: activation, init, batch_norm, bias_init.
+    `options` are the architecture's own settings (`hidden` for mlp, `channels`
+    for cnn, ...); the trial's parts (activation, init, batch norm) plug into every one.
     """
     try:
         builder = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
-    return builder(input_shape, num_classes, **options)
+    parts = Parts(activation=activation, init=init, batch_norm=batch_norm, bias_init=bias_init)
+    return builder(tuple(input_shape), num_classes, parts=parts, **options)
 
 
-__all__ = [
-    "ACTIVATIONS",
-    "ARCHITECTURES",
-    "INITIALIZERS",
-    "build_model",
-    "get_activation",
-    "get_initializer",
-]
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITIALIZERS", "Parts", "build_model", "get_activation", "get_initializer"]

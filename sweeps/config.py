@@ -13,19 +13,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    Discriminator,
+    Tag,
     ValidationError,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
-from models import ARCHITECTURES
 from sweeps.data import DATASETS, PREPROCESSORS
-from sweeps.trial_params import TRIAL_PARAMS, check_param_value
+from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "choice")
 GRID_KEYS = ("grid", "grid_search")
 REPORTED_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 
 RANDOM_SEARCH_WHY = (
     "grid search is not supported: sweep samples every parameter at random on purpose, "
@@ -115,15 +117,57 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SyntheticConfig(_Section):
+    num_examples: PositiveInt = 512
+    num_classes: int = Field(4, ge=2)
+    shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=3, max_length=3)
+
+
 class DataConfig(_Section):
     dataset: _names(DATASETS) = "digits"
+    root: Optional[str] = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
+    download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
     val_fraction: float = Field(0.2, gt=0, lt=1)
     preprocess: _names(PREPROCESSORS) = "per_channel_mean"
+    max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
+    image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
 
-class ModelConfig(_Section):
-    arch: _names(ARCHITECTURES) = "mlp"
+class MlpConfig(_Section):
+    arch: Literal["mlp"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+
+
+class CnnConfig(_Section):
+    arch: Literal["cnn"] = "cnn"
+    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
+
+
+class ResnetConfig(_Section):
+    arch: Literal["resnet"] = "resnet"
+    widths: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    blocks_per_stage: PositiveInt = 1
+
+
+class PretrainedConfig(_Section):
+    arch: Literal["pretrained"] = "pretrained"
+    backbone: str = "resnet18"  # a torchvision classification model name
+    weights: Optional[str] = None  # a state_dict file, or a torchvision weights name the machine has cached
+    min_input_size: PositiveInt = 32  # smaller inputs are resized up to this
+
+
+MODEL_CONFIGS = {config.model_fields["arch"].default: config for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)}
+
+
+def _architecture_of(value: Any) -> str:
+    return value.get("arch", "mlp") if isinstance(value, dict) else getattr(value, "arch", "mlp")
+
+
+ModelConfig = Annotated[
+    Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],
+    Discriminator(_architecture_of),
+]
 
 
 class TrainConfig(_Section):
@@ -164,7 +208,7 @@ class SweepConfig(_Section):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=MlpConfig)
     params: dict[str, ParamSpec]
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -205,7 +249,7 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as error:
-        problems = [_describe(item) for item in error.errors()]
+        problems = [_describe(item, raw) for item in error.errors()]
         # Also report what the trainer would refuse in the params that did parse.
         if isinstance(raw.get("params"), dict):
             unparsed = {tuple(item["loc"][1:2]) for item in error.errors() if item["loc"][0] == "params"}
@@ -275,13 +319,17 @@ def _set_dotted(raw: Any, dotted: str, value: Any, source: str) -> None:
     node[keys[-1]] = value
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
     """A pydantic error as (dotted field path, message that echoes the bad value)."""
     loc = tuple(error["loc"])
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in MODEL_CONFIGS:
+        loc = loc[:1] + loc[2:]  # pydantic names the architecture's schema; the file does not
     path = ".".join(str(part) for part in loc)
     kind = error["type"]
+    if kind == "union_tag_invalid":
+        return f"{path}.arch", f"unknown architecture {error['ctx']['tag']!r}; choose from {sorted(MODEL_CONFIGS)}"
     if kind == "extra_forbidden":
-        valid = _field_names_at(loc[:-1])
+        valid = _field_names_at(loc[:-1], raw)
         return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
@@ -291,13 +339,14 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return path, f"{message}, got {error['input']!r}"
 
 
-def _field_names_at(loc: tuple[Any, ...]) -> list[str]:
+def _field_names_at(loc: tuple[Any, ...], raw: Any) -> list[str]:
+    """The keys the section at `loc` allows (the model section's depend on its arch)."""
     model: Any = SweepConfig
     for part in loc:
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
             return []
-        model = field.annotation
+        model = MODEL_CONFIGS.get(_architecture_of(raw.get("model"))) if part == "model" else field.annotation
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
@@ -343,6 +392,12 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
                 f"must be at most train.epochs ({config.train.epochs}), got {config.early_stopping.grace_period}",
             )
         )
+    if config.data.dataset in DATASETS_WITH_ROOT and config.data.root is None:
+        problems.append(("data.root", f"dataset {config.data.dataset} needs data.root, the folder that holds it"))
+    for name in config.params:
+        architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
+        if architectures and config.model.arch not in architectures:
+            problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
     metric_is_loss = config.search.metric.endswith("loss")
     if metric_is_loss != (config.search.mode == "min"):
         expected = "min" if metric_is_loss else "max"

@@ -1,15 +1,39 @@
 """Data sets by name, the deterministic train/validation split, and preprocessing.
 
 Loaded once per sweep by the driver and shipped to trials through Ray's object
-store, so no trial reads from disk.
+store, so no trial reads from disk. Only the training split's statistics are
+used to preprocess, and they are applied identically to validation images.
 """
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+
+class DataError(Exception):
+    """A data set that cannot be loaded as configured (missing files, no download)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where and how to load a data set; the `data:` section without its pydantic types."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    download: bool = False
+    image_size: int = 64
+    num_examples: int = 512
+    num_classes: int = 4
+    shape: tuple[int, int, int] = (3, 32, 32)
 
 
 @dataclass(frozen=True)
@@ -30,32 +54,116 @@ class SplitData:
         return tuple(self.train_x.shape[1:])
 
 
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), as (N, 1, 8, 8) floats in [0, 1]."""
+Images = tuple[np.ndarray, np.ndarray]  # (N, C, H, W) float32 in [0, 1], (N,) int64 labels
+
+
+def load_digits(spec: DataSpec) -> Images:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
-    images = bunch.images.astype(np.float32)[:, None, :, :] / 16.0
-    return images, bunch.target.astype(np.int64)
+    return bunch.images.astype(np.float32)[:, None, :, :] / 16.0, bunch.target.astype(np.int64)
 
 
-DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        data = file.read()
+    ndim = data[3]
+    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_loader(torchvision_name: str) -> Callable[[DataSpec], Images]:
+    """MNIST-format training files from `root`: flat (as Debian's dataset-fashion-mnist
+    installs them) or in torchvision's `root/<Name>/raw/` layout, downloaded there on request."""
+
+    def load(spec: DataSpec) -> Images:
+        root = _require_root(spec)
+        candidates = [root, root / torchvision_name / "raw"]
+
+        def find(stem: str) -> Path | None:
+            return next((folder / name for folder in candidates for name in (stem, f"{stem}.gz") if (folder / name).is_file()), None)
+
+        if find("train-images-idx3-ubyte") is None and spec.download:
+            import torchvision
+
+            getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
+        images_file, labels_file = find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte")
+        if images_file is None or labels_file is None:
+            raise DataError(
+                "data.root",
+                f"no {spec.dataset} files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in {root} "
+                f"or {root / torchvision_name / 'raw'}; set data.download: true on a machine with internet",
+            )
+        images = read_idx(images_file).astype(np.float32)[:, None, :, :] / 255.0
+        return images, read_idx(labels_file).astype(np.int64)
+
+    return load
+
+
+def load_cifar10(spec: DataSpec) -> Images:
+    import torchvision
+
+    root = _require_root(spec)
+    try:
+        dataset = torchvision.datasets.CIFAR10(str(root), train=True, download=spec.download)
+    except RuntimeError as error:
+        raise DataError("data.root", f"{error} under {root}; set data.download: true on a machine with internet") from None
+    images = dataset.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def load_image_folder(spec: DataSpec) -> Images:
+    """A person's own images, one sub-folder per class, resized to image_size x image_size."""
+    import torchvision
+    from torchvision.transforms import v2
+
+    root = _require_root(spec)
+    transform = v2.Compose([v2.ToImage(), v2.Resize((spec.image_size, spec.image_size)), v2.ToDtype(torch.float32, scale=True)])
+    try:
+        dataset = torchvision.datasets.ImageFolder(str(root), transform=lambda image: transform(image.convert("RGB")))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DataError("data.root", f"{error}") from None
+    images = torch.stack([image for image, _ in dataset]).numpy()
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def load_synthetic(spec: DataSpec) -> Images:
+    """Small generated images: one random template per class plus noise, learnable but not trivially."""
+    rng = np.random.default_rng(0)
+    templates = rng.uniform(0, 1, size=(spec.num_classes, *spec.shape)).astype(np.float32)
+    labels = rng.integers(0, spec.num_classes, size=spec.num_examples)
+    noise = rng.normal(0, 0.5, size=(spec.num_examples, *spec.shape)).astype(np.float32)
+    return np.clip(templates[labels] + noise, 0, 1), labels.astype(np.int64)
+
+
+DATASETS: dict[str, Callable[[DataSpec], Images]] = {
     "digits": load_digits,
+    "mnist": _idx_loader("MNIST"),
+    "fashion_mnist": _idx_loader("FashionMNIST"),
+    "cifar10": load_cifar10,
+    "image_folder": load_image_folder,
+    "synthetic": load_synthetic,
 }
 
 
-def _no_preprocessing(train_x: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {}
+def _require_root(spec: DataSpec) -> Path:
+    if spec.root is None:
+        raise DataError("data.root", f"dataset {spec.dataset} needs data.root, the folder that holds it")
+    return Path(spec.root).expanduser()
 
 
-def _per_channel_mean(train_x: torch.Tensor) -> dict[str, torch.Tensor]:
-    # One mean per channel over every example and pixel, kept as (1, C, 1, 1) to broadcast.
-    return {"mean": train_x.mean(dim=(0, 2, 3), keepdim=True)}
-
-
+# Each preprocessor fits its statistics on training images (N, C, H, W).
 PREPROCESSORS: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {
-    "none": _no_preprocessing,
-    "per_channel_mean": _per_channel_mean,
+    "none": lambda train_x: {},
+    "mean_image": lambda train_x: {"mean": train_x.mean(dim=0, keepdim=True)},
+    "per_channel_mean": lambda train_x: {"mean": train_x.mean(dim=(0, 2, 3), keepdim=True)},
+    "standardize": lambda train_x: {
+        "mean": train_x.mean(dim=(0, 2, 3), keepdim=True),
+        # clamp: a constant channel (e.g. a blank border) must not divide by zero.
+        "std": train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6),
+    },
 }
 
 
@@ -83,14 +191,26 @@ def split_indices(num_examples: int, *, val_fraction: float, seed: int) -> tuple
     return order[num_val:], order[:num_val]
 
 
-def load_split(dataset: str, *, val_fraction: float, preprocess: str, seed: int) -> SplitData:
-    """Load `dataset`, split it by `seed`, and preprocess with training-split statistics."""
+def load_split(
+    spec: DataSpec,
+    *,
+    val_fraction: float,
+    preprocess: str,
+    seed: int,
+    max_examples: int | None = None,
+) -> SplitData:
+    """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with training statistics."""
     try:
-        loader = DATASETS[dataset]
+        loader = DATASETS[spec.dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}") from None
-    images, labels = loader()
+        raise ValueError(f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}") from None
+    images, labels = loader(spec)
+    if len(labels) < 2:
+        raise DataError("data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2")
     train_idx, val_idx = split_indices(len(labels), val_fraction=val_fraction, seed=seed)
+    if max_examples is not None and max_examples < len(labels):
+        keep_val = max(1, round(max_examples * val_fraction))
+        train_idx, val_idx = train_idx[: max_examples - keep_val], val_idx[:keep_val]
     train_x, val_x = torch.from_numpy(images[train_idx]), torch.from_numpy(images[val_idx])
     stats = fit_preprocessing(preprocess, train_x)
     return SplitData(

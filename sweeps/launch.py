@@ -57,12 +57,13 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
     from ray import tune
 
     from sweeps import tracking
-    from sweeps.data import load_split
     from sweeps.progress import ProgressPrinter
     from sweeps.space import build_search_algorithm, build_search_space
     from sweeps.trainable import train_trial
-    from sweeps.training import TrialSettings
     from sweeps.trial_status import trial_status
+
+    data = load_sweep_data(config)
+    settings = trial_settings(config)
 
     tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -70,21 +71,6 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
         experiment_id = tracking.open_experiment(client, config.experiment_name)
     except Exception as error:  # MLflow raises many types for a store it cannot reach
         raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
-
-    data = load_split(
-        config.data.dataset,
-        val_fraction=config.data.val_fraction,
-        preprocess=config.data.preprocess,
-        seed=config.search.seed,
-    )
-    settings = TrialSettings(
-        arch=config.model.arch,
-        model_options={"hidden": list(config.model.hidden)},
-        epochs=config.train.epochs,
-        optimizer=config.train.optimizer,
-        threads=max(1, int(config.resources.cpus_per_trial)),
-        seed=config.search.seed,
-    )
 
     if not verbose:
         # Tune's newer console output prints its banner even when told to be silent.
@@ -161,6 +147,39 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
         status_counts=dict(outcome.statuses),
     )
     return outcome
+
+
+def load_sweep_data(config: SweepConfig) -> Any:
+    """The sweep's data set, loaded and split once; SweepError names the field when it cannot be."""
+    from sweeps.data import DataError, DataSpec, load_split
+
+    data = config.data
+    spec = DataSpec(
+        dataset=data.dataset,
+        root=data.root,
+        download=data.download,
+        image_size=data.image_size,
+        num_examples=data.synthetic.num_examples,
+        num_classes=data.synthetic.num_classes,
+        shape=tuple(data.synthetic.shape),
+    )
+    try:
+        return load_split(spec, val_fraction=data.val_fraction, preprocess=data.preprocess, seed=config.search.seed, max_examples=data.max_examples)
+    except DataError as error:
+        raise SweepError(f"{error.field}: {error}") from None
+
+
+def trial_settings(config: SweepConfig) -> Any:
+    from sweeps.training import TrialSettings
+
+    return TrialSettings(
+        arch=config.model.arch,
+        model_options=config.model.model_dump(exclude={"arch"}),
+        epochs=config.train.epochs,
+        optimizer=config.train.optimizer,
+        threads=max(1, int(config.resources.cpus_per_trial)),
+        seed=config.search.seed,
+    )
 
 
 def _scheduler(config: SweepConfig) -> Any:

@@ -1,6 +1,7 @@
 """The search space: sweep-file distributions as Ray Tune domains, sampled at random, seeded."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray import tune
@@ -49,3 +50,23 @@ def preview_trial_configs(params: dict[str, Any], *, seed: int, num_samples: int
         _, resolved = next(generate_variants(spec, random_state=random_state))
         configs.append(resolved["config"])
     return configs
+
+
+def representative_params(params: dict[str, Any]) -> dict[str, Any]:
+    """One deterministic point of the space: fixed values as they are, the middle of
+    each range (the geometric middle for log_uniform), and the first of each choice."""
+    point = {}
+    for name, spec in params.items():
+        if not isinstance(spec, dict):
+            point[name] = spec
+            continue
+        (kind, args), = spec.items()
+        if kind == "log_uniform":
+            point[name] = math.sqrt(args[0] * args[1])
+        elif kind == "uniform":
+            point[name] = (args[0] + args[1]) / 2
+        elif kind == "int_uniform":
+            point[name] = (args[0] + args[1]) // 2
+        else:
+            point[name] = args[0]
+    return point

@@ -12,7 +12,7 @@ from torch import nn
 
 from models import build_model
 from sweeps.data import SplitData
-from sweeps.trial_params import resolve_trial_params
+from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,29 @@ def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
     return zlib.crc32(fingerprint, sweep_seed & 0xFFFFFFFF)
 
 
+def build_trial_model(settings: TrialSettings, params: dict[str, Any], data: SplitData) -> nn.Module:
+    """The trial's model: the sweep's architecture with the trial's parts plugged in."""
+    own_params = {name: params[name] for name in ARCHITECTURE_PARAMS.get(settings.arch, ())}
+    return build_model(
+        settings.arch,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        activation=params["activation"],
+        init=params["init"],
+        batch_norm=params["batch_norm"],
+        bias_init=params["bias_init"],
+        **settings.model_options,
+        **own_params,
+    )
+
+
 def build_optimizer(model: nn.Module, *, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    # Frozen (transfer-learning) parameters get no optimizer state at all.
+    trainable = [param for param in model.parameters() if param.requires_grad]
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose from ['adam', 'sgd']")
 
 
@@ -104,16 +122,7 @@ def run_training(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(trial_seed(sampled, settings.seed))
     generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
-    model = build_model(
-        settings.arch,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        activation=params["activation"],
-        init=params["init"],
-        batch_norm=params["batch_norm"],
-        bias_init=params["bias_init"],
-        **settings.model_options,
-    )
+    model = build_trial_model(settings, params, data)
     optimizer = build_optimizer(
         model,
         name=settings.optimizer,

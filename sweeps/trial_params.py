@@ -44,7 +44,13 @@ TRIAL_PARAMS: dict[str, TrialParam] = {
     "init": TrialParam("name", "he", "weight initializer", names=tuple(sorted(INITIALIZERS))),
     "batch_norm": TrialParam("bool", False, "BatchNorm after each linear layer, before the activation"),
     "bias_init": TrialParam("float", 0.0, "constant for every hidden bias (e.g. 0.01 for ReLU units)"),
+    "trainable_layers": TrialParam(
+        "int", 0, "top backbone blocks fine-tuned besides the new head (model.arch: pretrained; 0 = linear probe)", _non_negative
+    ),
 }
+
+# Trial params that only one architecture takes, passed to its constructor.
+ARCHITECTURE_PARAMS: dict[str, tuple[str, ...]] = {"pretrained": ("trainable_layers",)}
 
 
 def check_param_value(name: str, value: Any) -> str | None:

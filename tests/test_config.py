@@ -172,3 +172,47 @@ def test_readme_lists_every_trial_parameter_with_its_default():
 def test_ci_runs_the_readme_test_command():
     command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert f"{command}\n```" in (REPO / "README.md").read_text()
+
+
+def test_architecture_configs_match_the_model_registry():
+    from models import ARCHITECTURES
+    from sweeps.config import MODEL_CONFIGS
+
+    assert set(MODEL_CONFIGS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet", "pretrained"])
+def test_arch_alone_is_a_valid_model_section(tmp_path, arch):
+    config = load_sweep(write(tmp_path, MINIMAL + f"model: {{arch: {arch}}}\n"))
+    assert config.model.arch == arch
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ("model: {arch: cnn, hidden: [8]}", "model.hidden", "valid keys: ['arch', 'channels']"),
+        ("model: {arch: vit}", "model.arch", "choose from ['cnn', 'mlp', 'pretrained', 'resnet']"),
+        ("model: {arch: resnet, widths: [0]}", "model.widths.0", "greater than 0"),
+        ("data: {dataset: mnist}", "data.root", "needs data.root"),
+        ("data: {preprocess: whiten}", "data.preprocess", "'standardize'"),
+        ("data: {synthetic: {shape: [3, 32]}}", "data.synthetic.shape", "at least 3"),
+    ],
+)
+def test_model_and_data_section_errors(tmp_path, body, field, says):
+    path = write(tmp_path, MINIMAL + body + "\n")
+    result = validate(path)
+    assert result.exit_code == 2
+    assert any(line.startswith(f"{path}: {field}:") and says in line for line in result.output.splitlines()), result.output
+
+
+def test_trainable_layers_only_for_pretrained(tmp_path):
+    path = write(tmp_path, "name: x\nparams: {trainable_layers: 2}\n")
+    result = validate(path)
+    assert result.exit_code == 2 and "params.trainable_layers: only applies to model.arch: pretrained" in result.output
+    assert validate(write(tmp_path, "name: x\nparams: {trainable_layers: 2}\nmodel: {arch: pretrained}\n")).exit_code == 0
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda path: path.name)
+def test_examples_validate(example):
+    result = validate(example)
+    assert result.exit_code == 0, result.output

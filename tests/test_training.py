@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from sweeps.data import load_split, split_indices
+from sweeps.data import DataSpec, load_split, split_indices
 from sweeps.training import TrialSettings, batch_indices, run_training, trial_seed
 
 
 def digits(preprocess: str = "per_channel_mean"):
-    return load_split("digits", val_fraction=0.2, preprocess=preprocess, seed=0)
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0)
 
 
 def test_split_is_deterministic_by_seed_and_disjoint():

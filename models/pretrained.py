@@ -1,0 +1,89 @@
+"""Transfer learning: a torchvision backbone with its own weights, a new head, and the top blocks unfrozen."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.blocks import Parts
+
+
+def load_backbone(name: str, weights: str | None) -> nn.Module:
+    """torchvision model `name` with `weights`: a state_dict file, a torchvision weights
+    name (fetched or from the torch hub cache), or None for random init."""
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown backbone {name!r}; choose from torchvision's classification models, e.g. resnet18")
+    if weights is not None and Path(weights).expanduser().is_file():
+        model = torchvision.models.get_model(name, weights=None)
+        state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model
+    return torchvision.models.get_model(name, weights=weights)
+
+
+def _head_slot(backbone: nn.Module) -> tuple[nn.Module, str]:
+    """Where the classifier sits: `fc` (ResNets) or the last layer of `classifier`."""
+    if isinstance(getattr(backbone, "fc", None), nn.Linear):
+        return backbone, "fc"
+    classifier = getattr(backbone, "classifier", None)
+    if isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
+        return classifier, str(len(classifier) - 1)
+    if isinstance(classifier, nn.Linear):
+        return backbone, "classifier"
+    raise ValueError(f"cannot find the classifier of backbone {type(backbone).__name__}; supported: models with `fc` or `classifier`")
+
+
+def _first_conv(backbone: nn.Module) -> nn.Conv2d:
+    return next(module for module in backbone.modules() if isinstance(module, nn.Conv2d))
+
+
+class Pretrained(nn.Module):
+    """A backbone whose last linear layer is replaced for `num_classes`.
+
+    Everything but the top `trainable_layers` blocks and the new head is frozen:
+    no gradients, no optimizer state, and batch norm kept in eval mode so its
+    running statistics stay those of the pretraining data.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        parts: Parts,
+        backbone: str = "resnet18",
+        weights: str | None = None,
+        trainable_layers: int = 0,
+        min_input_size: int = 32,
+    ) -> None:
+        super().__init__()
+        self.backbone = load_backbone(backbone, weights)
+        owner, slot = _head_slot(self.backbone)
+        old_head: nn.Linear = getattr(owner, slot)
+        head = parts.linear(old_head.in_features, num_classes, activation="linear")
+        setattr(owner, slot, head)
+        self.expected_channels = _first_conv(self.backbone).in_channels
+        self.min_input_size = min_input_size
+        if input_shape[0] not in (1, self.expected_channels):
+            raise ValueError(f"backbone {backbone} takes {self.expected_channels} channels, got {input_shape[0]}")
+        self.blocks = [block for name, block in self.backbone.named_children() if block is not head and any(True for _ in block.parameters())]
+        self.frozen = self.blocks[: max(0, len(self.blocks) - trainable_layers)]
+        for block in self.frozen:
+            block.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Pretrained":
+        super().train(mode)
+        for block in self.frozen:
+            block.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.expected_channels:
+            x = x.expand(-1, self.expected_channels, -1, -1)  # grayscale to the RGB the backbone learned
+        if min(x.shape[-2:]) < self.min_input_size:
+            x = F.interpolate(x, size=(self.min_input_size, self.min_input_size), mode="bilinear", align_corners=False)
+        return self.backbone(x)
