@@ -173,6 +173,7 @@ ModelConfig = Annotated[
 class TrainConfig(_Section):
     epochs: PositiveInt = 20
     optimizer: Literal["sgd", "adam"] = "sgd"
+    checkpoint_every: PositiveInt = 1  # epochs between checkpoints (the last epoch always gets one)
 
 
 class SearchConfig(_Section):

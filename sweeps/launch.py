@@ -12,6 +12,9 @@ from typing import Any, Callable
 from sweeps.config import SweepConfig, dump_sweep
 
 
+KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
+
+
 class SweepError(Exception):
     """An expected reason a sweep could not start (unreachable cluster or tracking store)."""
 
@@ -115,6 +118,7 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
             name=run_name,
             storage_path=storage_path,
             callbacks=[trial_logger, progress],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             verbose=2 if verbose else 0,
         ),
     )
@@ -179,6 +183,7 @@ def trial_settings(config: SweepConfig) -> Any:
         optimizer=config.train.optimizer,
         threads=max(1, int(config.resources.cpus_per_trial)),
         seed=config.search.seed,
+        checkpoint_every=config.train.checkpoint_every,
     )
 
 

@@ -1,13 +1,36 @@
-"""The Ray Tune trainable: a thin adapter from Tune's config to the plain training loop."""
+"""The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training loop."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import torch
 from ray import tune
 
 from sweeps.data import SplitData
 from sweeps.training import TrialSettings, run_training
 
+CHECKPOINT_FILE = "trial.pt"
+
 
 def train_trial(config: dict[str, Any], *, data: SplitData, settings: TrialSettings) -> None:
-    run_training(config, settings, data, report=tune.report)
+    run_training(config, settings, data, report=report_to_tune, resume_from=load_tune_checkpoint())
+
+
+def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+    if checkpoint is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def load_tune_checkpoint() -> dict[str, Any] | None:
+    """The trial's latest checkpoint when Tune restarts it (a retry or a resumed sweep)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)

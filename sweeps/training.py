@@ -12,6 +12,7 @@ from torch import nn
 
 from models import build_model
 from sweeps.data import SplitData
+from sweeps.diagnostics import DiagnosticsSettings, TrialDiagnostics
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
 
 
@@ -25,6 +26,8 @@ class TrialSettings:
     optimizer: str = "sgd"
     threads: int = 1
     seed: int = 0
+    checkpoint_every: int = 1
+    diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
 
 
 def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
@@ -59,6 +62,12 @@ def build_optimizer(model: nn.Module, *, name: str, lr: float, momentum: float, 
     raise ValueError(f"unknown optimizer {name!r}; choose from ['adam', 'sgd']")
 
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of `batch_indices` (a lone trailing example is dropped)."""
+    full, rest = divmod(num_examples, batch_size)
+    return full + (rest > 1)
+
+
 def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Shuffled index batches for one epoch.
 
@@ -80,7 +89,9 @@ def train_one_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
+    diagnostics: TrialDiagnostics | None = None,
 ) -> dict[str, float]:
+    """One pass over the training split; stops early if `diagnostics` asks to."""
     model.train()
     loss_sum = torch.zeros(())
     correct = torch.zeros((), dtype=torch.long)
@@ -91,11 +102,15 @@ def train_one_epoch(
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if diagnostics is not None:
+            diagnostics.before_step()
         optimizer.step()
         # Accumulate as tensors: .item() per step would sync every batch on a GPU.
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
+        if diagnostics is not None and diagnostics.after_step(loss.detach()):
+            break
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
 
 
@@ -115,9 +130,18 @@ def run_training(
     sampled: dict[str, Any],
     settings: TrialSettings,
     data: SplitData,
-    report: Callable[[dict[str, Any]], None],
+    report: Callable[[dict[str, Any], dict[str, Any] | None], None],
+    *,
+    resume_from: dict[str, Any] | None = None,
 ) -> None:
-    """Train one trial for `settings.epochs`, calling `report` with each epoch's metrics."""
+    """Train one trial for `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
+
+    `checkpoint` is a plain dict (model, optimizer, epoch, shuffling state,
+    preprocessing statistics, params) every `settings.checkpoint_every` epochs
+    and at the last one, else None; its tensors are the live ones, so `report`
+    saves it before returning. Passing one back as `resume_from` continues
+    exactly where it left off.
+    """
     params = resolve_trial_params(sampled)
     torch.set_num_threads(settings.threads)
     torch.manual_seed(trial_seed(sampled, settings.seed))
@@ -130,7 +154,35 @@ def run_training(
         momentum=params["momentum"],
         weight_decay=params["weight_decay"],
     )
-    for epoch in range(1, settings.epochs + 1):
-        metrics = train_one_epoch(model, optimizer, data, batch_size=params["batch_size"], generator=generator)
+    first_epoch = 1
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        generator.set_state(resume_from["generator"])
+        first_epoch = resume_from["epoch"] + 1
+    diagnostics = None
+    if settings.diagnostics.enabled:
+        done_steps = (first_epoch - 1) * steps_per_epoch(len(data.train_y), params["batch_size"])
+        diagnostics = TrialDiagnostics(model, data.train_x, settings.diagnostics, start_step=done_steps)
+    for epoch in range(first_epoch, settings.epochs + 1):
+        metrics = train_one_epoch(model, optimizer, data, batch_size=params["batch_size"], generator=generator, diagnostics=diagnostics)
         metrics |= evaluate(model, data)
-        report({"epoch": epoch, **metrics})
+        stop_reason = None
+        if diagnostics is not None:
+            metrics["diagnostics"] = diagnostics.end_epoch(metrics["train_loss"])
+            stop_reason = diagnostics.stop_reason
+        if stop_reason is not None:
+            metrics["stop_reason"] = stop_reason
+        checkpoint = None
+        if epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stop_reason is not None:
+            checkpoint = {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "preprocess": {"name": data.preprocess, "stats": data.stats},
+                "params": params,
+            }
+        report({"epoch": epoch, **metrics}, checkpoint)
+        if stop_reason is not None:
+            return

@@ -128,3 +128,30 @@ def test_bad_config_writes_nothing(tmp_path, tracking_uri):
     assert result.stderr.strip() == f"{path}: train.epochs: input should be a valid integer, unable to parse string as an integer, got 'many'"
     assert MlflowClient(tracking_uri).get_experiment_by_name("e2e") is None
     assert not (tmp_path / "results").exists()
+
+
+def test_cnn_sweep_on_synthetic_images_checkpoints_every_trial(tmp_path, tracking_uri, ray_address):
+    import torch
+
+    sweep = {
+        "name": "cnn-synthetic",
+        "data": {"dataset": "synthetic", "preprocess": "standardize", "synthetic": {"num_examples": 96, "num_classes": 3, "shape": [3, 16, 16]}},
+        "model": {"arch": "cnn", "channels": [8, 16]},
+        "params": {"lr": {"log_uniform": [1.0e-2, 1.0e-1]}, "activation": "relu", "init": "he", "batch_norm": True, "batch_size": 32},
+        "train": {"epochs": 2},
+        "search": {"num_samples": 2},
+        "early_stopping": {"scheduler": "none"},
+    }
+    results = tmp_path / "results"
+    result = run_sweep_cli(
+        "run", str(write_sweep(tmp_path, sweep)), "--address", ray_address, "--tracking-uri", tracking_uri,
+        "--set", f"storage.path={results}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, children = sweep_runs(tracking_uri, "cnn-synthetic")
+    assert sorted(child.data.tags["sweep.status"] for child in children) == ["completed", "completed"]
+    checkpoints = sorted(results.glob("cnn-synthetic-*/*/checkpoint_*/trial.pt"))
+    assert len(checkpoints) == 4  # 2 trials x 2 epochs, within the 2 kept per trial
+    saved = torch.load(checkpoints[-1], weights_only=False)
+    assert saved["preprocess"]["name"] == "standardize" and set(saved["preprocess"]["stats"]) == {"mean", "std"}
+    assert saved["epoch"] in (1, 2) and "model" in saved and "optimizer" in saved

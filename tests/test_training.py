@@ -1,6 +1,8 @@
 """The plain training loop and the data it eats, with no Ray in sight."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from sweeps.data import DataSpec, load_split, split_indices
@@ -31,9 +33,9 @@ def test_per_channel_mean_uses_training_statistics_only():
 def test_a_trial_learns_digits_and_reports_every_epoch():
     reports = []
     settings = TrialSettings(arch="mlp", model_options={"hidden": [64]}, epochs=3, seed=0)
-    run_training({"lr": 0.05, "activation": "relu", "init": "he"}, settings, digits(), reports.append)
+    run_training({"lr": 0.05, "activation": "relu", "init": "he"}, settings, digits(), lambda metrics, _: reports.append(metrics))
     assert [report["epoch"] for report in reports] == [1, 2, 3]
-    assert set(reports[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+    assert set(reports[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "diagnostics"}
     assert reports[-1]["val_acc"] > 0.9
     assert reports[-1]["train_loss"] < reports[0]["train_loss"]
 
@@ -41,8 +43,8 @@ def test_a_trial_learns_digits_and_reports_every_epoch():
 def test_same_params_same_seed_train_identically():
     settings = TrialSettings(arch="mlp", model_options={"hidden": [32]}, epochs=2, seed=5)
     first, second = [], []
-    run_training({"lr": 0.1}, settings, digits(), first.append)
-    run_training({"lr": 0.1}, settings, digits(), second.append)
+    run_training({"lr": 0.1}, settings, digits(), lambda metrics, _: first.append(metrics))
+    run_training({"lr": 0.1}, settings, digits(), lambda metrics, _: second.append(metrics))
     assert first == second
     assert trial_seed({"lr": 0.1}, 5) != trial_seed({"lr": 0.2}, 5)
 
@@ -52,3 +54,26 @@ def test_batches_cover_the_epoch_without_a_lone_example():
     batches = list(batch_indices(129, 64, generator))
     assert [len(batch) for batch in batches] == [64, 64]
     assert [len(batch) for batch in batch_indices(130, 64, generator)] == [64, 64, 2]
+
+
+def test_resuming_from_a_checkpoint_continues_exactly():
+    """A trial restarted from its epoch-2 checkpoint reports what the uninterrupted trial did."""
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [32]}, epochs=4, seed=1, checkpoint_every=2)
+    params = {"lr": 0.05, "batch_norm": True}
+    straight, checkpoints = [], {}
+
+    def record(metrics, checkpoint):
+        straight.append(metrics)
+        if checkpoint is not None:
+            checkpoints[metrics["epoch"]] = copy.deepcopy(checkpoint)  # its tensors are the live ones
+
+    run_training(params, settings, digits(), record)
+    assert sorted(checkpoints) == [2, 4]  # every 2 epochs, and always the last
+    saved = checkpoints[2]
+    assert saved["preprocess"]["name"] == "per_channel_mean"
+    assert torch.equal(saved["preprocess"]["stats"]["mean"], digits().stats["mean"])
+
+    resumed = []
+    run_training(params, settings, digits(), lambda metrics, _: resumed.append(metrics), resume_from=saved)
+    assert [m["epoch"] for m in resumed] == [3, 4]
+    assert resumed == straight[2:]
