@@ -120,6 +120,16 @@ def print_summary(outcome: Any) -> None:
     click.echo(f"\nfinished: {counts}")
     for error in Counter(outcome.errors):
         click.echo(f"  trial error: {error}", err=True)
+    if outcome.alerts:
+        from sweeps.tracking import alert_summary
+
+        by_trial: dict[str, list[dict]] = {}
+        for alert in outcome.alerts:
+            by_trial.setdefault(alert["trial"], []).append(alert)
+        click.echo(f"alerts: {len(outcome.alerts)} in {len(by_trial)} trials (details: each trial's alerts.json in MLflow)")
+        for trial, alerts in by_trial.items():
+            more = f" (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
+            click.echo(f"  {trial}: {alert_summary(alerts[0])}{more}: {alerts[0]['hint']}")
     if outcome.best_value is not None:
         click.echo(f"best {outcome.metric}: {outcome.best_value:.4f}")
         click.echo(f"best params: {format_params(outcome.best_params)}")

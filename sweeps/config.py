@@ -195,6 +195,20 @@ class ResourcesConfig(_Section):
     gpus_per_trial: float = Field(0, ge=0)
 
 
+class UpdateRatioBand(_Section):
+    low: float = Field(1.0e-4, gt=0)
+    high: float = Field(1.0e-2, gt=0)
+    patience: PositiveInt = 3
+
+
+class DiagnosticsConfig(_Section):
+    enabled: bool = True
+    every_n_steps: PositiveInt = 20
+    update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
+    alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
+    stop_on: Optional[Literal["too_high", "too_low", "any"]] = None
+
+
 class MlflowConfig(_Section):
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = Field(None, min_length=1)
@@ -215,6 +229,7 @@ class SweepConfig(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
@@ -399,6 +414,9 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
         architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
         if architectures and config.model.arch not in architectures:
             problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
+    band = config.diagnostics.update_ratio
+    if band.low >= band.high:
+        problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))
     metric_is_loss = config.search.metric.endswith("loss")
     if metric_is_loss != (config.search.mode == "min"):
         expected = "min" if metric_is_loss else "max"

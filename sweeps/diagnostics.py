@@ -119,7 +119,7 @@ class EpochDiagnostics:
 
     update_ratios: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     activations: list[tuple[int, dict[str, dict[str, float]]]] = field(default_factory=list)
-    histograms: dict[str, Any] = field(default_factory=dict)
+    histograms: list[dict[str, Any]] = field(default_factory=list)  # snapshots: {"step", "layers"}
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def add_alerts(self, alerts: list[Alert]) -> None:
@@ -241,4 +241,4 @@ class TrialDiagnostics:
     def _probe_into(self, epoch: EpochDiagnostics) -> None:
         stats, histograms = probe_activations(self.model, self.probe, with_histograms=True)
         epoch.activations.append((self.step, stats))
-        epoch.histograms = {"step": self.step, "layers": histograms}
+        epoch.histograms.append({"step": self.step, "layers": histograms})

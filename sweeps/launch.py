@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sweeps.config import SweepConfig, dump_sweep
+from sweeps.trial_status import SUCCEEDED
 
 
 KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
@@ -32,10 +33,11 @@ class SweepOutcome:
     best_params: dict[str, Any] | None = None
     best_run_id: str | None = None
     errors: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> int:
-        return self.statuses["completed"] + self.statuses["early_stopped"]
+        return sum(self.statuses[status] for status in SUCCEEDED)
 
 
 def fixed_settings(config: SweepConfig) -> dict[str, Any]:
@@ -92,7 +94,12 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
         experiment_path=str(Path(storage_path) / run_name),
         metric=config.search.metric,
     )
-    trial_logger = tracking.MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, epochs=config.train.epochs)
+    on_alert = None
+    if config.diagnostics.alert_webhook:
+        from sweeps.alerts import webhook_sender
+
+        on_alert = webhook_sender(config.diagnostics.alert_webhook, warn=echo)
+    trial_logger = tracking.MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, epochs=config.train.epochs, on_alert=on_alert)
     progress = ProgressPrinter(
         num_samples=config.search.num_samples,
         epochs=config.train.epochs,
@@ -149,7 +156,9 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
         best_value=outcome.best_value,
         best_run_id=outcome.best_run_id,
         status_counts=dict(outcome.statuses),
+        alerts=trial_logger.alerts,
     )
+    outcome.alerts = trial_logger.alerts
     return outcome
 
 
@@ -174,6 +183,7 @@ def load_sweep_data(config: SweepConfig) -> Any:
 
 
 def trial_settings(config: SweepConfig) -> Any:
+    from sweeps.diagnostics import DiagnosticsSettings
     from sweeps.training import TrialSettings
 
     return TrialSettings(
@@ -184,6 +194,14 @@ def trial_settings(config: SweepConfig) -> Any:
         threads=max(1, int(config.resources.cpus_per_trial)),
         seed=config.search.seed,
         checkpoint_every=config.train.checkpoint_every,
+        diagnostics=DiagnosticsSettings(
+            enabled=config.diagnostics.enabled,
+            every_n_steps=config.diagnostics.every_n_steps,
+            low=config.diagnostics.update_ratio.low,
+            high=config.diagnostics.update_ratio.high,
+            patience=config.diagnostics.update_ratio.patience,
+            stop_on=config.diagnostics.stop_on,
+        ),
     )
 
 

@@ -6,16 +6,18 @@ sqlite store never sees writers from several processes.
 """
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
 
-from sweeps.trial_status import trial_status
+from sweeps.trial_status import SUCCEEDED, trial_status
 
 # MLflow's log_batch limits per call.
 MAX_METRICS_PER_BATCH = 1000
@@ -67,16 +69,21 @@ def finish_sweep_run(
     best_value: float | None,
     best_run_id: str | None,
     status_counts: dict[str, int],
+    alerts: list[dict[str, Any]],
 ) -> None:
     now = _now_ms()
     metrics = [Metric(f"trials_{status}", count, now, 0) for status, count in status_counts.items()]
+    metrics.append(Metric("alerts_count", len(alerts), now, 0))
     tags = []
+    alerting = sorted({alert["trial"] for alert in alerts})
+    if alerting:
+        tags.append(RunTag("sweep.alerting_trials", _truncate(", ".join(alerting))))
     if best_value is not None:
         metrics.append(Metric(f"best_{metric}", best_value, now, 0))
     if best_run_id is not None:
         tags.append(RunTag("sweep.best_run_id", best_run_id))
     client.log_batch(run_id, metrics=metrics, tags=tags)
-    succeeded = status_counts.get("completed", 0) + status_counts.get("early_stopped", 0)
+    succeeded = sum(status_counts.get(status, 0) for status in SUCCEEDED)
     client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
@@ -88,12 +95,23 @@ def fail_sweep_run(client: MlflowClient, run_id: str) -> None:
 class MlflowTrialLogger(tune.Callback):
     """A Tune callback that keeps one MLflow child run per trial under the sweep's parent run."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, *, epochs: int) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        *,
+        epochs: int,
+        on_alert: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.epochs = epochs
+        self.on_alert = on_alert
         self.run_ids: dict[str, str] = {}
+        self.alerts: list[dict[str, Any]] = []
+        self._histograms: dict[str, tuple[dict, dict]] = {}
         self._client = MlflowClient(tracking_uri)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -116,8 +134,14 @@ class MlflowTrialLogger(tune.Callback):
         epoch = int(result["training_iteration"])
         now = _now_ms()
         metrics = [Metric(key, float(result[key]), now, epoch) for key in TRACKED_METRICS if key in result]
-        # One call per epoch carrying all of that epoch's metrics.
-        self._client.log_batch(run_id, metrics=metrics)
+        diagnostics = result.get("diagnostics")
+        if diagnostics:
+            metrics += diagnostic_metrics(diagnostics, now)
+            self._keep_histograms(trial.trial_id, diagnostics["histograms"])
+            self._record_alerts(trial, run_id, diagnostics["alerts"])
+        # Batched: one call carries the epoch's metrics and every diagnostic since the last one.
+        for batch in _chunks(metrics, MAX_METRICS_PER_BATCH):
+            self._client.log_batch(run_id, metrics=batch)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)
@@ -125,13 +149,66 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=True)
 
+    def _keep_histograms(self, trial_id: str, snapshots: list[dict[str, Any]]) -> None:
+        """Keep the first snapshot (initialization) and the latest one (the end so far)."""
+        if snapshots:
+            initial, _ = self._histograms.get(trial_id, (snapshots[0], None))
+            self._histograms[trial_id] = (initial, snapshots[-1])
+
+    def _record_alerts(self, trial: Any, run_id: str, alerts: list[dict[str, Any]]) -> None:
+        if not alerts:
+            return
+        for alert in alerts:
+            alert = {"trial": str(trial), "run_id": run_id, **alert}
+            if not math.isfinite(alert["value"]):
+                alert["value"] = str(alert["value"])  # JSON has no NaN or inf
+            self.alerts.append(alert)
+            if self.on_alert is not None:
+                self.on_alert(alert)
+        summaries = [alert_summary(alert) for alert in self.alerts if alert["run_id"] == run_id]
+        self._client.set_tag(run_id, "alert.update_ratio", _truncate("; ".join(summaries)))
+
     def _finish(self, trial: Any, *, errored: bool) -> None:
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
-        self._client.set_tag(run_id, "sweep.status", status)
+        tags = [RunTag("sweep.status", status)]
+        if (trial.last_result or {}).get("stop_reason"):
+            tags.append(RunTag("sweep.stop_reason", trial.last_result["stop_reason"]))
+        self._client.log_batch(run_id, tags=tags)
+        trial_alerts = [alert for alert in self.alerts if alert["run_id"] == run_id]
+        if trial_alerts:
+            self._client.log_dict(run_id, trial_alerts, "alerts.json")
+        if trial.trial_id in self._histograms:
+            from sweeps.plots import activation_histograms, close
+
+            figure = activation_histograms(*self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
+            self._client.log_figure(run_id, figure, "activation_histograms.png")
+            close(figure)
         self._client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+
+
+def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[Metric]:
+    """update_ratio/<param> and act_*/<layer> metrics, each at its global optimizer step."""
+    metrics = []
+    for step, ratios in diagnostics["update_ratios"]:
+        metrics += [Metric(f"update_ratio/{name}", value, timestamp, step) for name, value in ratios.items()]
+        if ratios:
+            metrics.append(Metric("update_ratio/median", statistics.median(ratios.values()), timestamp, step))
+    for step, layers in diagnostics["activations"]:
+        for layer, stats in layers.items():
+            metrics += [Metric(f"{stat}/{layer}", value, timestamp, step) for stat, value in stats.items()]
+    return metrics
+
+
+def alert_summary(alert: dict[str, Any]) -> str:
+    value = alert["value"]
+    return f"{alert['direction']}: {alert['parameter']} {value if isinstance(value, str) else format(value, '.1e')} at step {alert['step']}"
+
+
+def _truncate(text: str, limit: int = 5000) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:

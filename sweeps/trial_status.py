@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUSES = ("completed", "early_stopped", "failed")
+STATUSES = ("completed", "early_stopped", "stopped_on_alert", "failed")
+SUCCEEDED = ("completed", "early_stopped")
 
 
 def trial_status(last_result: dict[str, Any] | None, *, epochs: int, errored: bool) -> str:
-    """`completed` trained every epoch, `early_stopped` was cut by the scheduler, `failed` raised."""
+    """`completed` trained every epoch, `early_stopped` was cut by the scheduler,
+    `stopped_on_alert` was stopped by `diagnostics.stop_on`, `failed` raised."""
     if errored:
         return "failed"
+    if (last_result or {}).get("stop_reason"):
+        return "stopped_on_alert"
     epochs_done = (last_result or {}).get("training_iteration", 0)
     return "completed" if epochs_done >= epochs else "early_stopped"

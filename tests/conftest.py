@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The session's cluster comes from `ray start`, which requires Ray's auth token; Ray
+# reads this when it is imported, so it is set before any test module imports it.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 SWEEP = [sys.executable, "-m", "cli"]
 
 
@@ -39,6 +43,17 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     yield f"127.0.0.1:{port}"
     subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def ray_connected(ray_address: str) -> str:
+    """This test process joined to the session's cluster, for in-process sweeps."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address, log_to_driver=False)
+    yield ray_address
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

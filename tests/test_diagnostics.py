@@ -1,0 +1,157 @@
+"""Update/weight ratios, activation statistics and alerts: the measurements, then a real sweep."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from models import build_model
+from sweeps.data import DataSpec, load_split
+from sweeps.diagnostics import AlertTracker, DiagnosticsSettings, UpdateRatioMonitor, probe_activations
+from sweeps.training import TrialSettings, run_training
+
+
+def digits():
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0)
+
+
+def test_update_ratio_is_the_real_change_over_the_weights():
+    model = build_model("mlp", input_shape=(4,), num_classes=2, hidden=[8])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(16, 4)).sum().backward()
+    monitor = UpdateRatioMonitor(model, every_n_steps=1)
+    assert monitor.names == ["layers.0.weight", "layers.3.weight"]  # weights only, no biases
+    weight, grad = model.layers[0].weight.detach().clone(), model.layers[0].weight.grad.clone()
+    monitor.before_step()
+    optimizer.step()
+    ratios = monitor.after_step()
+    # Plain SGD's first step moves W by lr * grad.
+    assert ratios["layers.0.weight"] == pytest.approx((0.1 * grad).norm().item() / weight.norm().item(), rel=1e-5)
+
+
+def test_alert_needs_patience_and_fires_once_per_parameter_and_direction():
+    tracker = AlertTracker(DiagnosticsSettings(low=1e-4, high=1e-2, patience=3))
+    assert tracker.observe({"w": 0.5}, step=1) == []
+    assert tracker.observe({"w": 0.5}, step=2) == []
+    [alert] = tracker.observe({"w": 0.5}, step=3)
+    assert (alert.parameter, alert.direction, alert.step, alert.hint) == ("w", "too_high", 3, "learning rate is likely too high")
+    assert tracker.observe({"w": 0.5}, step=4) == []  # no floods
+    assert tracker.observe({"w": 1e-3}, step=5) == []  # back in the band resets nothing already raised
+    assert [a.direction for a in tracker.observe({"w": float("nan")}, step=6)] == ["nonfinite"]
+    assert [a.parameter for a in tracker.observe_loss(float("inf"), step=7)] == ["loss"]
+
+
+def test_a_streak_broken_inside_the_band_does_not_alert():
+    tracker = AlertTracker(DiagnosticsSettings(patience=3))
+    for step, value in enumerate([0.5, 0.5, 1e-3, 0.5, 0.5]):
+        assert tracker.observe({"w": value}, step=step) == []
+
+
+def test_probing_changes_no_batch_norm_statistics_and_finds_dead_units():
+    model = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="relu", batch_norm=True)
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    stats, histograms = probe_activations(model, torch.randn(64, 10), with_histograms=True)
+    assert all(torch.equal(before[name], buffer) for name, buffer in model.named_buffers())
+    assert set(stats) == {"layers.2"} and sum(histograms["layers.2"]["counts"]) == 64 * 16
+
+    dead = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="relu", init="small_random", bias_init=-5.0)
+    dead_stats, _ = probe_activations(dead, torch.randn(64, 10), with_histograms=False)
+    assert dead_stats["layers.2"]["act_dead_frac"] == 1.0
+
+    saturated = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="tanh", init="small_random", bias_init=5.0)
+    saturated_stats, _ = probe_activations(saturated, torch.randn(64, 10), with_histograms=False)
+    assert saturated_stats["layers.2"]["act_saturated_frac"] == 1.0
+
+
+def test_deep_tanh_with_small_random_init_shows_collapsed_activations_at_step_0():
+    reports = []
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [500] * 10}, epochs=1)
+    run_training({"lr": 0.01, "activation": "tanh", "init": "small_random"}, settings, digits(), lambda m, _: reports.append(m))
+    step, stats = reports[0]["diagnostics"]["activations"][0]
+    assert step == 0
+    assert stats["layers.29"]["act_std"] < 1e-3 * stats["layers.2"]["act_std"]
+
+
+def test_diagnostics_can_be_switched_off():
+    reports = []
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [16]}, epochs=1, diagnostics=DiagnosticsSettings(enabled=False))
+    run_training({"lr": 0.01}, settings, digits(), lambda m, _: reports.append(m))
+    assert "diagnostics" not in reports[0]
+
+
+class AlertReceiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        AlertReceiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected):
+    from sweeps.config import validate_sweep
+    from sweeps.launch import run_sweep
+
+    server = HTTPServer(("127.0.0.1", 0), AlertReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = validate_sweep(
+        {
+            "name": "diagnostics",
+            "model": {"arch": "mlp", "hidden": [128, 128, 128]},
+            "params": {"lr": {"choice": [10.0, 1.0e-7, 0.02]}, "activation": "relu", "init": "he", "batch_norm": True},
+            "train": {"epochs": 3},
+            "search": {"num_samples": 6, "seed": 1},
+            "early_stopping": {"scheduler": "none"},
+            "diagnostics": {"alert_webhook": f"http://127.0.0.1:{server.server_port}/alerts", "stop_on": "too_high"},
+            "mlflow": {"tracking_uri": tracking_uri},
+            "storage": {"path": str(tmp_path / "results")},
+        },
+        source="test",
+    )
+    lines: list[str] = []
+    outcome = run_sweep(config, echo=lines.append)
+    server.shutdown()
+
+    client = MlflowClient(tracking_uri)
+    children = [run for run in client.search_runs([outcome.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
+    by_lr = {}
+    for child in children:
+        by_lr.setdefault(float(child.data.params["lr"]), []).append(child)
+    assert set(by_lr) == {10.0, 1.0e-7, 0.02}
+
+    for run in by_lr[10.0]:
+        assert run.data.tags["alert.update_ratio"].startswith("too_high: layers.")
+        assert run.data.tags["sweep.status"] == "stopped_on_alert"
+        assert run.data.tags["sweep.stop_reason"].startswith("too_high: layers.")
+        alerts = json.loads(Path(client.download_artifacts(run.info.run_id, "alerts.json", str(tmp_path))).read_text())
+        assert alerts[0]["direction"] == "too_high" and alerts[0]["run_id"] == run.info.run_id
+        assert alerts[0]["hint"] == "learning rate is likely too high"
+    for run in by_lr[1.0e-7]:
+        assert "too_low: layers." in run.data.tags["alert.update_ratio"]
+        assert run.data.tags["sweep.status"] == "completed"  # stop_on is too_high only
+    for run in by_lr[0.02]:
+        assert "alert.update_ratio" not in run.data.tags
+        assert run.data.tags["sweep.status"] == "completed"
+        ratios = client.get_metric_history(run.info.run_id, "update_ratio/layers.0.weight")
+        assert [m.step for m in ratios][:2] == [20, 40] and all(1e-4 < m.value < 1e-2 for m in ratios)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "act_std/layers.2")][0] == 0
+        artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+        assert "activation_histograms.png" in artifacts
+
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.metrics["alerts_count"] == len(outcome.alerts) > 0
+    alerting = {child.info.run_name for lr in (10.0, 1.0e-7) for child in by_lr[lr]}
+    assert set(parent.data.tags["sweep.alerting_trials"].split(", ")) == alerting
+    assert sorted((a["run_id"], a["parameter"], a["direction"]) for a in AlertReceiver.received) == sorted(
+        (a["run_id"], a["parameter"], a["direction"]) for a in outcome.alerts
+    )
