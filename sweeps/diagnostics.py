@@ -6,7 +6,6 @@ measure travels to the driver inside each epoch's report.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +20,8 @@ HINTS = {
     "nonfinite": "training diverged (NaN or inf): lower the learning rate or add batch norm",
 }
 HISTOGRAM_BINS = 40
-PROBE_EXAMPLES = 256
+PROBE_EXAMPLES = 128
+HISTOGRAM_EXAMPLES = 32  # a histogram's shape needs far fewer values than the statistics
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class DiagnosticsSettings:
     high: float = 1e-2
     patience: int = 3
     stop_on: str | None = None  # too_high | too_low | any
+    # Epochs after which a trial may end (the last, and ASHA's rungs): the only ones
+    # whose activation histograms can be the "end of training" picture.
+    histogram_epochs: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ class EpochDiagnostics:
         self.alerts += [asdict(alert) for alert in alerts]
 
     def as_report(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: asdict() deep-copies every number, a cost paid each epoch.
+        return {"update_ratios": self.update_ratios, "activations": self.activations, "histograms": self.histograms, "alerts": self.alerts}
 
 
 def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -135,73 +139,96 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: module for name, module in model.named_modules() if isinstance(module, kinds)}
 
 
-@torch.no_grad()
-def probe_activations(model: nn.Module, probe: torch.Tensor, *, with_histograms: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+class ActivationProbe:
     """Mean, std, dead and saturated fractions of every hidden activation on a fixed probe batch.
 
     Runs in training mode (batch norm normalizes with the batch, as in training)
-    and restores every buffer afterwards, so probing changes nothing.
+    and restores every buffer afterwards, so probing changes nothing. Layers and
+    buffers are found once: a probe runs every epoch.
     """
-    layers = activation_layers(model)
-    outputs: dict[str, torch.Tensor] = {}
-    hooks = [
-        module.register_forward_hook(lambda _module, _inputs, output, name=name: outputs.__setitem__(name, output.detach()))
-        for name, module in layers.items()
-    ]
-    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    was_training = model.training
-    try:
-        model.train()
-        model(probe)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-        for name, buffer in model.named_buffers():
-            buffer.copy_(buffers[name])
-    stats, histograms = {}, {}
-    for name, output in outputs.items():
-        kind = type(layers[name])
-        per_unit = output.flatten(1)
-        stats[name] = {
-            "act_mean": output.mean().item(),
-            "act_std": output.std().item(),
-            "act_dead_frac": (per_unit == 0).all(dim=0).float().mean().item(),
-            "act_saturated_frac": _saturated_fraction(output, kind),
-        }
-        if with_histograms:
-            histograms[name] = _histogram(output)
-    return stats, histograms
+
+    def __init__(self, model: nn.Module, probe: torch.Tensor) -> None:
+        self.model = model
+        self.probe = probe
+        self.layers = activation_layers(model)
+        self.buffers = list(model.buffers())
+
+    @torch.no_grad()
+    def measure(self, *, with_histograms: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+        saved = [buffer.clone() for buffer in self.buffers]
+        was_training = self.model.training
+        outputs: dict[str, torch.Tensor] = {}
+        # Hooks only for the probe's forward: a module with hooks leaves PyTorch's fast call path.
+        hooks = [
+            module.register_forward_hook(lambda _module, _inputs, output, name=name: outputs.__setitem__(name, output.detach()))
+            for name, module in self.layers.items()
+        ]
+        try:
+            if not was_training:  # switching walks every module: only when needed
+                self.model.train()
+            self.model(self.probe)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if not was_training:
+                self.model.eval()
+            for buffer, value in zip(self.buffers, saved):
+                buffer.copy_(value)
+        names = list(outputs)
+        if not names:
+            return {}, {}
+        # One stacked tensor and one host transfer for every layer's four numbers.
+        rows = torch.stack([_activation_stats(outputs[name], type(self.layers[name])) for name in names]).tolist()
+        stats = {name: dict(zip(ACTIVATION_STATS, row)) for name, row in zip(names, rows)}
+        histograms = _histograms({name: outputs[name][:HISTOGRAM_EXAMPLES] for name in names}) if with_histograms else {}
+        return stats, histograms
 
 
-def _saturated_fraction(output: torch.Tensor, kind: type[nn.Module]) -> float:
+def probe_activations(model: nn.Module, probe: torch.Tensor, *, with_histograms: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """One measurement with a throwaway probe (hooks stay registered; for tests and checks)."""
+    return ActivationProbe(model, probe).measure(with_histograms=with_histograms)
+
+
+ACTIVATION_STATS = ("act_mean", "act_std", "act_dead_frac", "act_saturated_frac")
+
+
+def _activation_stats(output: torch.Tensor, kind: type[nn.Module]) -> torch.Tensor:
+    output = output.float()
+    dead = (output.flatten(1) == 0).all(dim=0).float().mean()
     if kind is ACTIVATIONS["tanh"]:
-        return (output.abs() > 0.99).float().mean().item()
-    if kind is ACTIVATIONS["sigmoid"]:
-        return ((output < 0.01) | (output > 0.99)).float().mean().item()
-    return 0.0
+        saturated = (output.abs() > 0.99).float().mean()
+    elif kind is ACTIVATIONS["sigmoid"]:
+        saturated = ((output < 0.01) | (output > 0.99)).float().mean()
+    else:
+        saturated = torch.zeros((), device=output.device)
+    return torch.stack([output.mean(), output.std(), dead, saturated])
 
 
-def _histogram(output: torch.Tensor) -> dict[str, Any]:
-    values = output.flatten().float()
-    low, high = values.min().item(), values.max().item()
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return {"low": 0.0, "high": 0.0, "counts": []}
-    if high <= low:
-        high = low + 1e-6
-    return {"low": low, "high": high, "counts": torch.histc(values, bins=HISTOGRAM_BINS, min=low, max=high).tolist()}
-
-
-def ratio_median(ratios: dict[str, float]) -> float:
-    return statistics.median(ratios.values())
+def _histograms(outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """HISTOGRAM_BINS equal bins between each layer's min and max, every layer in one bincount."""
+    values = [output.detach().float().flatten() for output in outputs.values()]
+    values = [torch.where(torch.isfinite(value), value, torch.nan) for value in values]
+    lows = torch.stack([value.nan_to_num(nan=torch.inf).min() for value in values])
+    highs = torch.stack([value.nan_to_num(nan=-torch.inf).max() for value in values])
+    widths = (highs - lows).clamp_min(1e-12)
+    bins = [
+        ((value - low) / width * HISTOGRAM_BINS).clamp(0, HISTOGRAM_BINS - 1).nan_to_num(nan=-1).long()
+        for value, low, width in zip(values, lows, widths)
+    ]
+    offset_bins = torch.cat([torch.where(index >= 0, index + layer * HISTOGRAM_BINS, -1) for layer, index in enumerate(bins)])
+    counts = torch.bincount(offset_bins[offset_bins >= 0], minlength=len(values) * HISTOGRAM_BINS).view(len(values), HISTOGRAM_BINS)
+    histograms = {}
+    for name, low, high, row in zip(outputs, lows.tolist(), highs.tolist(), counts.tolist()):
+        finite = math.isfinite(low) and math.isfinite(high)
+        histograms[name] = {"low": low, "high": high, "counts": row} if finite else {"low": 0.0, "high": 0.0, "counts": []}
+    return histograms
 
 
 class TrialDiagnostics:
     """Everything a trial measures, driven by the training loop's step and epoch hooks."""
 
     def __init__(self, model: nn.Module, probe: torch.Tensor, settings: DiagnosticsSettings, *, start_step: int = 0) -> None:
-        self.model = model
-        self.probe = probe[:PROBE_EXAMPLES]
+        self.probe = ActivationProbe(model, probe[:PROBE_EXAMPLES])
         self.settings = settings
         self.ratios = UpdateRatioMonitor(model, every_n_steps=settings.every_n_steps)
         self.alerts = AlertTracker(settings)
@@ -231,14 +258,16 @@ class TrialDiagnostics:
             self.stop_reason = stopping.summary()
         return stopping is not None
 
-    def end_epoch(self, train_loss: float) -> dict[str, Any]:
+    def end_epoch(self, epoch: int, train_loss: float) -> dict[str, Any]:
         """This epoch's measurements for the report, with the activations after it."""
         self.pending.add_alerts(self.alerts.observe_loss(train_loss, step=self.step))
-        self._probe_into(self.pending)
+        ending = epoch in self.settings.histogram_epochs or self.stop_reason is not None
+        self._probe_into(self.pending, with_histograms=ending)
         report, self.pending = self.pending.as_report(), EpochDiagnostics()
         return report
 
-    def _probe_into(self, epoch: EpochDiagnostics) -> None:
-        stats, histograms = probe_activations(self.model, self.probe, with_histograms=True)
+    def _probe_into(self, epoch: EpochDiagnostics, *, with_histograms: bool = True) -> None:
+        stats, histograms = self.probe.measure(with_histograms=with_histograms)
         epoch.activations.append((self.step, stats))
-        epoch.histograms.append({"step": self.step, "layers": histograms})
+        if with_histograms:
+            epoch.histograms.append({"step": self.step, "layers": histograms})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -201,8 +202,20 @@ def trial_settings(config: SweepConfig) -> Any:
             high=config.diagnostics.update_ratio.high,
             patience=config.diagnostics.update_ratio.patience,
             stop_on=config.diagnostics.stop_on,
+            histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
     )
+
+
+def epochs_a_trial_may_end(config: SweepConfig) -> list[int]:
+    """The last epoch, and with ASHA each rung (grace_period * reduction_factor^k) where it may stop a trial."""
+    epochs = [config.train.epochs]
+    if config.early_stopping.scheduler == "asha":
+        rung = config.early_stopping.grace_period
+        while rung < config.train.epochs:
+            epochs.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
+            rung *= config.early_stopping.reduction_factor
+    return sorted(set(epochs))
 
 
 def _scheduler(config: SweepConfig) -> Any:

@@ -166,11 +166,12 @@ def run_training(
         diagnostics = TrialDiagnostics(model, data.train_x, settings.diagnostics, start_step=done_steps)
     for epoch in range(first_epoch, settings.epochs + 1):
         metrics = train_one_epoch(model, optimizer, data, batch_size=params["batch_size"], generator=generator, diagnostics=diagnostics)
-        metrics |= evaluate(model, data)
         stop_reason = None
         if diagnostics is not None:
-            metrics["diagnostics"] = diagnostics.end_epoch(metrics["train_loss"])
+            # Before evaluate(): the probe wants training mode, which the model is still in.
+            metrics["diagnostics"] = diagnostics.end_epoch(epoch, metrics["train_loss"])
             stop_reason = diagnostics.stop_reason
+        metrics |= evaluate(model, data)
         if stop_reason is not None:
             metrics["stop_reason"] = stop_reason
         checkpoint = None
