@@ -1,7 +1,6 @@
 """The `sweep` command line: parse arguments, print, choose exit codes. No training logic here."""
 from __future__ import annotations
 
-import functools
 import sys
 from collections import Counter
 from typing import Any, Callable
@@ -24,21 +23,17 @@ class BadInput(click.ClickException):
 
 def config_options(command: Callable) -> Callable:
     """The sweep file argument and the overrides every command that reads one takes."""
-
-    @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=True))
-    @click.option(
+    # Not click.Path(exists=True): load_sweep reports a missing file or a directory
+    # in the same one-line form as every other problem with the file.
+    command = click.option(
         "--set",
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
         help="Override a field by its dotted path; the value is parsed as YAML "
         "(e.g. --set train.epochs=2 --set model.hidden=[64,64]). Repeatable.",
-    )
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return command(*args, **kwargs)
-
-    return wrapper
+    )(command)
+    return click.argument("config_path", metavar="CONFIG")(command)
 
 
 def load_config(config_path: str, overrides: list[tuple[str, Any]]) -> Any:
@@ -67,12 +62,16 @@ def cli() -> None:
 
 @cli.command()
 @config_options
-@click.option("--address", envvar="RAY_ADDRESS", help="Join the Ray cluster at ADDR instead of starting Ray here. [env var: RAY_ADDRESS]")
-@click.option("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri). [env var: MLFLOW_TRACKING_URI]")
-@click.option("--experiment", help="MLflow experiment name (overrides mlflow.experiment; default: the sweep name).")
-@click.option("--num-samples", type=int, help="How many trials to sample (overrides search.num_samples).")
-@click.option("--max-concurrent", type=int, help="Trials running at once (overrides search.max_concurrent).")
-@click.option("--seed", type=int, help="Sampling seed (overrides search.seed).")
+@click.option("--address", metavar="ADDR", envvar="RAY_ADDRESS", help="Join the Ray cluster at ADDR instead of starting Ray here. [env var: RAY_ADDRESS]")
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    help="MLflow tracking URI; default mlflow.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.",
+)
+@click.option("--experiment", metavar="NAME", help="MLflow experiment name (overrides mlflow.experiment; default: the sweep name).")
+@click.option("--num-samples", type=int, metavar="N", help="How many trials to sample (overrides search.num_samples).")
+@click.option("--max-concurrent", type=int, metavar="N", help="Trials running at once (overrides search.max_concurrent).")
+@click.option("--seed", type=int, metavar="N", help="Sampling seed (overrides search.seed).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables.")
 def run(
     config_path: str,

@@ -59,6 +59,21 @@ def fixed_settings(config: SweepConfig) -> dict[str, Any]:
 def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool = False, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start."""
     import ray
+
+    data = load_sweep_data(config)
+    if not verbose:
+        # Tune's newer console output prints its banner even when told to be silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Ray first: an unreachable cluster must leave nothing behind in MLflow.
+    started_ray = _connect_ray(address, verbose=verbose)
+    try:
+        return _run_on_ray(config, data, echo=echo, verbose=verbose)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], verbose: bool) -> SweepOutcome:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
@@ -68,20 +83,12 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
     from sweeps.trainable import train_trial
     from sweeps.trial_status import trial_status
 
-    data = load_sweep_data(config)
-    settings = trial_settings(config)
-
     tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
     client = MlflowClient(tracking_uri)
     try:
         experiment_id = tracking.open_experiment(client, config.experiment_name)
     except Exception as error:  # MLflow raises many types for a store it cannot reach
         raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
-
-    if not verbose:
-        # Tune's newer console output prints its banner even when told to be silent.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    started_ray = _connect_ray(address, verbose=verbose)
     run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     parent_run_id = tracking.start_sweep_run(
         client, experiment_id, run_name=run_name, sweep_yaml=dump_sweep(config), fixed_settings=fixed_settings(config)
@@ -109,7 +116,7 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
         echo=echo,
     )
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, settings=settings),
+        tune.with_parameters(train_trial, data=data, settings=trial_settings(config)),
         {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
     )
     tuner = tune.Tuner(
@@ -135,9 +142,6 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
     except BaseException:
         tracking.fail_sweep_run(client, parent_run_id)
         raise
-    finally:
-        if started_ray:
-            ray.shutdown()
 
     for result in results:
         status = trial_status(result.metrics, epochs=config.train.epochs, errored=result.error is not None)
