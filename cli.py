@@ -199,6 +199,115 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
         sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
 
 
+def tracking_uri_option(command: Callable) -> Callable:
+    return click.option(
+        "--tracking-uri",
+        metavar="URI",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking URI of the sweep; default sqlite:///mlflow.db. [env var: MLFLOW_TRACKING_URI]",
+    )(command)
+
+
+def top_option(command: Callable) -> Callable:
+    return click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, metavar="K", help="How many of the best trials.")(command)
+
+
+def open_report(experiment: str, tracking_uri: str | None) -> tuple[Any, Any]:
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.report import load_report
+    from sweeps.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    try:
+        return client, load_report(client, experiment)
+    except LookupError as error:
+        raise BadInput(f"{uri}: {error}") from None
+
+
+@cli.command()
+@click.argument("experiment")
+@tracking_uri_option
+@top_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="sweep-report", show_default=True, help="Where the plots go.")
+def report(experiment: str, tracking_uri: str | None, k: int, output_format: str, output_dir: str) -> None:
+    """Rank a sweep's trials and plot them; the plots are also logged on the sweep's MLflow run.
+
+    EXPERIMENT is the sweep's MLflow experiment name (its newest sweep) or a sweep run id.
+
+    \b
+    Example:
+        sweep report digits-cs231n --top 5 -o report/
+    """
+    from pathlib import Path
+
+    from sweeps.report import FORMATS, write_plots
+    from sweeps.tracking import log_report_files
+
+    client, sweep_report = open_report(experiment, tracking_uri)
+    click.echo(FORMATS[output_format](sweep_report, k))
+    paths = write_plots(sweep_report, Path(output_dir), k=k)
+    log_report_files(client, sweep_report.parent_run_id, [str(path) for path in paths])
+    click.echo(f"plots: {', '.join(str(path) for path in paths)} (also on MLflow run {sweep_report.parent_run_id})", err=output_format != "table")
+
+
+@cli.command()
+@click.argument("experiment")
+@tracking_uri_option
+@top_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="The refined sweep file to write.")
+def refine(experiment: str, tracking_uri: str | None, k: int, output: str) -> None:
+    """Write a new sweep file with every range narrowed around the top trials (coarse to fine).
+
+    log_uniform and uniform ranges shrink to the top K trials' values plus a margin
+    (in log space for log_uniform); a choice keeps the values among the top K. When
+    the best value sits at the edge of its range, that side is widened instead.
+
+    \b
+    Example:
+        sweep refine digits-cs231n --top 4 -o refined.yaml && sweep run refined.yaml
+    """
+    import yaml
+
+    from sweeps.config import ConfigError, validate_sweep
+    from sweeps.refine import refine_sweep
+    from sweeps.tracking import read_sweep_file
+
+    client, sweep_report = open_report(experiment, tracking_uri)
+    old_sweep = yaml.safe_load(read_sweep_file(client, client.get_run(sweep_report.parent_run_id)))
+    try:
+        refined = refine_sweep(old_sweep, sweep_report, k=k)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    for warning in refined.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    try:
+        validate_sweep(refined.sweep, source=output)
+    except ConfigError as error:  # a bug here, not the user's: say so plainly
+        raise click.ClickException(f"the refined sweep does not validate:\n{error}") from None
+    header = f"# Refined from sweep run {sweep_report.parent_run_id} ({sweep_report.name}), around its top {k} trials.\n"
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(header + yaml.safe_dump(refined.sweep, sort_keys=False, default_flow_style=None))
+    click.echo(f"wrote {output}: sweep {refined.sweep['name']}; run it with: sweep run {output}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the sweep file, for editors that check and complete YAML.
+
+    \b
+    Example:
+        sweep schema > sweep.schema.json
+    """
+    import json
+
+    from sweeps.config import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
 def main() -> None:
     cli(prog_name="sweep")
 

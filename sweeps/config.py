@@ -232,6 +232,7 @@ class SweepConfig(_Section):
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    refines: Optional[str] = None  # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
 
     @property
     def experiment_name(self) -> str:
@@ -422,3 +423,11 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
         expected = "min" if metric_is_loss else "max"
         problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
     return problems
+
+
+def json_schema() -> dict[str, Any]:
+    """The sweep file's JSON Schema (what `sweep schema` prints and editors use)."""
+    schema = SweepConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "sweep file"
+    return schema

@@ -91,7 +91,12 @@ def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], 
         raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
     run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     parent_run_id = tracking.start_sweep_run(
-        client, experiment_id, run_name=run_name, sweep_yaml=dump_sweep(config), fixed_settings=fixed_settings(config)
+        client,
+        experiment_id,
+        run_name=run_name,
+        sweep_yaml=dump_sweep(config),
+        fixed_settings=fixed_settings(config),
+        refines=config.refines,
     )
     storage_path = str(Path(config.storage.path).expanduser().resolve())
     outcome = SweepOutcome(

@@ -52,9 +52,13 @@ def start_sweep_run(
     run_name: str,
     sweep_yaml: str,
     fixed_settings: dict[str, Any],
+    refines: str | None = None,
 ) -> str:
     """Create the sweep's parent run with its settings and sweep file; returns its id."""
-    run = client.create_run(experiment_id, run_name=run_name, tags={"sweep.role": "parent"})
+    tags = {"sweep.role": "parent"}
+    if refines:
+        tags["sweep.refined_from"] = refines
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
     _log_params(client, run_id, fixed_settings)
     client.log_text(run_id, sweep_yaml, "search.yaml")
@@ -231,3 +235,47 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def find_sweep_run(client: MlflowClient, experiment_or_run: str) -> Any:
+    """A sweep's parent run: by its run id, or the newest sweep in the experiment of that name."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(experiment_or_run)
+    if experiment is None:
+        try:
+            run = client.get_run(experiment_or_run)
+        except MlflowException:
+            raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}") from None
+        if MLFLOW_PARENT_RUN_ID in run.data.tags:
+            raise LookupError(f"run {experiment_or_run} is a trial; give its sweep's run id or experiment name")
+        return run
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`sweep.role` = 'parent'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not parents:
+        raise LookupError(f"experiment {experiment_or_run!r} holds no sweep run")
+    return parents[0]
+
+
+def sweep_trials(client: MlflowClient, parent: Any) -> list[Any]:
+    """The trial runs nested under a sweep's parent run."""
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'", max_results=50000
+    )
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(metric.step, metric.value) for metric in client.get_metric_history(run_id, key)]
+
+
+def read_sweep_file(client: MlflowClient, parent: Any) -> str:
+    """The resolved sweep file logged with the parent run."""
+    import mlflow.artifacts
+
+    return mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/search.yaml")
+
+
+def log_report_files(client: MlflowClient, parent_run_id: str, paths: list[str]) -> None:
+    for path in paths:
+        client.log_artifact(parent_run_id, path, "report")

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,23 +27,45 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real Ray head node on 127.0.0.1, started once for the whole suite.
+    """A real Ray head node on this machine, started once for the whole suite.
 
     CLI subprocesses join it with --address, so the suite pays Ray's start-up once.
+    `ray start --block` stays in the foreground and takes its Ray processes down when
+    stopped, so teardown touches this cluster only (`ray stop` would stop every
+    cluster on the machine).
     """
     temp_dir = tmp_path_factory.mktemp("ray")
     port = free_port()
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run(
+    head = subprocess.Popen(
         [
-            "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+            "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
             "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
             f"--temp-dir={temp_dir}", "--disable-usage-stats",
         ],
-        check=True, env=env, capture_output=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    yield f"127.0.0.1:{port}"
-    subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True)
+    try:
+        wait_for_port(port, process=head)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"Ray's head node did not open port {port} in {timeout:.0f} s")
 
 
 @pytest.fixture(scope="session")
