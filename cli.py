@@ -104,7 +104,7 @@ def run(
 
     click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
     try:
-        outcome = run_sweep(config, address=address, verbose=verbose, echo=click.echo)
+        outcome = run_sweep(config, address=address, verbose=verbose, live=sys.stdout.isatty() and not verbose, echo=click.echo)
     except SweepError as error:
         raise BadInput(f"{config_path}: {error}") from None
     print_summary(outcome)
@@ -135,8 +135,15 @@ def print_summary(outcome: Any) -> None:
         click.echo(f"best trial's MLflow run: {outcome.best_run_id}")
     else:
         click.echo("no trial succeeded", err=True)
+    if outcome.succeeded:
+        from sweeps.report import format_table
+
+        _, sweep_report = open_report(outcome.parent_run_id, outcome.tracking_uri)
+        click.echo(f"\ntop {min(5, outcome.succeeded)}:\n{format_table(sweep_report, 5)}\n")
     click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
-    click.echo(f"  open the UI: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    click.echo(f"  open the UI:  sweep ui --tracking-uri {outcome.tracking_uri}")
+    click.echo(f"  plots:        sweep report {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}")
+    click.echo(f"  narrow:       sweep refine {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri} -o refined.yaml")
     click.echo(f"Ray Tune results: {outcome.experiment_path}")
 
 
@@ -291,6 +298,27 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str) -> No
     with open(output, "w", encoding="utf-8") as file:
         file.write(header + yaml.safe_dump(refined.sweep, sort_keys=False, default_flow_style=None))
     click.echo(f"wrote {output}: sweep {refined.sweep['name']}; run it with: sweep run {output}")
+
+
+@cli.command()
+@tracking_uri_option
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address; 0.0.0.0 exposes the UI to your network.")
+def ui(tracking_uri: str | None, port: int, host: str) -> None:
+    """Open the MLflow UI on a sweep's tracking store, to compare trials side by side.
+
+    \b
+    Example:
+        sweep ui --tracking-uri sqlite:///mlflow.db --port 5000
+    """
+    import os
+
+    from sweeps.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", err=True)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    os.execvp(command[0], command)  # become the server: Ctrl-C and signals reach it directly
 
 
 @cli.command()

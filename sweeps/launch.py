@@ -56,7 +56,14 @@ def fixed_settings(config: SweepConfig) -> dict[str, Any]:
     return flat
 
 
-def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool = False, echo: Callable[[str], None] = print) -> SweepOutcome:
+def run_sweep(
+    config: SweepConfig,
+    *,
+    address: str | None = None,
+    verbose: bool = False,
+    live: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
     """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start."""
     import ray
 
@@ -67,13 +74,13 @@ def run_sweep(config: SweepConfig, *, address: str | None = None, verbose: bool 
     # Ray first: an unreachable cluster must leave nothing behind in MLflow.
     started_ray = _connect_ray(address, verbose=verbose)
     try:
-        return _run_on_ray(config, data, echo=echo, verbose=verbose)
+        return _run_on_ray(config, data, echo=echo, verbose=verbose, live=live)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], verbose: bool) -> SweepOutcome:
+def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], verbose: bool, live: bool) -> SweepOutcome:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
@@ -119,6 +126,7 @@ def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], 
         metric=config.search.metric,
         mode=config.search.mode,
         echo=echo,
+        live=live,
     )
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, settings=trial_settings(config)),

@@ -1,4 +1,8 @@
-"""Progress a person can read while a sweep runs: one line per finished trial."""
+"""Progress a person can read while a sweep runs.
+
+On a terminal: a live status panel (rich) with one line printed above it per
+finished trial. Elsewhere (CI logs, pipes): just those lines.
+"""
 from __future__ import annotations
 
 import time
@@ -12,9 +16,18 @@ from sweeps.trial_status import trial_status
 
 
 class ProgressPrinter(tune.Callback):
-    """Prints counts of finished/running trials and the best result so far."""
+    """Counts trials by how they ended, tracks the best result so far, and shows both."""
 
-    def __init__(self, *, num_samples: int, epochs: int, metric: str, mode: str, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        *,
+        num_samples: int,
+        epochs: int,
+        metric: str,
+        mode: str,
+        echo: Callable[[str], None],
+        live: bool = False,
+    ) -> None:
         self.num_samples = num_samples
         self.epochs = epochs
         self.metric = metric
@@ -24,16 +37,28 @@ class ProgressPrinter(tune.Callback):
         self.statuses: Counter[str] = Counter()
         self.running: set[str] = set()
         self.best: tuple[float, dict[str, Any]] | None = None
+        self.live = live
+        self._panel: _LivePanel | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment; a live terminal display is not state.
+        return self.__dict__ | {"_panel": None}
+
+    @property
+    def _live(self) -> _LivePanel | None:
+        if self.live and self._panel is None:
+            self._panel = _LivePanel(self)
+        return self._panel
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
+        self._refresh()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
-        if value is None:
-            return
-        if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
+        if value is not None and (self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])):
             self.best = (value, trial.config)
+        self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finished(trial, errored=False)
@@ -41,20 +66,71 @@ class ProgressPrinter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finished(trial, errored=True)
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._panel is not None:
+            self._panel.stop()
+
     def _finished(self, trial: Any, *, errored: bool) -> None:
         self.running.discard(trial.trial_id)
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
         self.statuses[status] += 1
-        epochs_done = (trial.last_result or {}).get("training_iteration", 0)
-        value = (trial.last_result or {}).get(self.metric)
-        result = f"{self.metric} {value:.4f} " if value is not None else ""
-        self.echo(
-            f"[{time.monotonic() - self.started:6.1f}s] {sum(self.statuses.values())}/{self.num_samples} done, "
-            f"{len(self.running)} running | {trial} {status} {result}after {epochs_done} epochs | {self._best_text()}"
-        )
+        last = trial.last_result or {}
+        value = last.get(self.metric)
+        result = f" {self.metric} {value:.4f}" if value is not None else ""
+        line = f"[{self.elapsed():6.1f}s] {self.counts()} | {trial} {status}{result} after {last.get('training_iteration', 0)} epochs"
+        if self._live is not None:
+            self._live.print(line)
+        else:
+            self.echo(f"{line} | {self.best_text()}")
 
-    def _best_text(self) -> str:
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def counts(self) -> str:
+        done = sum(self.statuses.values())
+        by_status = ", ".join(f"{count} {status.replace('_', '-')}" for status, count in sorted(self.statuses.items()))
+        return f"{done}/{self.num_samples} done ({by_status or 'none yet'}), {len(self.running)} running"
+
+    def best_text(self) -> str:
         if self.best is None:
             return f"best {self.metric} -"
         value, config = self.best
         return f"best {self.metric} {value:.4f} ({format_params(config)})"
+
+
+class _LivePanel:
+    """rich's Live display of a ProgressPrinter's counts, best result and elapsed time."""
+
+    def __init__(self, progress: ProgressPrinter) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.progress = progress
+        self.console = Console()
+        # Live redraws what __rich__ returns four times a second, so the clock ticks between events.
+        self.live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def __rich__(self) -> Any:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        progress = self.progress
+        text = Text()
+        text.append(progress.counts() + "\n")
+        text.append(progress.best_text() + "\n", style="bold green" if progress.best else "")
+        text.append(f"elapsed {progress.elapsed():.0f} s", style="dim")
+        return Panel(text, title="sweep", expand=False)
+
+    def update(self) -> None:
+        self.live.refresh()
+
+    def print(self, line: str) -> None:
+        self.live.console.print(line, highlight=False)
+
+    def stop(self) -> None:
+        self.live.stop()

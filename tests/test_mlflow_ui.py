@@ -1,0 +1,136 @@
+"""The user's way of looking: the MLflow UI in a real headless Chromium, against a real `mlflow server`.
+
+The server is started with `sweep ui`; a tiny sweep logs to it over HTTP; the
+browser then checks the sweep's parent run, a nested trial's params and
+val_acc, and the compare view of two trials. Screenshots go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, SWEEP, free_port, run_sweep_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOTS = REPO / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+    ),
+]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, empty_mlflow_db):
+    shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
+    port = free_port()
+    server = subprocess.Popen(
+        [*SWEEP, "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None, "sweep ui exited"
+        assert time.monotonic() < deadline, "the MLflow server did not answer /health"
+        time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for_text(driver, *texts: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = driver.find_element("tag name", "body").text
+        if all(text in body for text in texts):
+            return body
+        # Long tables render only the rows in view: scroll every scrollable area a screen further.
+        driver.execute_script(
+            "for (const el of document.querySelectorAll('*')) {"
+            " if (el.scrollHeight > el.clientHeight + 10) el.scrollTop += el.clientHeight; }"
+        )
+        if time.monotonic() > deadline:
+            missing = [text for text in texts if text not in body]
+            raise AssertionError(f"page {driver.current_url} never showed {missing}; it shows:\n{body[-3000:]}")
+        time.sleep(0.5)
+
+
+def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path, mlflow_server, ray_address, browser):
+    sweep = {
+        "name": "ui-check",
+        "model": {"arch": "mlp", "hidden": [32]},
+        "params": {"lr": {"log_uniform": [1.0e-2, 1.0e-1]}, "activation": {"choice": ["relu", "tanh"]}},
+        "train": {"epochs": 2},
+        "search": {"num_samples": 2},
+        "early_stopping": {"scheduler": "none"},
+    }
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(sweep))
+    result = run_sweep_cli(
+        "run", "search.yaml", "--address", ray_address, "--tracking-uri", mlflow_server,
+        "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("ui-check")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2
+    SCREENSHOTS.mkdir(exist_ok=True)
+
+    # The runs table shows the sweep as one row; expanding it reveals the trials nested under it.
+    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs")
+    body = wait_for_text(browser, parent.info.run_name)
+    assert not any(run.info.run_name in body for run in children)  # collapsed under the parent
+    parent_link = browser.find_element("css selector", f'a[href$="/runs/{parent.info.run_id}"]')
+    parent_cell = parent_link.find_element("xpath", "./ancestor::div[contains(@class, 'ag-cell-wrapper')][1]")
+    parent_cell.find_element("css selector", 'button[data-component-id*="runnamecellrenderer"]').click()
+    wait_for_text(browser, parent.info.run_name, *(run.info.run_name for run in children))
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-experiment.png"))
+
+    # A trial's page names its parent run and shows its params and val_acc.
+    child = children[0]
+    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}")
+    body = wait_for_text(browser, child.info.run_name, parent.info.run_name, "lr", "activation", "val_acc")
+    assert f"{child.data.metrics['val_acc']:.4g}"[:4] in body or str(round(child.data.metrics["val_acc"], 3))[:4] in body
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-trial.png"))
+
+    # The compare view opens for the two trials.
+    run_ids = ",".join(f'"{run.info.run_id}"' for run in children)
+    browser.get(f"{mlflow_server}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]")
+    wait_for_text(browser, *(run.info.run_name for run in children), "val_acc", "lr")
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare.png"))
+    assert (SCREENSHOTS / "mlflow-compare.png").stat().st_size > 10_000
