@@ -174,6 +174,8 @@ class TrainConfig(_Section):
     epochs: PositiveInt = 20
     optimizer: Literal["sgd", "adam"] = "sgd"
     checkpoint_every: PositiveInt = 1  # epochs between checkpoints (the last epoch always gets one)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when Ray gave the trial a GPU
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
 
 
 class SearchConfig(_Section):
@@ -215,7 +217,8 @@ class MlflowConfig(_Section):
 
 
 class StorageConfig(_Section):
-    path: str = Field("./sweep-results", min_length=1)
+    path: str = Field("./sweep-results", min_length=1)  # a local path, a shared filesystem, or s3:// gs:// ...
+    shared: bool = False  # the local path is on storage every node of the cluster mounts (NFS, ...)
 
 
 class SweepConfig(_Section):

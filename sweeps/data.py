@@ -7,7 +7,7 @@ used to preprocess, and they are applied identically to validation images.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +52,18 @@ class SplitData:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    def to(self, device: torch.device, *, memory_format: torch.memory_format = torch.contiguous_format) -> SplitData:
+        """This split with its tensors on `device` (images in `memory_format`)."""
+        if device.type == "cpu" and memory_format == torch.contiguous_format:
+            return self
+        return replace(
+            self,
+            train_x=self.train_x.to(device, memory_format=memory_format),
+            train_y=self.train_y.to(device),
+            val_x=self.val_x.to(device, memory_format=memory_format),
+            val_y=self.val_y.to(device),
+        )
 
 
 Images = tuple[np.ndarray, np.ndarray]  # (N, C, H, W) float32 in [0, 1], (N,) int64 labels

@@ -74,6 +74,7 @@ def run_sweep(
     # Ray first: an unreachable cluster must leave nothing behind in MLflow.
     started_ray = _connect_ray(address, verbose=verbose)
     try:
+        check_storage_reaches_every_node(config)
         return _run_on_ray(config, data, echo=echo, verbose=verbose, live=live)
     finally:
         if started_ray:
@@ -105,13 +106,13 @@ def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], 
         fixed_settings=fixed_settings(config),
         refines=config.refines,
     )
-    storage_path = str(Path(config.storage.path).expanduser().resolve())
+    storage_path = config.storage.path if is_uri(config.storage.path) else str(Path(config.storage.path).expanduser().resolve())
     outcome = SweepOutcome(
         tracking_uri=tracking_uri,
         experiment_name=config.experiment_name,
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
-        experiment_path=str(Path(storage_path) / run_name),
+        experiment_path=f"{storage_path.rstrip('/')}/{run_name}",
         metric=config.search.metric,
     )
     on_alert = None
@@ -212,6 +213,8 @@ def trial_settings(config: SweepConfig) -> Any:
         threads=max(1, int(config.resources.cpus_per_trial)),
         seed=config.search.seed,
         checkpoint_every=config.train.checkpoint_every,
+        device=config.train.device,
+        precision=config.train.precision,
         diagnostics=DiagnosticsSettings(
             enabled=config.diagnostics.enabled,
             every_n_steps=config.diagnostics.every_n_steps,
@@ -233,6 +236,41 @@ def epochs_a_trial_may_end(config: SweepConfig) -> list[int]:
             epochs.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
             rung *= config.early_stopping.reduction_factor
     return sorted(set(epochs))
+
+
+# Filesystems that other machines can mount too (from /proc/mounts' type column).
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs")
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def check_storage_reaches_every_node(config: SweepConfig) -> None:
+    """Refuse a node-local storage path on a multi-node cluster, before any trial starts:
+    trials on the other nodes would write their checkpoints where no one can read them."""
+    import ray
+
+    path = config.storage.path
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) < 2 or is_uri(path) or config.storage.shared or _on_network_filesystem(Path(path).expanduser().resolve()):
+        return
+    raise SweepError(
+        f"storage.path: {path} is on this machine's own disk, but the Ray cluster has {len(nodes)} nodes; "
+        "use a URI (s3://..., gs://...) or a filesystem every node mounts, and set storage.shared: true for the latter"
+    )
+
+
+def _on_network_filesystem(path: Path) -> bool:
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return False
+    candidates = [(mount, fstype) for mount, fstype in mounts if path == Path(mount) or Path(mount) in path.parents]
+    if not candidates:
+        return False
+    _, fstype = max(candidates, key=lambda item: len(item[0]))
+    return fstype in NETWORK_FILESYSTEMS
 
 
 def _scheduler(config: SweepConfig) -> Any:

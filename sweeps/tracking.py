@@ -143,9 +143,10 @@ class MlflowTrialLogger(tune.Callback):
             metrics += diagnostic_metrics(diagnostics, now)
             self._keep_histograms(trial.trial_id, diagnostics["histograms"])
             self._record_alerts(trial, run_id, diagnostics["alerts"])
+        tags = [RunTag("sweep.node_id", result["node_id"])] if "node_id" in result and epoch == 1 else []
         # Batched: one call carries the epoch's metrics and every diagnostic since the last one.
-        for batch in _chunks(metrics, MAX_METRICS_PER_BATCH):
-            self._client.log_batch(run_id, metrics=batch)
+        for index, batch in enumerate(_chunks(metrics, MAX_METRICS_PER_BATCH)):
+            self._client.log_batch(run_id, metrics=batch, tags=tags if index == 0 else [])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)

@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -19,6 +20,8 @@ def train_trial(config: dict[str, Any], *, data: SplitData, settings: TrialSetti
 
 
 def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+    # Which Ray node trained it: on a cluster, a person wants to know where a trial ran.
+    metrics = metrics | {"node_id": ray.get_runtime_context().get_node_id()}
     if checkpoint is None:
         tune.report(metrics)
         return
@@ -33,4 +36,5 @@ def load_tune_checkpoint() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+        # On the CPU first: a retry may land on a node without the GPU that saved it.
+        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)

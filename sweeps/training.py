@@ -27,6 +27,8 @@ class TrialSettings:
     threads: int = 1
     seed: int = 0
     checkpoint_every: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
 
 
@@ -68,18 +70,48 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return full + (rest > 1)
 
 
-def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled index batches for one epoch.
+def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Shuffled index batches for one epoch, on `device` (one transfer per epoch, not per batch).
 
     A trailing batch of one example is dropped: batch norm cannot normalize a
     single example, and reshuffling gives it a batch in the next epoch.
     """
-    order = torch.randperm(num_examples, generator=generator)
+    order = torch.randperm(num_examples, generator=generator).to(device)
     for start in range(0, num_examples, batch_size):
         batch = order[start : start + batch_size]
         if len(batch) == 1 and batch_size > 1:
             return
         yield batch
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a trial computes: device, autocast precision, memory format."""
+
+    device: torch.device
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            return model(x)
+
+
+CHANNELS_LAST_ARCHS = ("cnn", "resnet", "pretrained")
+
+
+def resolve_placement(settings: TrialSettings) -> Placement:
+    """`auto` is CUDA exactly when this process can see a GPU, which under Ray means
+    the trial was given one (Ray hides the others through CUDA_VISIBLE_DEVICES)."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but this trial sees no GPU: set resources.gpus_per_trial above 0")
+    use_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    return Placement(
+        device=device,
+        autocast=torch.bfloat16 if settings.precision == "bf16" else None,
+        channels_last=device.type == "cuda" and settings.arch in CHANNELS_LAST_ARCHS,
+    )
 
 
 def train_one_epoch(
@@ -90,15 +122,16 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     diagnostics: TrialDiagnostics | None = None,
+    placement: Placement = Placement(torch.device("cpu")),
 ) -> dict[str, float]:
-    """One pass over the training split; stops early if `diagnostics` asks to."""
+    """One pass over the training split, on data already on the trial's device; stops early if `diagnostics` asks to."""
     model.train()
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.long)
+    loss_sum = torch.zeros((), device=placement.device)
+    correct = torch.zeros((), dtype=torch.long, device=placement.device)
     seen = 0
-    for idx in batch_indices(len(data.train_y), batch_size, generator):
+    for idx in batch_indices(len(data.train_y), batch_size, generator, placement.device):
         x, y = data.train_x[idx], data.train_y[idx]
-        logits = model(x)
+        logits = placement.forward(model, x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,15 +148,16 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, placement: Placement = Placement(torch.device("cpu"))) -> dict[str, float]:
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum = torch.zeros((), device=placement.device)
+    correct = torch.zeros((), dtype=torch.long, device=placement.device)
     for start in range(0, len(data.val_y), batch_size):
         x, y = data.val_x[start : start + batch_size], data.val_y[start : start + batch_size]
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return {"val_loss": loss_sum / len(data.val_y), "val_acc": correct / len(data.val_y)}
+        logits = placement.forward(model, x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return {"val_loss": loss_sum.item() / len(data.val_y), "val_acc": correct.item() / len(data.val_y)}
 
 
 def run_training(
@@ -146,7 +180,11 @@ def run_training(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(trial_seed(sampled, settings.seed))
     generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
-    model = build_trial_model(settings, params, data)
+    placement = resolve_placement(settings)
+    memory_format = torch.channels_last if placement.channels_last else torch.contiguous_format
+    # The whole (small) data set moves to the device once; batches are indexed there.
+    data = data.to(placement.device, memory_format=memory_format)
+    model = build_trial_model(settings, params, data).to(placement.device, memory_format=memory_format)
     optimizer = build_optimizer(
         model,
         name=settings.optimizer,
@@ -165,13 +203,15 @@ def run_training(
         done_steps = (first_epoch - 1) * steps_per_epoch(len(data.train_y), params["batch_size"])
         diagnostics = TrialDiagnostics(model, data.train_x, settings.diagnostics, start_step=done_steps)
     for epoch in range(first_epoch, settings.epochs + 1):
-        metrics = train_one_epoch(model, optimizer, data, batch_size=params["batch_size"], generator=generator, diagnostics=diagnostics)
+        metrics = train_one_epoch(
+            model, optimizer, data, batch_size=params["batch_size"], generator=generator, diagnostics=diagnostics, placement=placement
+        )
         stop_reason = None
         if diagnostics is not None:
             # Before evaluate(): the probe wants training mode, which the model is still in.
             metrics["diagnostics"] = diagnostics.end_epoch(epoch, metrics["train_loss"])
             stop_reason = diagnostics.stop_reason
-        metrics |= evaluate(model, data)
+        metrics |= evaluate(model, data, placement=placement)
         if stop_reason is not None:
             metrics["stop_reason"] = stop_reason
         checkpoint = None
