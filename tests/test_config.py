@@ -152,10 +152,21 @@ def test_validate_output_round_trips(tmp_path):
 
 
 def test_every_command_has_help():
-    for name, command in cli.commands.items():
-        assert command.help and command.help.strip(), name
-        result = CliRunner().invoke(cli, [name, "--help"])
-        assert result.exit_code == 0 and "Example" in result.output, name
+    import click
+
+    def leaves(group: click.Group, path: list[str]):
+        for name, command in group.commands.items():
+            assert command.help and command.help.strip(), path + [name]
+            if isinstance(command, click.Group):
+                yield from leaves(command, path + [name])
+            else:
+                yield path + [name]
+
+    commands = list(leaves(cli, []))
+    assert ["k8s", "render"] in commands and ["run"] in commands
+    for path in commands:
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, path
 
 
 def test_readme_lists_every_trial_parameter_with_its_default():
