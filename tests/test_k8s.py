@@ -18,6 +18,9 @@ from click.testing import CliRunner
 from cli import cli
 from sweeps.config import validate_sweep
 
+# kubernetes-validate loads the full Kubernetes schemas: seconds per manifest.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 CRDS = Path(os.environ.get("SWEEP_KUBERAY_CRDS", REPO.parent / "shared" / "k8s-crds"))
 CRD_FILES = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
