@@ -283,7 +283,7 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str) -> No
     from sweeps.tracking import read_sweep_file
 
     client, sweep_report = open_report(experiment, tracking_uri)
-    old_sweep = yaml.safe_load(read_sweep_file(client, client.get_run(sweep_report.parent_run_id)))
+    old_sweep = yaml.safe_load(read_sweep_file(client, sweep_report.parent_run_id))
     try:
         refined = refine_sweep(old_sweep, sweep_report, k=k)
     except ValueError as error:

@@ -270,11 +270,11 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[in
     return [(metric.step, metric.value) for metric in client.get_metric_history(run_id, key)]
 
 
-def read_sweep_file(client: MlflowClient, parent: Any) -> str:
-    """The resolved sweep file logged with the parent run."""
+def read_sweep_file(client: MlflowClient, parent_run_id: str) -> str:
+    """The resolved sweep file logged with the sweep's parent run."""
     import mlflow.artifacts
 
-    return mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/search.yaml")
+    return mlflow.artifacts.load_text(f"{client.get_run(parent_run_id).info.artifact_uri}/search.yaml")
 
 
 def log_report_files(client: MlflowClient, parent_run_id: str, paths: list[str]) -> None:
