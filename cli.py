@@ -297,7 +297,8 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str) -> No
     header = f"# Refined from sweep run {sweep_report.parent_run_id} ({sweep_report.name}), around its top {k} trials.\n"
     with open(output, "w", encoding="utf-8") as file:
         file.write(header + yaml.safe_dump(refined.sweep, sort_keys=False, default_flow_style=None))
-    click.echo(f"wrote {output}: sweep {refined.sweep['name']}; run it with: sweep run {output}")
+    same_store = f" --tracking-uri {tracking_uri}" if tracking_uri else ""
+    click.echo(f"wrote {output}: sweep {refined.sweep['name']}; run it with: sweep run {output}{same_store}")
 
 
 @cli.command()

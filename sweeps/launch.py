@@ -102,7 +102,8 @@ def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], 
         client,
         experiment_id,
         run_name=run_name,
-        sweep_yaml=dump_sweep(config),
+        # The URI can carry credentials (https://user:token@host): keep it out of the artifact.
+        sweep_yaml=dump_sweep(config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})})),
         fixed_settings=fixed_settings(config),
         refines=config.refines,
     )

@@ -124,7 +124,9 @@ def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_
     # The refined sweep's run is tagged with the run it refined.
     from sweeps.launch import run_sweep
 
-    again = run_sweep(load_sweep(output, [("search.num_samples", 1), ("train.epochs", 1), ("early_stopping.grace_period", 1)]), echo=lambda line: None)
+    assert refined.mlflow.tracking_uri is None  # never copied: a URI may hold credentials
+    overrides = [("search.num_samples", 1), ("train.epochs", 1), ("early_stopping.grace_period", 1), ("mlflow.tracking_uri", tracking_uri)]
+    again = run_sweep(load_sweep(output, overrides), echo=lambda line: None)
     assert MlflowClient(tracking_uri).get_run(again.parent_run_id).data.tags["sweep.refined_from"] == outcome.parent_run_id
 
 

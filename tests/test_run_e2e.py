@@ -88,6 +88,8 @@ def test_run_records_one_parent_and_a_child_per_trial(tmp_path, tracking_uri, ra
     assert parent.info.status == "FINISHED"
     sweep_file = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "search.yaml", str(tmp_path))).read_text())
     assert sweep_file["params"] == SWEEP["params"] and sweep_file["train"]["epochs"] == 4
+    assert sweep_file["mlflow"]["tracking_uri"] is None  # a URI may hold credentials
+    assert "train.epochs" in parent.data.params and not any(key.startswith("mlflow.tracking") for key in parent.data.params)
     assert (tmp_path / "results").is_dir() and any((tmp_path / "results").iterdir())
 
 
