@@ -98,7 +98,7 @@ class AlertReceiver(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected):
+def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, monkeypatch):
     from sweeps.config import validate_sweep
     from sweeps.launch import run_sweep
 
@@ -118,6 +118,7 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
         },
         source="test",
     )
+    monkeypatch.chdir(tmp_path)  # the sqlite store's artifacts go under ./mlruns
     lines: list[str] = []
     outcome = run_sweep(config, echo=lines.append)
     server.shutdown()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -47,7 +48,13 @@ def finished_sweep(tmp_path_factory, empty_mlflow_db, ray_connected):
         },
         source="test",
     )
-    outcome = run_sweep(config, echo=lambda line: None)
+    # A sqlite store puts artifacts under ./mlruns of the process: keep them out of the checkout.
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        outcome = run_sweep(config, echo=lambda line: None)
+    finally:
+        os.chdir(here)
     return tracking_uri, outcome, folder
 
 
@@ -106,7 +113,7 @@ def test_report_writes_readable_plots_and_logs_them_on_the_sweep_run(finished_sw
 
 
 @pytest.mark.slow
-def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_path):
+def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_path, monkeypatch):
     tracking_uri, outcome, folder = finished_sweep
     output = tmp_path / "refined.yaml"
     result = invoke("refine", "report-me", "--tracking-uri", tracking_uri, "--top", "3", "-o", str(output))
@@ -126,6 +133,7 @@ def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_
 
     assert refined.mlflow.tracking_uri is None  # never copied: a URI may hold credentials
     overrides = [("search.num_samples", 1), ("train.epochs", 1), ("early_stopping.grace_period", 1), ("mlflow.tracking_uri", tracking_uri)]
+    monkeypatch.chdir(tmp_path)
     again = run_sweep(load_sweep(output, overrides), echo=lambda line: None)
     assert MlflowClient(tracking_uri).get_run(again.parent_run_id).data.tags["sweep.refined_from"] == outcome.parent_run_id
 
