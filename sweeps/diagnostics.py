@@ -46,7 +46,16 @@ class Alert:
     hint: str
 
     def summary(self) -> str:
-        return f"{self.direction}: {self.parameter} {self.value:.1e} at step {self.step}"
+        return alert_summary(asdict(self))
+
+
+def alert_summary(alert: dict[str, Any]) -> str:
+    """One line for an alert, e.g. `too_high: layers.0.weight 3.1e-02 at step 120`.
+
+    Takes the plain-dict form that travels in reports (where NaN may be spelled as a string)."""
+    value = alert["value"]
+    shown = value if isinstance(value, str) else format(value, ".1e")
+    return f"{alert['direction']}: {alert['parameter']} {shown} at step {alert['step']}"
 
 
 class UpdateRatioMonitor:

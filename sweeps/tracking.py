@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
 
+from sweeps.diagnostics import alert_summary
 from sweeps.trial_status import SUCCEEDED, trial_status
 
 # MLflow's log_batch limits per call.
@@ -205,11 +206,6 @@ def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[Metr
         for layer, stats in layers.items():
             metrics += [Metric(f"{stat}/{layer}", value, timestamp, step) for stat, value in stats.items()]
     return metrics
-
-
-def alert_summary(alert: dict[str, Any]) -> str:
-    value = alert["value"]
-    return f"{alert['direction']}: {alert['parameter']} {value if isinstance(value, str) else format(value, '.1e')} at step {alert['step']}"
 
 
 def _truncate(text: str, limit: int = 5000) -> str:
