@@ -106,6 +106,7 @@ def learning_curves(report: Any, *, k: int) -> plt.Figure | None:
     for rank, row in enumerate(top, 1):
         axis.plot([epoch for epoch, _ in row.history], [value for _, value in row.history], marker="o", markersize=3, label=f"#{rank} {_label(row)}")
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.set_ylabel(report.metric)
     axis.set_title(f"{report.name}: learning curves of the top {len(top)}")
     axis.grid(True, alpha=0.3)
