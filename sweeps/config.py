@@ -5,6 +5,7 @@ import difflib
 import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     Tag,
     ValidationError,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
@@ -184,6 +186,7 @@ class SearchConfig(_Section):
     seed: int = 0
     metric: Literal[REPORTED_METRICS] = "val_acc"
     mode: Literal["max", "min"] = "max"
+    max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
 
 
 class EarlyStoppingConfig(_Section):
@@ -214,6 +217,19 @@ class DiagnosticsConfig(_Section):
 class MlflowConfig(_Section):
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = Field(None, min_length=1)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: Optional[str]) -> Optional[str]:
+        # A sweep file is copied into MLflow, the experiment folder and ConfigMaps.
+        if uri and "@" in urlsplit(uri).netloc:
+            # Its own error type: the message must not echo the URI, which holds the secret.
+            raise PydanticCustomError(
+                "credentials_in_uri",
+                "credentials do not belong in the URI: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "(or MLFLOW_TRACKING_TOKEN) in the environment instead",
+            )
+        return uri
 
 
 class StorageConfig(_Section):
@@ -353,7 +369,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
-    if kind in ("param_spec", "grid_search"):
+    if kind in ("param_spec", "grid_search", "credentials_in_uri"):
         return path, error["msg"]
     message = error["msg"][0].lower() + error["msg"][1:]
     return path, f"{message}, got {error['input']!r}"
