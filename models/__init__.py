@@ -1,25 +1,51 @@
-"""The model zoo: pure PyTorch, importable without Ray or MLflow."""
+"""The model zoo: pure PyTorch, importable without Ray or MLflow.
+
+Importing the package and its registries does not import torch: an architecture's
+module is imported when it is built, so the sweep file's schema and `sweep validate`
+read every registry's names in a blink.
+"""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from models.activations import ACTIVATIONS, get_activation
-from models.blocks import Parts
-from models.cnn import CNN
 from models.initializers import INITIALIZERS, get_initializer
-from models.mlp import MLP
-from models.pretrained import Pretrained
-from models.resnet import ResNet
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def _mlp(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
+    from models.mlp import MLP
+
+    return MLP(math.prod(shape), classes, **options)
+
+
+def _cnn(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
+    from models.cnn import CNN
+
+    return CNN(shape[0], classes, **options)
+
+
+def _resnet(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
+    from models.resnet import ResNet
+
+    return ResNet(shape[0], classes, **options)
+
+
+def _pretrained(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
+    from models.pretrained import Pretrained
+
+    return Pretrained(shape, classes, **options)
+
 
 # name -> builder(input_shape (C, H, W), num_classes, *, parts, **architecture options)
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "mlp": lambda shape, classes, **options: MLP(math.prod(shape), classes, **options),
-    "cnn": lambda shape, classes, **options: CNN(shape[0], classes, **options),
-    "resnet": lambda shape, classes, **options: ResNet(shape[0], classes, **options),
-    "pretrained": lambda shape, classes, **options: Pretrained(shape, classes, **options),
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "resnet": _resnet,
+    "pretrained": _pretrained,
 }
 
 
@@ -39,6 +65,8 @@ def build_model(
     `options` are the architecture's own settings (`hidden` for mlp, `channels`
     for cnn, ...); the trial's parts (activation, init, batch norm) plug into every one.
     """
+    from models.blocks import Parts
+
     try:
         builder = ARCHITECTURES[arch]
     except KeyError:
@@ -47,4 +75,4 @@ def build_model(
     return builder(tuple(input_shape), num_classes, parts=parts, **options)
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITIALIZERS", "Parts", "build_model", "get_activation", "get_initializer"]
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITIALIZERS", "build_model", "get_activation", "get_initializer"]

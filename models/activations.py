@@ -1,43 +1,50 @@
-"""Activation functions by name: the one place a config string becomes an nn.Module class."""
+"""Activation functions by name: the one place a config string becomes an nn.Module class.
+
+The registry knows its names without importing torch, so the sweep file's schema
+and `sweep validate` list them in a blink; a class is imported when looked up.
+"""
 from __future__ import annotations
 
-from torch import Tensor, nn
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+LEAKY_RELU_SLOPE = 0.01  # the lecture's slope for negative inputs
 
 
-class Maxout(nn.Module):
-    """max over `pieces` linear units per output (Goodfellow et al. 2013).
+class _ClassesByPath(Mapping[str, "type[nn.Module]"]):
+    """name -> class given as "module:Class", imported on first lookup."""
 
-    The preceding layer produces `pieces` times as many units; this module keeps
-    the largest of each group, which is why maxout doubles a layer's weights.
-    """
+    def __init__(self, paths: dict[str, str]) -> None:
+        self._paths = paths
 
-    pieces = 2
+    def __getitem__(self, name: str) -> type[nn.Module]:
+        module, _, attribute = self._paths[name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
-    def forward(self, x: Tensor) -> Tensor:
-        # Units are laid out [unit0 piece0, unit0 piece1, unit1 piece0, ...] along dim 1,
-        # so conv feature maps (N, C*k, H, W) and linear outputs (N, C*k) split alike.
-        n, width = x.shape[0], x.shape[1]
-        grouped = x.reshape(n, width // self.pieces, self.pieces, *x.shape[2:])
-        return grouped.amax(dim=2)
+    def __contains__(self, name: object) -> bool:  # without importing the class
+        return name in self._paths
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
 
-class LeakyReLU(nn.LeakyReLU):
-    """Leaky ReLU with the lecture's slope of 0.01 for negative inputs."""
-
-    negative_slope_default = 0.01
-
-    def __init__(self) -> None:
-        super().__init__(negative_slope=self.negative_slope_default)
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": LeakyReLU,
-    "elu": nn.ELU,
-    "maxout": Maxout,
-}
+ACTIVATIONS: Mapping[str, type[nn.Module]] = _ClassesByPath(
+    {
+        "sigmoid": "torch.nn:Sigmoid",
+        "tanh": "torch.nn:Tanh",
+        "relu": "torch.nn:ReLU",
+        "leaky_relu": "models.activation_layers:LeakyReLU",
+        "elu": "torch.nn:ELU",
+        "maxout": "models.activation_layers:Maxout",
+    }
+)
 
 
 def get_activation(name: str | type[nn.Module]) -> type[nn.Module]:

@@ -1,14 +1,19 @@
-"""Weight initializers by name, each aware of the activation that follows the layer."""
+"""Weight initializers by name, each aware of the activation that follows the layer.
+
+Each initializer imports torch when it runs, so the sweep file's schema lists the
+names without loading PyTorch.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+from models.activations import LEAKY_RELU_SLOPE
 
-from models.activations import LeakyReLU
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-Initializer = Callable[[torch.Tensor, str], None]
+Initializer = Callable[["torch.Tensor", str], None]
 
 # torch.nn.init names the nonlinearities it knows gains for; elu and maxout are
 # rectifier-like (unbounded above, a kink at zero), so they take relu's numbers.
@@ -35,6 +40,8 @@ def _nonlinearity(activation: str) -> str:
 
 def small_random(weight: torch.Tensor, activation: str) -> None:
     """N(0, 0.01^2): the lecture's first try, fine for small nets, vanishing in deep ones."""
+    from torch import nn
+
     nn.init.normal_(weight, mean=0.0, std=0.01)
 
 
@@ -42,6 +49,8 @@ def xavier(weight: torch.Tensor, activation: str) -> None:
     """Glorot normal. The gain covers the saturating activations (tanh, sigmoid);
     rectifiers get gain 1, as in the lecture: correcting for the half of the units
     a rectifier zeroes is exactly what `he` adds."""
+    from torch import nn
+
     nonlinearity = _nonlinearity(activation)
     gain = 1.0 if activation in _RECTIFIERS else nn.init.calculate_gain(nonlinearity)
     nn.init.xavier_normal_(weight, gain=gain)
@@ -49,8 +58,10 @@ def xavier(weight: torch.Tensor, activation: str) -> None:
 
 def he(weight: torch.Tensor, activation: str) -> None:
     """Kaiming normal over fan-in, with the leaky slope for leaky_relu."""
+    from torch import nn
+
     nonlinearity = _nonlinearity(activation)
-    slope = LeakyReLU.negative_slope_default if activation == "leaky_relu" else 0.0
+    slope = LEAKY_RELU_SLOPE if activation == "leaky_relu" else 0.0
     nn.init.kaiming_normal_(weight, a=slope, mode="fan_in", nonlinearity=nonlinearity)
 
 
@@ -80,6 +91,8 @@ def initialize_layer(layer: nn.Module, *, init: str, activation: str, bias_init:
     """Initialize a linear or conv layer's weight for the activation that follows it."""
     if init == "default":
         return
+    from torch import nn
+
     get_initializer(init)(layer.weight, activation)
     if layer.bias is not None:
         nn.init.constant_(layer.bias, bias_init)

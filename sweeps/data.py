@@ -3,16 +3,20 @@
 Loaded once per sweep by the driver and shipped to trials through Ray's object
 store, so no trial reads from disk. Only the training split's statistics are
 used to preprocess, and they are applied identically to validation images.
+torch is imported where tensors are made, so the sweep file's schema reads the
+registries' names without loading it.
 """
 from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DataError(Exception):
@@ -53,8 +57,11 @@ class SplitData:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def to(self, device: torch.device, *, memory_format: torch.memory_format = torch.contiguous_format) -> SplitData:
-        """This split with its tensors on `device` (images in `memory_format`)."""
+    def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
+        """This split with its tensors on `device` (images in `memory_format`, default contiguous)."""
+        import torch
+
+        memory_format = torch.contiguous_format if memory_format is None else memory_format
         if device.type == "cpu" and memory_format == torch.contiguous_format:
             return self
         return replace(
@@ -128,6 +135,7 @@ def load_cifar10(spec: DataSpec) -> Images:
 
 def load_image_folder(spec: DataSpec) -> Images:
     """A person's own images, one sub-folder per class, resized to image_size x image_size."""
+    import torch
     import torchvision
     from torchvision.transforms import v2
 
@@ -212,6 +220,8 @@ def load_split(
     max_examples: int | None = None,
 ) -> SplitData:
     """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with training statistics."""
+    import torch
+
     try:
         loader = DATASETS[spec.dataset]
     except KeyError:

@@ -1,12 +1,17 @@
-"""The search space: sweep-file distributions as Ray Tune domains, sampled at random, seeded."""
+"""The search space: sweep-file distributions as Ray Tune domains, sampled at random, seeded.
+
+Ray is imported only to run a sweep: `sweep validate` previews the trials with numpy
+alone, since importing Ray's sampling code takes seconds.
+"""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray import tune
-from ray.tune.search import BasicVariantGenerator
-from ray.tune.search.variant_generator import generate_variants
+import numpy as np
+
+if TYPE_CHECKING:
+    from ray.tune.search import BasicVariantGenerator
 
 
 def build_search_space(params: dict[str, Any]) -> dict[str, Any]:
@@ -15,6 +20,8 @@ def build_search_space(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _domain(spec: Any) -> Any:
+    from ray import tune
+
     if not isinstance(spec, dict):
         return spec
     (kind, args), = spec.items()
@@ -32,24 +39,38 @@ def _domain(spec: Any) -> Any:
 
 def build_search_algorithm(*, seed: int, max_concurrent: int) -> BasicVariantGenerator:
     """Tune's random variant generator, seeded so the same file samples the same trials."""
+    from ray.tune.search import BasicVariantGenerator
+
     return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
 
 
 def preview_trial_configs(params: dict[str, Any], *, seed: int, num_samples: int) -> list[dict[str, Any]]:
-    """The configs a sweep with this seed will run, in order, without starting Ray.
+    """The configs a sweep with this seed will run, in order, without importing Ray.
 
-    Draws from one seeded generator per sample, exactly as BasicVariantGenerator's
-    trial iterator does, so the preview matches what `sweep run` trains.
+    Replays BasicVariantGenerator's draws: one numpy generator seeded with `seed` for
+    the whole sweep, one draw per distribution per trial in the sweep file's order,
+    each with the numpy call Ray's sampler for that domain makes. So the preview
+    matches what `sweep run` trains (tests/test_cli_startup.py holds it to Ray's own).
     """
-    from ray.tune.search.sample import _BackwardsCompatibleNumpyRng
+    rng = np.random.default_rng(seed)
+    return [{name: _draw(spec, rng) for name, spec in params.items()} for _ in range(num_samples)]
 
-    random_state = _BackwardsCompatibleNumpyRng(seed)
-    spec = {"config": build_search_space(params)}
-    configs = []
-    for _ in range(num_samples):
-        _, resolved = next(generate_variants(spec, random_state=random_state))
-        configs.append(resolved["config"])
-    return configs
+
+def _draw(spec: Any, rng: np.random.Generator) -> Any:
+    """One value of `spec`, drawn as Ray's sampler for `_domain(spec)` draws it."""
+    if not isinstance(spec, dict):
+        return spec
+    (kind, args), = spec.items()
+    if kind == "log_uniform":
+        return float(np.exp(rng.uniform(np.log(args[0]), np.log(args[1]), size=1))[0])
+    if kind == "uniform":
+        return float(rng.uniform(*args, size=1)[0])
+    if kind == "int_uniform":
+        low, high = args
+        return int(rng.integers(low, high + 1, size=1)[0])
+    if kind == "choice":
+        return args[rng.choice(np.arange(len(args)), size=1)[0]]
+    raise ValueError(f"unknown distribution {kind!r}")
 
 
 def representative_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""CLI start-up: the commands that only read a sweep file answer without torch, Ray or MLflow."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sweeps.space import build_search_space, preview_trial_configs
+from tests.conftest import REPO
+
+HEAVY = {"torch", "ray", "mlflow"}
+
+
+def imported_packages(*args: str) -> set[str]:
+    """Top-level packages `sweep ARGS` imports, read from Python's -X importtime log."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert lines, result.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines}
+
+
+# Not marked slow: each is one short subprocess, and this is the fast path it guards.
+@pytest.mark.parametrize("args", [["validate", "search.yaml"], ["schema"], ["--help"]], ids=["validate", "schema", "help"])
+def test_reading_commands_import_no_heavy_package(args):
+    packages = imported_packages(*args)
+    assert "click" in packages  # the log was read
+    assert not packages & HEAVY, sorted(packages & HEAVY)
+
+
+def test_preview_draws_what_rays_variant_generator_draws():
+    # The preview replays Ray's sampling in numpy; this holds it to Ray's own draws,
+    # made as BasicVariantGenerator makes them: one seeded generator for every trial.
+    from ray.tune.search.sample import _BackwardsCompatibleNumpyRng
+    from ray.tune.search.variant_generator import generate_variants
+
+    params = {
+        "batch_norm": {"choice": [True, False]},
+        "lr": {"log_uniform": [1.0e-5, 1.0]},
+        "momentum": {"uniform": [0.5, 0.99]},
+        "weight_decay": 0.0,
+        "batch_size": {"int_uniform": [16, 18]},
+        "activation": {"choice": ["relu", "tanh", "maxout"]},
+        "bias_init": {"uniform": [-1, 1]},
+    }
+    for seed in (0, 3, 12345):
+        random_state = _BackwardsCompatibleNumpyRng(seed)
+        spec = {"config": build_search_space(params)}
+        expected = [next(generate_variants(spec, random_state=random_state))[1]["config"] for _ in range(40)]
+        preview = preview_trial_configs(params, seed=seed, num_samples=40)
+        assert preview == expected
+        assert [list(config) for config in preview] == [list(config) for config in expected]  # same order
+        assert [type(value) for config in preview for value in config.values()] == [
+            type(value) for config in expected for value in config.values()
+        ]
