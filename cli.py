@@ -72,6 +72,14 @@ def cli() -> None:
 @click.option("--num-samples", type=int, metavar="N", help="How many trials to sample (overrides search.num_samples).")
 @click.option("--max-concurrent", type=int, metavar="N", help="Trials running at once (overrides search.max_concurrent).")
 @click.option("--seed", type=int, metavar="N", help="Sampling seed (overrides search.seed).")
+@click.option(
+    "--resume",
+    type=click.Choice(["never", "auto"]),
+    default="never",
+    show_default=True,
+    help="auto: continue this sweep's unfinished experiment under storage.path if there is one, else start fresh "
+    "(for jobs that may be restarted).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables.")
 def run(
     config_path: str,
@@ -82,6 +90,7 @@ def run(
     num_samples: int | None,
     max_concurrent: int | None,
     seed: int | None,
+    resume: str,
     verbose: bool,
 ) -> None:
     """Run a random search: sample trials, train them on Ray Tune, log each to MLflow.
@@ -104,9 +113,61 @@ def run(
 
     click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
     try:
-        outcome = run_sweep(config, address=address, verbose=verbose, live=sys.stdout.isatty() and not verbose, echo=click.echo)
+        outcome = run_sweep(config, address=address, resume=resume, verbose=verbose, live=sys.stdout.isatty() and not verbose, echo=click.echo)
     except SweepError as error:
         raise BadInput(f"{config_path}: {error}") from None
+    finish(outcome)
+
+
+@cli.command()
+@click.argument("experiment_path", metavar="EXPERIMENT_PATH")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI, if it moved; default: the one the sweep started with.")
+@click.option("--address", metavar="ADDR", envvar="RAY_ADDRESS", help="Join the Ray cluster at ADDR instead of starting Ray here. [env var: RAY_ADDRESS]")
+@click.option("-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables.")
+def resume(experiment_path: str, tracking_uri: str | None, address: str | None, verbose: bool) -> None:
+    """Continue a sweep that was interrupted (its driver died, the machine rebooted).
+
+    EXPERIMENT_PATH is the sweep's folder under storage.path (`sweep run` prints it as
+    "Ray Tune results"). Finished trials stay as they are, unfinished ones continue
+    from their last checkpoint in the same MLflow runs, and the rest are started.
+
+    \b
+    Example:
+        sweep resume sweep-results/digits-mlp-20261125-101500
+    """
+    from sweeps.launch import SweepError, resume_sweep
+
+    try:
+        outcome = resume_sweep(experiment_path, tracking_uri=tracking_uri, address=address, verbose=verbose, live=sys.stdout.isatty() and not verbose, echo=click.echo)
+    except SweepError as error:
+        raise BadInput(str(error)) from None
+    finish(outcome)
+
+
+@cli.command()
+@click.argument("experiment_path", metavar="EXPERIMENT_PATH")
+def sync(experiment_path: str) -> None:
+    """Send MLflow the logs a tracking-server outage kept with a sweep's experiment.
+
+    \b
+    Example:
+        sweep sync sweep-results/digits-mlp-20261125-101500
+    """
+    from sweeps.journal import JournalError, SweepJournal
+    from sweeps.launch import SweepError, check_tracking_reachable, sync_sweep
+
+    try:
+        journal = SweepJournal.load(experiment_path)
+        check_tracking_reachable(journal.tracking_uri)
+        unsent = sync_sweep(experiment_path)
+    except (JournalError, SweepError) as error:
+        raise BadInput(str(error)) from None
+    if unsent:
+        raise BadInput(f"{experiment_path}: MLflow at {journal.tracking_uri} did not take {unsent} kept writes; try again later")
+    click.echo(f"{experiment_path}: every kept MLflow write is sent to {journal.tracking_uri}")
+
+
+def finish(outcome: Any) -> None:
     print_summary(outcome)
     if not outcome.succeeded:
         sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
@@ -135,7 +196,13 @@ def print_summary(outcome: Any) -> None:
         click.echo(f"best trial's MLflow run: {outcome.best_run_id}")
     else:
         click.echo("no trial succeeded", err=True)
-    if outcome.succeeded:
+    if outcome.unsent:
+        click.echo(
+            f"MLflow at {outcome.tracking_uri} did not answer: {outcome.unsent} writes are kept with the experiment; "
+            f"send them with:  sweep sync {outcome.experiment_path}",
+            err=True,
+        )
+    elif outcome.succeeded:
         from sweeps.report import format_table
 
         _, sweep_report = open_report(outcome.parent_run_id, outcome.tracking_uri)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from urllib.parse import urlsplit
@@ -48,43 +49,38 @@ def _parse_param_spec(value: Any) -> Any:
     """A literal value or exactly one distribution, in the sweep file's own shape."""
     if not isinstance(value, dict):
         if isinstance(value, list):
-            raise PydanticCustomError(
-                "param_spec", "a list is not a value; to sample from it write {{choice: {value}}}", {"value": value}
-            )
+            raise _spec_error(f"a list is not a value; to sample from it write {{choice: {value}}}")
         return value
     if len(value) != 1:
-        raise PydanticCustomError(
-            "param_spec",
-            "give a literal value or exactly one distribution, got keys {keys}",
-            {"keys": sorted(map(str, value))},
-        )
+        raise _spec_error(f"give a literal value or exactly one distribution, got keys {sorted(map(str, value))}")
     (kind, args), = value.items()
     if kind in GRID_KEYS:
         raise PydanticCustomError("grid_search", RANDOM_SEARCH_WHY)
     if kind not in DISTRIBUTIONS:
-        raise PydanticCustomError(
-            "param_spec",
-            "unknown distribution {kind!r}{hint}; choose from {valid} (all are sampled at random)",
-            {"kind": kind, "hint": _did_you_mean(str(kind), DISTRIBUTIONS), "valid": list(DISTRIBUTIONS)},
-        )
+        hint = _did_you_mean(str(kind), DISTRIBUTIONS)
+        raise _spec_error(f"unknown distribution {kind!r}{hint}; choose from {list(DISTRIBUTIONS)} (all are sampled at random)")
     if kind == "choice":
         if not isinstance(args, list) or not args:
-            raise PydanticCustomError("param_spec", "choice needs a non-empty list of values, got {args!r}", {"args": args})
+            raise _spec_error(f"choice needs a non-empty list of values, got {args!r}")
         return value
     if not (isinstance(args, list) and len(args) == 2 and all(_is_number(bound) for bound in args)):
-        raise PydanticCustomError("param_spec", "{kind} needs [low, high] numbers, got {args!r}", {"kind": kind, "args": args})
+        raise _spec_error(f"{kind} needs [low, high] numbers, got {args!r}")
     low, high = args
-    if not all(math.isfinite(bound) for bound in args):
-        raise PydanticCustomError("param_spec", "{kind} bounds must be finite, got {args!r}", {"kind": kind, "args": args})
+    # An int is always finite; math.isfinite would overflow on one beyond float range.
+    if not all(isinstance(bound, int) or math.isfinite(bound) for bound in args):
+        raise _spec_error(f"{kind} bounds must be finite, got {args!r}")
     if kind == "log_uniform" and low <= 0:
-        raise PydanticCustomError("param_spec", "log_uniform lower bound must be > 0, got {low}", {"low": low})
+        raise _spec_error(f"log_uniform lower bound must be > 0, got {low}")
     if kind == "int_uniform" and not all(isinstance(bound, int) for bound in args):
-        raise PydanticCustomError("param_spec", "int_uniform bounds must be integers, got {args!r}", {"args": args})
+        raise _spec_error(f"int_uniform bounds must be integers, got {args!r}")
     if not low < high:
-        raise PydanticCustomError(
-            "param_spec", "{kind} needs low < high, got [{low}, {high}]", {"kind": kind, "low": low, "high": high}
-        )
+        raise _spec_error(f"{kind} needs low < high, got [{low}, {high}]")
     return value
+
+
+def _spec_error(message: str) -> PydanticCustomError:
+    # Formatted by the caller: pydantic's message templates know neither {x!r} nor {{ escapes.
+    return PydanticCustomError("param_spec", message)
 
 
 def _is_number(value: Any) -> bool:
@@ -289,7 +285,8 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
         # Also report what the trainer would refuse in the params that did parse.
         if isinstance(raw.get("params"), dict):
             unparsed = {tuple(item["loc"][1:2]) for item in error.errors() if item["loc"][0] == "params"}
-            parsed = {name: spec for name, spec in raw["params"].items() if (name,) not in unparsed}
+            # A key that is not a string was reported above (pydantic names null as 'None').
+            parsed = {name: spec for name, spec in raw["params"].items() if isinstance(name, str) and (name,) not in unparsed}
             if () not in unparsed:
                 problems += _check_params(parsed)
         raise ConfigError(source, problems) from None
@@ -299,13 +296,28 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
     return config
 
 
+class _SweepLoader(yaml.SafeLoader):
+    """YAML as people write it: `1e3` and `1.0e-4` are numbers (PyYAML's YAML 1.1 reads them as strings)."""
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_SweepLoader)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`dotted.key=value` with the value parsed as YAML, as `--set` takes it."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("--set", [(text, "expected dotted.key=value, e.g. train.epochs=2")])
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), load_yaml(value)
     except yaml.YAMLError as error:
         raise ConfigError("--set", [(key.strip(), f"value is not valid YAML: {_first_line(error)}")]) from None
 
@@ -328,9 +340,11 @@ def _read_yaml(path: Path) -> Any:
     except OSError as error:
         raise ConfigError(source, [("", f"cannot read: {error.strerror}")]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(source, [("", f"invalid YAML: {_first_line(error)}")]) from None
+    except RecursionError:  # pyyaml composes nested collections recursively
+        raise ConfigError(source, [("", "invalid YAML: collections nested too deeply")]) from None
     if raw is None:
         raise ConfigError(source, [("", "is empty; a sweep file needs at least `name` and `params`")])
     return raw
@@ -360,10 +374,12 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
     loc = tuple(error["loc"])
     if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in MODEL_CONFIGS:
         loc = loc[:1] + loc[2:]  # pydantic names the architecture's schema; the file does not
-    path = ".".join(str(part) for part in loc)
     kind = error["type"]
-    if kind == "union_tag_invalid":
-        return f"{path}.arch", f"unknown architecture {error['ctx']['tag']!r}; choose from {sorted(MODEL_CONFIGS)}"
+    if loc[-1:] == ("[key]",):  # pydantic's marker for a bad key, e.g. `params: {null: 0.1}`
+        return _field_path(loc[:-1]), f"key must be a string, got {error['input']!r}"
+    path = _field_path(loc)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # not_found: `arch: null`
+        return f"{path}.arch", f"unknown architecture {_architecture_of(error['input'])!r}; choose from {sorted(MODEL_CONFIGS)}"
     if kind == "extra_forbidden":
         valid = _field_names_at(loc[:-1], raw)
         return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
@@ -372,7 +388,14 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
     if kind in ("param_spec", "grid_search", "credentials_in_uri"):
         return path, error["msg"]
     message = error["msg"][0].lower() + error["msg"][1:]
+    if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password
+        return path, f"{message}, got a {type(error['input']).__name__} (not shown: it may hold credentials)"
     return path, f"{message}, got {error['input']!r}"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """A dotted field path on one line: a key with a newline or tab in it is shown quoted."""
+    return ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in loc)
 
 
 def _field_names_at(loc: tuple[Any, ...], raw: Any) -> list[str]:
@@ -395,7 +418,7 @@ def _check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
     """Every parameter is one the trainer understands, and every value it may take is valid."""
     problems = []
     for name, spec in params.items():
-        path = f"params.{name}"
+        path = _field_path(("params", name))
         if name not in TRIAL_PARAMS:
             valid = sorted(TRIAL_PARAMS)
             problems.append((path, f"unknown parameter {name!r}{_did_you_mean(name, valid)}; valid parameters: {valid}"))

@@ -6,9 +6,11 @@ import math
 import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
 
 from sweeps.config import SweepConfig, dump_sweep
 from sweeps.trial_status import SUCCEEDED
@@ -35,6 +37,7 @@ class SweepOutcome:
     best_run_id: str | None = None
     errors: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    unsent: int = 0  # MLflow writes still waiting in the spool when the sweep ended
 
     @property
     def succeeded(self) -> int:
@@ -60,126 +63,252 @@ def run_sweep(
     config: SweepConfig,
     *,
     address: str | None = None,
+    resume: str = "never",
     verbose: bool = False,
     live: bool = False,
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
-    """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start."""
-    import ray
+    """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start.
+
+    With resume="auto", an unfinished experiment of this sweep under storage.path
+    is continued instead (what a restarted Kubernetes job does).
+    """
+    storage_path = resolved_storage_path(config.storage.path)
+    if resume == "auto":
+        from sweeps.journal import find_resumable
+
+        experiment_path = find_resumable(storage_path, config.name)
+        if experiment_path is not None:
+            echo(f"resuming the unfinished sweep in {experiment_path}")
+            return resume_sweep(experiment_path, address=address, verbose=verbose, live=live, echo=echo)
+    from sweeps import tracking
 
     data = load_sweep_data(config)
-    if not verbose:
-        # Tune's newer console output prints its banner even when told to be silent.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    # Ray first: an unreachable cluster must leave nothing behind in MLflow.
-    started_ray = _connect_ray(address, verbose=verbose)
-    try:
+    # What we can check without writing anything comes first: a bad path or an
+    # unreachable store must leave nothing behind.
+    check_storage_writable(storage_path)
+    tracking_uri = tracking.absolute_uri(tracking.resolve_tracking_uri(config.mlflow.tracking_uri))
+    check_tracking_reachable(tracking_uri)
+    with _ray(address, verbose=verbose):
         check_storage_reaches_every_node(config)
-        return _run_on_ray(config, data, echo=echo, verbose=verbose, live=live)
-    finally:
-        if started_ray:
-            ray.shutdown()
+        journal = _start_sweep(config, tracking_uri, storage_path)
+        return _fit(config, journal, data, restore=False, echo=echo, verbose=verbose, live=live)
 
 
-def _run_on_ray(config: SweepConfig, data: Any, *, echo: Callable[[str], None], verbose: bool, live: bool) -> SweepOutcome:
+def resume_sweep(
+    experiment_path: str,
+    *,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    verbose: bool = False,
+    live: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
+    """Continue an interrupted sweep with Tune's restore, in the same MLflow runs; first send what an outage kept back."""
+    from sweeps import tracking
+    from sweeps.config import ConfigError, load_yaml, validate_sweep
+    from sweeps.journal import JournalError, SweepJournal
+
+    experiment_path = experiment_path if is_uri(experiment_path) else str(Path(experiment_path).expanduser().resolve())
+    try:
+        journal = SweepJournal.load(experiment_path)
+        config = validate_sweep(load_yaml(journal.sweep_yaml), source=f"{experiment_path}/sweep.json")
+    except (JournalError, ConfigError) as error:
+        raise SweepError(str(error)) from None
+    if journal.finished:
+        raise SweepError(f"{experiment_path}: this sweep finished; start a new one with `sweep run`")
+    if tracking_uri:
+        journal.tracking_uri = tracking.absolute_uri(tracking_uri)
+        journal.save()
+    check_tracking_reachable(journal.tracking_uri)
+    unsent = sync_sweep(experiment_path)
+    if unsent:
+        raise SweepError(f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see {experiment_path}/mlflow-spool.jsonl")
+    tracking.reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
+    data = load_sweep_data(config)
+    with _ray(address, verbose=verbose):
+        return _fit(config, SweepJournal.load(experiment_path), data, restore=True, echo=echo, verbose=verbose, live=live)
+
+
+def sync_sweep(experiment_path: str) -> int:
+    """Send the MLflow writes an outage kept with the experiment; returns how many are still waiting."""
+    from sweeps.journal import Spool, SweepJournal
+    from sweeps.tracking import MlflowWriter
+
+    journal = SweepJournal.load(experiment_path)
+    return MlflowWriter(journal.tracking_uri, Spool(experiment_path), journal).flush()
+
+
+def _start_sweep(config: SweepConfig, tracking_uri: str, storage_path: str) -> Any:
+    """The sweep's MLflow experiment and parent run, and its journal beside Tune's experiment."""
     from mlflow.tracking import MlflowClient
-    from ray import tune
 
     from sweeps import tracking
-    from sweeps.progress import ProgressPrinter
-    from sweeps.space import build_search_algorithm, build_search_space
-    from sweeps.trainable import train_trial
-    from sweeps.trial_status import trial_status
+    from sweeps.journal import SweepJournal
 
-    tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
     client = MlflowClient(tracking_uri)
     try:
         experiment_id = tracking.open_experiment(client, config.experiment_name)
     except Exception as error:  # MLflow raises many types for a store it cannot reach
         raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
     run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # The URI lives in the journal; the sweep file reads the same wherever it is tracked.
+    sweep_yaml = dump_sweep(config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})}))
     parent_run_id = tracking.start_sweep_run(
         client,
         experiment_id,
         run_name=run_name,
-        # The URI can carry credentials (https://user:token@host): keep it out of the artifact.
-        sweep_yaml=dump_sweep(config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})})),
+        sweep_yaml=sweep_yaml,
         fixed_settings=fixed_settings(config),
         refines=config.refines,
     )
-    storage_path = config.storage.path if is_uri(config.storage.path) else str(Path(config.storage.path).expanduser().resolve())
-    outcome = SweepOutcome(
+    journal = SweepJournal(
+        experiment_path=f"{storage_path.rstrip('/')}/{run_name}",
+        sweep_name=config.name,
         tracking_uri=tracking_uri,
-        experiment_name=config.experiment_name,
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
-        experiment_path=f"{storage_path.rstrip('/')}/{run_name}",
-        metric=config.search.metric,
+        sweep_yaml=sweep_yaml,
     )
-    on_alert = None
-    if config.diagnostics.alert_webhook:
-        from sweeps.alerts import webhook_sender
+    journal.save()
+    return journal
 
-        on_alert = webhook_sender(config.diagnostics.alert_webhook, warn=echo)
-    trial_logger = tracking.MlflowTrialLogger(tracking_uri, experiment_id, parent_run_id, epochs=config.train.epochs, on_alert=on_alert)
-    progress = ProgressPrinter(
-        num_samples=config.search.num_samples,
-        epochs=config.train.epochs,
-        metric=config.search.metric,
-        mode=config.search.mode,
-        echo=echo,
-        live=live,
-    )
+
+def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: Callable[[str], None], verbose: bool, live: bool) -> SweepOutcome:
+    from ray import tune
+
+    from sweeps import tracking
+    from sweeps.journal import Spool, SweepJournal
+    from sweeps.progress import ProgressPrinter
+    from sweeps.space import build_search_algorithm, build_search_space
+    from sweeps.trainable import train_trial
+    from sweeps.trial_status import trial_status
+
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, settings=trial_settings(config)),
         {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=build_search_space(config.params),
-        tune_config=tune.TuneConfig(
+    if restore:
+        # Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal.
+        tuner = tune.Tuner.restore(journal.experiment_path, trainable, resume_unfinished=True, param_space=build_search_space(config.params))
+    else:
+        on_alert = None
+        if config.diagnostics.alert_webhook:
+            from sweeps.alerts import webhook_sender
+
+            on_alert = webhook_sender(config.diagnostics.alert_webhook, warn=echo)
+        progress = ProgressPrinter(
+            num_samples=config.search.num_samples,
+            epochs=config.train.epochs,
             metric=config.search.metric,
             mode=config.search.mode,
-            num_samples=config.search.num_samples,
-            search_alg=build_search_algorithm(seed=config.search.seed, max_concurrent=config.search.max_concurrent),
-            scheduler=_scheduler(config),
-        ),
-        run_config=tune.RunConfig(
-            name=run_name,
-            storage_path=storage_path,
-            callbacks=[trial_logger, progress],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-            verbose=2 if verbose else 0,
-        ),
-    )
+            echo=echo,
+            live=live,
+        )
+        storage_path, run_name = journal.experiment_path.rsplit("/", 1)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=build_search_space(config.params),
+            tune_config=tune.TuneConfig(
+                metric=config.search.metric,
+                mode=config.search.mode,
+                num_samples=config.search.num_samples,
+                search_alg=build_search_algorithm(seed=config.search.seed, max_concurrent=config.search.max_concurrent),
+                scheduler=_scheduler(config),
+            ),
+            run_config=tune.RunConfig(
+                name=run_name,
+                storage_path=storage_path,
+                callbacks=[tracking.MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=on_alert), progress],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+                verbose=2 if verbose else 0,
+            ),
+        )
+    writer = tracking.MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
     try:
         results = tuner.fit()
     except BaseException:
-        tracking.fail_sweep_run(client, parent_run_id)
+        tracking.fail_sweep_run(writer, journal.parent_run_id)
         raise
 
+    journal = SweepJournal.load(journal.experiment_path)  # as the trial logger left it
+    outcome = SweepOutcome(
+        tracking_uri=journal.tracking_uri,
+        experiment_name=config.experiment_name,
+        experiment_id=journal.experiment_id,
+        parent_run_id=journal.parent_run_id,
+        experiment_path=journal.experiment_path,
+        metric=config.search.metric,
+        alerts=journal.alerts,
+    )
     for result in results:
         status = trial_status(result.metrics, epochs=config.train.epochs, errored=result.error is not None)
         outcome.statuses[status] += 1
         if result.error is not None:
             outcome.errors.append(_first_line(result.error))
     if outcome.succeeded:
-        best = results.get_best_result(metric=config.search.metric, mode=config.search.mode, scope="all")
+        best = results.get_best_result(metric=config.search.metric, mode=config.search.mode, scope="all", filter_nan_and_inf=True)
         history = best.metrics_dataframe[config.search.metric]
         outcome.best_value = float(history.max() if config.search.mode == "max" else history.min())
         outcome.best_params = dict(best.config)
-        outcome.best_run_id = trial_logger.run_ids.get(best.metrics["trial_id"])
+        outcome.best_run_id = journal.run_of(best.metrics["trial_id"])
+    writer = tracking.MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
     tracking.finish_sweep_run(
-        client,
-        parent_run_id,
+        writer,
+        journal.parent_run_id,
         metric=config.search.metric,
         best_value=outcome.best_value,
         best_run_id=outcome.best_run_id,
         status_counts=dict(outcome.statuses),
-        alerts=trial_logger.alerts,
+        alerts=journal.alerts,
     )
-    outcome.alerts = trial_logger.alerts
+    outcome.unsent = writer.flush()
+    journal.finished = True
+    journal.save()
     return outcome
+
+
+@contextmanager
+def _ray(address: str | None, *, verbose: bool) -> Iterator[None]:
+    import ray
+
+    if not verbose:
+        # Tune's newer console output prints its banner even when told to be silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    started_ray = _connect_ray(address, verbose=verbose)
+    try:
+        yield
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def check_tracking_reachable(tracking_uri: str) -> None:
+    from sweeps import tracking
+
+    try:
+        tracking.probe(tracking_uri)
+    except Exception as error:  # MLflow raises many types for a store it cannot reach
+        raise SweepError(f"cannot reach the MLflow tracking store at {tracking_uri}: {_first_line(error)}") from None
+
+
+def resolved_storage_path(path: str) -> str:
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+
+
+def check_storage_writable(storage_path: str) -> None:
+    """storage.path must take files (checkpoints, the journal) before any trial starts."""
+    if is_uri(storage_path):
+        return  # object stores answer with their own errors; credentials may only exist on the nodes
+    path = Path(storage_path)
+    probe = path / f".sweep-write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SweepError(f"storage.path: cannot write to {storage_path}: {error.strerror or error}") from None
 
 
 def load_sweep_data(config: SweepConfig) -> Any:

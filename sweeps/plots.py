@@ -1,6 +1,7 @@
 """Figures a person reads at a glance (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import matplotlib
@@ -34,6 +35,12 @@ def activation_histograms(initial: dict[str, Any], final: dict[str, Any], *, tit
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def png_bytes(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 def close(figure: plt.Figure) -> None:

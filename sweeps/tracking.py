@@ -6,10 +6,13 @@ sqlite store never sees writers from several processes.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from mlflow.entities import Metric, Param, RunTag
@@ -18,6 +21,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
 
 from sweeps.diagnostics import alert_summary
+from sweeps.journal import Spool, SweepJournal, read_bytes
 from sweeps.trial_status import SUCCEEDED, trial_status
 
 # MLflow's log_batch limits per call.
@@ -34,6 +38,26 @@ def resolve_tracking_uri(configured: str | None) -> str:
     import mlflow
 
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def absolute_uri(tracking_uri: str) -> str:
+    """A relative sqlite path made absolute, so `sweep resume` finds the same store from any folder."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not tracking_uri[len(prefix):].startswith("/"):
+        return prefix + os.path.abspath(tracking_uri[len(prefix):])
+    return tracking_uri
+
+
+def probe(tracking_uri: str) -> None:
+    """Raise if the store does not answer; a read, so a failed probe leaves nothing behind."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
+    """A resumed sweep's parent run is running again (it was left RUNNING or KILLED)."""
+    MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
 
 
 def open_experiment(client: MlflowClient, name: str) -> str:
@@ -67,7 +91,7 @@ def start_sweep_run(
 
 
 def finish_sweep_run(
-    client: MlflowClient,
+    writer: MlflowWriter,
     run_id: str,
     *,
     metric: str,
@@ -87,56 +111,210 @@ def finish_sweep_run(
         metrics.append(Metric(f"best_{metric}", best_value, now, 0))
     if best_run_id is not None:
         tags.append(RunTag("sweep.best_run_id", best_run_id))
-    client.log_batch(run_id, metrics=metrics, tags=tags)
+    writer.log_batch(run_id, metrics=metrics, tags=tags)
     succeeded = sum(status_counts.get(status, 0) for status in SUCCEEDED)
-    client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
+    writer.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
-def fail_sweep_run(client: MlflowClient, run_id: str) -> None:
-    """Close the parent run when the sweep itself stopped (an error or Ctrl-C)."""
-    client.set_terminated(run_id, "KILLED")
+def fail_sweep_run(writer: MlflowWriter, run_id: str) -> None:
+    """Close the parent run when the sweep itself stopped (an error or Ctrl-C); `sweep resume` reopens it."""
+    writer.set_terminated(run_id, "KILLED")
+
+
+# A store that does not answer (retry, then spool), as against one that refuses a write.
+OUTAGE_ERROR_CODES = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
+RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+REPROBE_EVERY_S = 10.0
+
+
+def is_outage(error: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        return error.error_code in OUTAGE_ERROR_CODES
+    # requests' and sqlalchemy's connection errors, without importing either here.
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"ConnectionError", "Timeout", "TimeoutError", "OperationalError"})
+
+
+class MlflowWriter:
+    """The sweep's MLflow writes, kept in order through an outage.
+
+    A write that fails because the store does not answer is retried with backoff;
+    if the store stays away, it and every later write go to the spool beside the
+    experiment, and training carries on. Each later write first tries to send the
+    backlog (at most every REPROBE_EVERY_S). A run created during an outage gets a
+    `pending:` id until the store hands out its real one.
+    """
+
+    def __init__(self, tracking_uri: str, spool: Spool, journal: SweepJournal | None = None, *, warn: Callable[[str], None] = print) -> None:
+        # Our own retries below; MLflow's default retries an unreachable host for minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.spool = spool
+        self.journal = journal
+        self.warn = warn
+        self._next_probe = 0.0
+        self._pending_ids: dict[str, str] = {}
+
+    @property
+    def offline(self) -> bool:
+        return len(self.spool) > 0
+
+    def create_run(self, key: str, experiment_id: str, tags: dict[str, str]) -> str:
+        return self._submit({"op": "create_run", "key": key, "experiment_id": experiment_id, "tags": tags}) or f"pending:{key}"
+
+    def log_batch(self, run_id: str, metrics: list[Metric] = (), params: list[Param] = (), tags: list[RunTag] = ()) -> None:
+        self._submit({
+            "op": "log_batch",
+            "run_id": run_id,
+            "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
+            "params": [[p.key, p.value] for p in params],
+            "tags": [[t.key, t.value] for t in tags],
+        })
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self._submit({"op": "set_terminated", "run_id": run_id, "status": status})
+
+    def log_bytes(self, run_id: str, name: str, content: bytes) -> None:
+        """An artifact at the run's root; its bytes wait in the spool during an outage."""
+        self._submit({"op": "log_bytes", "run_id": run_id, "name": name}, content=content)
+
+    def flush(self) -> int:
+        """Send the backlog in order, stopping at the first write the store does not take; returns what is left."""
+        sent = 0
+        try:
+            for operation in self.spool.operations:
+                self._apply(operation)
+                sent += 1
+        except Exception as error:
+            if not is_outage(error):
+                raise
+        finally:
+            if sent:
+                self.spool.pop_sent(sent)
+        return len(self.spool)
+
+    def _submit(self, operation: dict[str, Any], content: bytes | None = None) -> str | None:
+        if self.offline and time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + REPROBE_EVERY_S
+            if self.flush() == 0:
+                self.warn(f"MLflow at {self.tracking_uri} answers again; the writes kept during the outage are sent")
+        if not self.offline:
+            for delay in (*RETRY_DELAYS_S, None):
+                try:
+                    return self._apply(operation, content=content)
+                except Exception as error:
+                    if not is_outage(error):
+                        raise
+                    if delay is None:
+                        self.warn(f"MLflow at {self.tracking_uri} does not answer ({_first_line(error)}); training goes on and its logs wait in {self.spool.path}")
+                        self._next_probe = time.monotonic() + REPROBE_EVERY_S
+                        break
+                    time.sleep(delay)
+        if content is not None:
+            operation = operation | {"file": self.spool.keep_file(operation["name"], content)}
+        self.spool.append(operation)
+        return None
+
+    def _apply(self, operation: dict[str, Any], content: bytes | None = None) -> str | None:
+        kind = operation["op"]
+        if kind == "create_run":
+            run_id = self.client.create_run(operation["experiment_id"], tags=operation["tags"]).info.run_id
+            pending = f"pending:{operation['key']}"
+            self._pending_ids[pending] = run_id
+            if self.journal is not None:
+                self.journal.replace_run_id(pending, run_id)
+            return run_id
+        run_id = self._pending_ids.get(operation["run_id"], operation["run_id"])
+        if kind == "log_batch":
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(*item) for item in operation["metrics"]],
+                params=[Param(*item) for item in operation["params"]],
+                tags=[RunTag(*item) for item in operation["tags"]],
+            )
+        elif kind == "set_terminated":
+            self.client.set_terminated(run_id, operation["status"])
+        elif kind == "log_bytes":
+            if content is None:
+                content = read_bytes(operation["file"])
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / operation["name"]
+                path.write_bytes(content)
+                self.client.log_artifact(run_id, str(path))
+        return None
 
 
 class MlflowTrialLogger(tune.Callback):
-    """A Tune callback that keeps one MLflow child run per trial under the sweep's parent run."""
+    """A Tune callback that keeps one MLflow child run per trial under the sweep's parent run.
 
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment_id: str,
-        parent_run_id: str,
-        *,
-        epochs: int,
-        on_alert: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
+    Tune pickles it with the experiment and unpickles it when a sweep resumes, so it
+    holds only the experiment path; the run ids, tracking URI and parent run come
+    from the sweep's journal there when the experiment starts (or starts again).
+    """
+
+    def __init__(self, experiment_path: str, *, epochs: int, on_alert: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.experiment_path = experiment_path
         self.epochs = epochs
         self.on_alert = on_alert
-        self.run_ids: dict[str, str] = {}
-        self.alerts: list[dict[str, Any]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.journal: SweepJournal | None = None
+        self.writer: MlflowWriter | None = None
+        self._logged_epochs: dict[str, int] = {}
         self._histograms: dict[str, tuple[dict, dict]] = {}
-        self._client = MlflowClient(tracking_uri)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "on_alert": self.on_alert}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def setup(self, **info: Any) -> None:
+        self.journal = SweepJournal.load(self.experiment_path)
+        self.writer = MlflowWriter(self.journal.tracking_uri, Spool(self.experiment_path), self.journal)
+        # A resumed sweep: epochs its runs already hold are not logged again.
+        for trial_id, entry in self.journal.trial_runs.items():
+            history = [] if self.writer.offline else self.writer.client.get_metric_history(entry["run_id"], "val_acc")
+            self._logged_epochs[trial_id] = max((metric.step for metric in history), default=0)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.run_ids:
+        if self.journal.run_of(trial.trial_id) is not None:
+            return  # a retry, or a trial of a resumed sweep: it goes on in its run
+        live = {other.trial_id for other in trials if other is not trial}
+        adopted = self.journal.adopt_run(trial.trial_id, trial.config, live)
+        if adopted is not None:
+            self.writer.log_batch(adopted, tags=[RunTag("sweep.trial_id", trial.trial_id)])
             return
-        run = self._client.create_run(
-            self.experiment_id,
+        run_id = self.writer.create_run(
+            trial.trial_id,
+            self.journal.experiment_id,
             tags={
-                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+                MLFLOW_PARENT_RUN_ID: self.journal.parent_run_id,
                 MLFLOW_RUN_NAME: str(trial),
                 "sweep.trial_id": trial.trial_id,
                 "sweep.status": "running",
             },
         )
-        self.run_ids[trial.trial_id] = run.info.run_id
-        _log_params(self._client, run.info.run_id, trial.config)
+        self.journal.record_run(trial.trial_id, run_id, trial.config)
+        self.writer.log_batch(run_id, params=[Param(key, _param_text(value)) for key, value in trial.config.items()])
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.journal.run_of(trial.trial_id)
+        if run_id is not None:
+            self.writer.log_batch(run_id, tags=[RunTag("sweep.retries", str(trial.num_failures))])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.run_ids[trial.trial_id]
+        run_id = self.journal.run_of(trial.trial_id)
         epoch = int(result["training_iteration"])
+        if epoch <= self._logged_epochs.get(trial.trial_id, 0):
+            return  # a restarted trial going over epochs after its checkpoint that its run already holds
+        self._logged_epochs[trial.trial_id] = epoch
         now = _now_ms()
         metrics = [Metric(key, float(result[key]), now, epoch) for key in TRACKED_METRICS if key in result]
         diagnostics = result.get("diagnostics")
@@ -144,10 +322,10 @@ class MlflowTrialLogger(tune.Callback):
             metrics += diagnostic_metrics(diagnostics, now)
             self._keep_histograms(trial.trial_id, diagnostics["histograms"])
             self._record_alerts(trial, run_id, diagnostics["alerts"])
-        tags = [RunTag("sweep.node_id", result["node_id"])] if "node_id" in result and epoch == 1 else []
+        tags = [RunTag("sweep.node_id", result["node_id"])] if "node_id" in result and result.get("iterations_since_restore") == 1 else []
         # Batched: one call carries the epoch's metrics and every diagnostic since the last one.
         for index, batch in enumerate(_chunks(metrics, MAX_METRICS_PER_BATCH)):
-            self._client.log_batch(run_id, metrics=batch, tags=tags if index == 0 else [])
+            self.writer.log_batch(run_id, metrics=batch, tags=tags if index == 0 else [])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)
@@ -168,31 +346,32 @@ class MlflowTrialLogger(tune.Callback):
             alert = {"trial": str(trial), "run_id": run_id, **alert}
             if not math.isfinite(alert["value"]):
                 alert["value"] = str(alert["value"])  # JSON has no NaN or inf
-            self.alerts.append(alert)
+            self.journal.alerts.append(alert)
             if self.on_alert is not None:
                 self.on_alert(alert)
-        summaries = [alert_summary(alert) for alert in self.alerts if alert["run_id"] == run_id]
-        self._client.set_tag(run_id, "alert.update_ratio", _truncate("; ".join(summaries)))
+        self.journal.save()
+        summaries = [alert_summary(alert) for alert in self.journal.alerts if alert["run_id"] == run_id]
+        self.writer.log_batch(run_id, tags=[RunTag("alert.update_ratio", _truncate("; ".join(summaries)))])
 
     def _finish(self, trial: Any, *, errored: bool) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
+        run_id = self.journal.run_of(trial.trial_id)
         if run_id is None:
             return
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
         tags = [RunTag("sweep.status", status)]
         if (trial.last_result or {}).get("stop_reason"):
             tags.append(RunTag("sweep.stop_reason", trial.last_result["stop_reason"]))
-        self._client.log_batch(run_id, tags=tags)
-        trial_alerts = [alert for alert in self.alerts if alert["run_id"] == run_id]
+        self.writer.log_batch(run_id, tags=tags)
+        trial_alerts = [alert for alert in self.journal.alerts if alert["run_id"] == run_id]
         if trial_alerts:
-            self._client.log_dict(run_id, trial_alerts, "alerts.json")
+            self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
         if trial.trial_id in self._histograms:
-            from sweeps.plots import activation_histograms, close
+            from sweeps.plots import activation_histograms, close, png_bytes
 
             figure = activation_histograms(*self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
-            self._client.log_figure(run_id, figure, "activation_histograms.png")
+            self.writer.log_bytes(run_id, "activation_histograms.png", png_bytes(figure))
             close(figure)
-        self._client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+        self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
 
 def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[Metric]:
@@ -276,3 +455,8 @@ def read_sweep_file(client: MlflowClient, parent_run_id: str) -> str:
 def log_report_files(client: MlflowClient, parent_run_id: str, paths: list[str]) -> None:
     for path in paths:
         client.log_artifact(parent_run_id, path, "report")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

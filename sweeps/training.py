@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -160,6 +161,24 @@ def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, place
     return {"val_loss": loss_sum.item() / len(data.val_y), "val_acc": correct.item() / len(data.val_y)}
 
 
+# The lecture's rule of thumb: a loss over 3x where it started means it is exploding.
+# Where it starts, for a sensibly initialized classifier, is chance: ln(num_classes).
+DIVERGED_LOSS_FACTOR = 3.0
+
+
+def divergence(train_loss: float, *, num_classes: int, epoch: int) -> str | None:
+    """Why an epoch's training loss says the trial diverged (NaN, inf, or exploding), else None."""
+    chance = math.log(num_classes)
+    if not math.isfinite(train_loss):
+        return f"diverged: the training loss became {train_loss} in epoch {epoch}"
+    if train_loss > DIVERGED_LOSS_FACTOR * chance:
+        return (
+            f"diverged: the training loss was {train_loss:.3g} in epoch {epoch}, over "
+            f"{DIVERGED_LOSS_FACTOR:g}x chance level (ln {num_classes} = {chance:.2f})"
+        )
+    return None
+
+
 def run_training(
     sampled: dict[str, Any],
     settings: TrialSettings,
@@ -212,6 +231,11 @@ def run_training(
             metrics["diagnostics"] = diagnostics.end_epoch(epoch, metrics["train_loss"])
             stop_reason = diagnostics.stop_reason
         metrics |= evaluate(model, data, placement=placement)
+        diverged = divergence(metrics["train_loss"], num_classes=data.num_classes, epoch=epoch)
+        if diverged is not None:
+            # Nothing more to learn from exploded weights: end the trial, say why, let the sweep go on.
+            metrics["diverged"] = True
+            stop_reason = diverged
         if stop_reason is not None:
             metrics["stop_reason"] = stop_reason
         checkpoint = None

@@ -104,3 +104,61 @@ def run_sweep_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Com
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([*SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 (started through `sweep ui`) that a test can stop and start again."""
+
+    def __init__(self, db_path: Path, cwd: Path) -> None:
+        self.db_path = db_path
+        self.cwd = cwd
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        import urllib.request
+
+        env = os.environ | {"PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(
+            [*SWEEP, "ui", "--tracking-uri", f"sqlite:///{self.db_path}", "--port", str(self.port)],
+            cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() takes the server's workers down too
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            assert self.process.poll() is None, "the MLflow server exited"
+            assert time.monotonic() < deadline, "the MLflow server did not answer /health"
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, empty_mlflow_db: Path):
+    """A real MLflow tracking server on a fresh store, stopped after the test."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(empty_mlflow_db, db)
+    server = MlflowServer(db, cwd=tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -7,16 +7,13 @@ val_acc, and the compare view of two trials. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, SWEEP, free_port, run_sweep_cli
+from tests.conftest import REPO, run_sweep_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -29,31 +26,6 @@ pytestmark = [
         reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
     ),
 ]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path, empty_mlflow_db):
-    shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
-    port = free_port()
-    server = subprocess.Popen(
-        [*SWEEP, "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None, "sweep ui exited"
-        assert time.monotonic() < deadline, "the MLflow server did not answer /health"
-        time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -89,6 +61,7 @@ def wait_for_text(driver, *texts: str, timeout: float = 60) -> str:
 
 
 def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path, mlflow_server, ray_address, browser):
+    server_url = mlflow_server.url
     sweep = {
         "name": "ui-check",
         "model": {"arch": "mlp", "hidden": [32]},
@@ -99,11 +72,11 @@ def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path,
     }
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(sweep))
     result = run_sweep_cli(
-        "run", "search.yaml", "--address", ray_address, "--tracking-uri", mlflow_server,
+        "run", "search.yaml", "--address", ray_address, "--tracking-uri", server_url,
         "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(server_url)
     experiment = client.get_experiment_by_name("ui-check")
     runs = client.search_runs([experiment.experiment_id])
     parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
@@ -112,7 +85,7 @@ def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path,
     SCREENSHOTS.mkdir(exist_ok=True)
 
     # The runs table shows the sweep as one row; expanding it reveals the trials nested under it.
-    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs")
+    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs")
     body = wait_for_text(browser, parent.info.run_name)
     assert not any(run.info.run_name in body for run in children)  # collapsed under the parent
     parent_link = browser.find_element("css selector", f'a[href$="/runs/{parent.info.run_id}"]')
@@ -123,14 +96,14 @@ def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path,
 
     # A trial's page names its parent run and shows its params and val_acc.
     child = children[0]
-    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}")
+    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}")
     body = wait_for_text(browser, child.info.run_name, parent.info.run_name, "lr", "activation", "val_acc")
     assert f"{child.data.metrics['val_acc']:.4g}"[:4] in body or str(round(child.data.metrics["val_acc"], 3))[:4] in body
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-trial.png"))
 
     # The compare view opens for the two trials.
     run_ids = ",".join(f'"{run.info.run_id}"' for run in children)
-    browser.get(f"{mlflow_server}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]")
+    browser.get(f"{server_url}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]")
     wait_for_text(browser, *(run.info.run_name for run in children), "val_acc", "lr")
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare.png"))
     assert (SCREENSHOTS / "mlflow-compare.png").stat().st_size > 10_000
