@@ -66,7 +66,7 @@ def check_param_value(name: str, value: Any) -> str | None:
         return f"must be a number, got {value!r}"
     if param.kind == "int" and not isinstance(value, int):
         return f"must be an integer, got {value!r}"
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # ints are finite, and may not fit a float
         return f"must be finite, got {value!r}"
     return param.check(value)
 
