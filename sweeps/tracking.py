@@ -48,10 +48,18 @@ def absolute_uri(tracking_uri: str) -> str:
     return tracking_uri
 
 
-def probe(tracking_uri: str) -> None:
-    """Raise if the store does not answer; a read, so a failed probe leaves nothing behind."""
+def quiet_fast_http() -> None:
+    """MLflow's HTTP defaults suit a notebook, not a sweep: it retries an unreachable
+    server for minutes (MlflowWriter retries and spools instead) and prints a URL for
+    every finished run. The user's own settings win."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def probe(tracking_uri: str) -> None:
+    """Raise if the store does not answer; a read, so a failed probe leaves nothing behind."""
+    quiet_fast_http()
     MlflowClient(tracking_uri).search_experiments(max_results=1)
 
 
@@ -148,9 +156,7 @@ class MlflowWriter:
     """
 
     def __init__(self, tracking_uri: str, spool: Spool, journal: SweepJournal | None = None, *, warn: Callable[[str], None] = print) -> None:
-        # Our own retries below; MLflow's default retries an unreachable host for minutes.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        quiet_fast_http()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.spool = spool
@@ -195,13 +201,14 @@ class MlflowWriter:
         finally:
             if sent:
                 self.spool.pop_sent(sent)
+                if not self.spool:
+                    self.warn(f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept during the outage are sent")
         return len(self.spool)
 
     def _submit(self, operation: dict[str, Any], content: bytes | None = None) -> str | None:
         if self.offline and time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + REPROBE_EVERY_S
-            if self.flush() == 0:
-                self.warn(f"MLflow at {self.tracking_uri} answers again; the writes kept during the outage are sent")
+            self.flush()
         if not self.offline:
             for delay in (*RETRY_DELAYS_S, None):
                 try:
