@@ -167,7 +167,12 @@ def _cluster_spec(name: str, shape: ClusterShape) -> dict[str, Any]:
 
 
 def sweep_command(extra: list[str] = ()) -> list[str]:
-    return ["sweep", "run", f"{CONFIG_MOUNT}/search.yaml", "--set", f"storage.path={RESULTS_MOUNT}", *extra]
+    # --resume auto: a retried pod continues the sweep its predecessor left on the volume,
+    # a ReadWriteMany claim every Ray pod mounts (hence storage.shared).
+    return [
+        "sweep", "run", f"{CONFIG_MOUNT}/search.yaml", "--resume", "auto",
+        "--set", f"storage.path={RESULTS_MOUNT}", "--set", "storage.shared=true", *extra,
+    ]
 
 
 def ray_job(name: str, shape: ClusterShape) -> dict[str, Any]:
