@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -83,9 +84,9 @@ def run_sweep(
             return resume_sweep(experiment_path, address=address, verbose=verbose, live=live, echo=echo)
     from sweeps import tracking
 
+    # What we can check without writing anything comes first: bad input must leave nothing behind.
+    check_ray_reachable(address)
     data = load_sweep_data(config)
-    # What we can check without writing anything comes first: a bad path or an
-    # unreachable store must leave nothing behind.
     check_storage_writable(storage_path)
     tracking_uri = tracking.absolute_uri(tracking.resolve_tracking_uri(config.mlflow.tracking_uri))
     check_tracking_reachable(tracking_uri)
@@ -117,6 +118,7 @@ def resume_sweep(
         raise SweepError(str(error)) from None
     if journal.finished:
         raise SweepError(f"{experiment_path}: this sweep finished; start a new one with `sweep run`")
+    check_ray_reachable(address)
     if tracking_uri:
         journal.tracking_uri = tracking.absolute_uri(tracking_uri)
         journal.save()
@@ -436,6 +438,20 @@ def _connect_ray(address: str | None, *, verbose: bool) -> bool:
             hint = " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {_first_line(error)}{hint}") from None
     return True
+
+
+def check_ray_reachable(address: str | None) -> None:
+    """Ray retries an address that does not answer for minutes, with a warning every few
+    seconds; a quick TCP connect gives the user one clear line instead."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # let Ray resolve it (and explain what it cannot)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise SweepError(f"cannot connect to the Ray cluster at {address}: {error.strerror or error}") from None
 
 
 def _has_ray_auth_token() -> bool:

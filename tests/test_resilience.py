@@ -254,6 +254,18 @@ def test_an_unreachable_tracking_server_fails_before_any_trial(tmp_path, ray_add
     assert not any((tmp_path / "results").glob("*"))  # no experiment was started
 
 
+def test_an_unreachable_ray_address_fails_at_once_and_writes_nothing(tmp_path):
+    # Ray itself would retry this address for minutes, warning every few seconds.
+    address = f"127.0.0.1:{free_port()}"
+    path = write_sweep(tmp_path)
+    result = run_sweep_cli("run", str(path), "--address", address, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"cannot connect to the Ray cluster at {address}" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+
+
 def test_an_unwritable_storage_path_fails_before_anything_is_written(tmp_path, tracking_uri):
     path = write_sweep(tmp_path)
     result = run_sweep_cli("run", str(path), "--tracking-uri", tracking_uri, "--set", "storage.path=/proc/sweep-results", cwd=tmp_path)
