@@ -217,6 +217,9 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
                 num_samples=config.search.num_samples,
                 search_alg=build_search_algorithm(seed=config.search.seed, max_concurrent=config.search.max_concurrent),
                 scheduler=_scheduler(config),
+                # A trial reuses a finished trial's worker: no new process importing torch per
+                # trial. run_training seeds and builds everything afresh, so nothing carries over.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=run_name,

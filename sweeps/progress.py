@@ -77,7 +77,8 @@ class ProgressPrinter(tune.Callback):
         last = trial.last_result or {}
         value = last.get(self.metric)
         result = f" {self.metric} {value:.4f}" if value is not None else ""
-        line = f"[{self.elapsed():6.1f}s] {self.counts()} | {trial} {status}{result} after {last.get('training_iteration', 0)} epochs"
+        epochs = last.get("training_iteration", 0)
+        line = f"[{self.elapsed():6.1f}s] {self.counts()} | {trial} {status}{result} after {epochs} epoch{'' if epochs == 1 else 's'}"
         if self._live is not None:
             self._live.print(line)
         else:
