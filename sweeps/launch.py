@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import socket
+import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -306,12 +307,14 @@ def check_storage_writable(storage_path: str) -> None:
     """storage.path must take files (checkpoints, the journal) before any trial starts."""
     if is_uri(storage_path):
         return  # object stores answer with their own errors; credentials may only exist on the nodes
-    path = Path(storage_path)
-    probe = path / f".sweep-write-test-{os.getpid()}"
+    # Try the nearest folder that exists: creating the path itself would leave it
+    # behind when a later check refuses the sweep. (os.access says yes to root.)
+    existing = next(parent for parent in (Path(storage_path), *Path(storage_path).parents) if parent.exists())
+    if not existing.is_dir():
+        raise SweepError(f"storage.path: cannot write to {storage_path}: {existing} is a file")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as error:
         raise SweepError(f"storage.path: cannot write to {storage_path}: {error.strerror or error}") from None
 
