@@ -372,7 +372,14 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str) -> No
 @tracking_uri_option
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Listen address; 0.0.0.0 exposes the UI to your network.")
-def ui(tracking_uri: str | None, port: int, host: str) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes. One serves a person and a sweep, and starts several times faster than MLflow's default of 4.",
+)
+def ui(tracking_uri: str | None, port: int, host: str, workers: int) -> None:
     """Open the MLflow UI on a sweep's tracking store, to compare trials side by side.
 
     \b
@@ -385,7 +392,7 @@ def ui(tracking_uri: str | None, port: int, host: str) -> None:
 
     uri = resolve_tracking_uri(tracking_uri)
     click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", err=True)
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", str(workers)]
     os.execvp(command[0], command)  # become the server: Ctrl-C and signals reach it directly
 
 

@@ -275,15 +275,27 @@ def test_an_unwritable_storage_path_fails_before_anything_is_written(tmp_path, t
     assert MlflowClient(tracking_uri).get_experiment_by_name("resilient") is None
 
 
-@pytest.mark.slow
-def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_server, ray_address):
+def start_sweep_until_epochs(tmp_path: Path, path: Path, tracking_uri: str, ray_address: str, *, epochs: int):
+    """`sweep run` in the background, once its first trial has reported `epochs` epochs."""
     storage = tmp_path / "results"
-    path = write_sweep(tmp_path, train={"epochs": 8}, search={"num_samples": 5, "max_concurrent": 1})
-    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", mlflow_server.url,
+    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
                             "--set", f"storage.path={storage}", cwd=tmp_path)
     try:
         experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
-        wait_until(lambda: any(len(lines) >= 2 for lines in trial_results(experiment).values()), timeout=120, what="two epochs", process=sweep)
+        wait_until(lambda: any(len(lines) >= epochs for lines in trial_results(experiment).values()), timeout=120,
+                   what=f"{epochs} epochs", process=sweep)
+    except BaseException:
+        sweep.kill()
+        raise
+    return sweep, experiment
+
+
+@pytest.mark.slow
+def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_server, ray_address):
+    # Long enough (about 30 s) to still be training when the restarted server answers.
+    path = write_sweep(tmp_path, train={"epochs": 10}, search={"num_samples": 8, "max_concurrent": 1})
+    sweep, experiment = start_sweep_until_epochs(tmp_path, path, mlflow_server.url, ray_address, epochs=2)
+    try:
         mlflow_server.stop()
         spool = experiment / "mlflow-spool.jsonl"
         wait_until(lambda: spool.exists() and spool.read_text().strip(), timeout=120, what="writes kept in the spool", process=sweep)
@@ -296,20 +308,16 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_serv
     assert "does not answer" in output
     # Sent while the sweep was still training, without `sweep sync`.
     assert "answers again" in output.split("finished:")[0], output
-    assert epochs_before_restart < 5 * 8
-    assert_one_complete_sweep(mlflow_server.url, trials=5, epochs=8)
+    assert epochs_before_restart < 8 * 10
+    assert_one_complete_sweep(mlflow_server.url, trials=8, epochs=10)
     assert not spool.read_text().strip()
 
 
 @pytest.mark.slow
 def test_logs_kept_through_an_outage_are_sent_by_sweep_sync(tmp_path, mlflow_server, ray_address):
-    storage = tmp_path / "results"
     path = write_sweep(tmp_path, search={"num_samples": 2, "max_concurrent": 1})
-    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", mlflow_server.url,
-                            "--set", f"storage.path={storage}", cwd=tmp_path)
+    sweep, experiment = start_sweep_until_epochs(tmp_path, path, mlflow_server.url, ray_address, epochs=1)
     try:
-        experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
-        wait_until(lambda: any(len(lines) >= 1 for lines in trial_results(experiment).values()), timeout=120, what="an epoch", process=sweep)
         mlflow_server.stop()
         output, _ = sweep.communicate(timeout=300)
     finally:
