@@ -179,6 +179,7 @@ def _start_sweep(config: SweepConfig, tracking_uri: str, storage_path: str) -> A
 
 def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: Callable[[str], None], verbose: bool, live: bool) -> SweepOutcome:
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from sweeps import tracking
     from sweeps.journal import Spool, SweepJournal
@@ -187,6 +188,10 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
     from sweeps.trainable import train_trial
     from sweeps.trial_status import trial_status
 
+    # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
+    # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, settings=trial_settings(config)),
         {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
@@ -225,7 +230,12 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
             run_config=tune.RunConfig(
                 name=run_name,
                 storage_path=storage_path,
-                callbacks=[tracking.MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=on_alert), progress],
+                callbacks=[
+                    tracking.MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=on_alert),
+                    progress,
+                    JsonLoggerCallback(),
+                    CSVLoggerCallback(),
+                ],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
                 verbose=2 if verbose else 0,
