@@ -324,7 +324,7 @@ class MlflowTrialLogger(tune.Callback):
         self._logged_epochs[trial.trial_id] = epoch
         now = _now_ms()
         metrics = [Metric(key, float(result[key]), now, epoch) for key in TRACKED_METRICS if key in result]
-        diagnostics = result.get("diagnostics")
+        diagnostics = diagnostics_of(result)
         if diagnostics:
             metrics += diagnostic_metrics(diagnostics, now)
             self._keep_histograms(trial.trial_id, diagnostics["histograms"])
@@ -379,6 +379,12 @@ class MlflowTrialLogger(tune.Callback):
             self.writer.log_bytes(run_id, "activation_histograms.png", png_bytes(figure))
             close(figure)
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+
+
+def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A trial's diagnostics from its Tune result, where the trainable sends them as JSON text."""
+    diagnostics = result.get("diagnostics")
+    return json.loads(diagnostics) if isinstance(diagnostics, str) else diagnostics
 
 
 def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[Metric]:

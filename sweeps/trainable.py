@@ -1,6 +1,7 @@
 """The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training loop."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ def train_trial(config: dict[str, Any], *, data: SplitData, settings: TrialSetti
 def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
     # Which Ray node trained it: on a cluster, a person wants to know where a trial ran.
     metrics = metrics | {"node_id": ray.get_runtime_context().get_node_id()}
+    if "diagnostics" in metrics:
+        # One string, not a tree of hundreds of numbers that Tune would flatten, copy, write
+        # to result.json and progress.csv and snapshot with the experiment at every result.
+        # The MLflow callback reads it back (tracking.diagnostics_of).
+        metrics["diagnostics"] = json.dumps(metrics["diagnostics"])
     if checkpoint is None:
         tune.report(metrics)
         return
