@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -145,7 +146,8 @@ class Spool:
 
     def keep_file(self, name: str, content: bytes) -> str:
         """Store an artifact's bytes with the spool; returns the path to send it from later."""
-        path = _join(self.experiment_path, SPOOL_FILES, f"{len(self.operations):06d}", name)
+        # A unique folder: a count of waiting writes repeats once some are sent, and would overwrite.
+        path = _join(self.experiment_path, SPOOL_FILES, uuid.uuid4().hex, name)
         fs, fs_path = _filesystem(path)
         fs.create_dir(str(PurePosixPath(fs_path).parent), recursive=True)
         with fs.open_output_stream(fs_path) as stream:
