@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -13,9 +14,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The session's cluster comes from `ray start`, which requires Ray's auth token; Ray
-# reads this when it is imported, so it is set before any test module imports it.
+# The session's cluster comes from `ray start` with token authentication; Ray reads
+# these when it is imported, so they are set before any test module imports it. The
+# suite brings its own token: `ray start` refuses token mode on a machine that has no
+# ~/.ray/auth_token yet (a fresh CI machine), and the tests leave the user's home alone.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 SWEEP = [sys.executable, "-m", "cli"]
 
 
