@@ -4,8 +4,9 @@ Tune restores its trials after a crash, but not the MLflow runs they were
 logging to. `sweep.json` says which run each trial writes to, with the sweep's
 parent run, tracking URI and sweep file; it is written the moment a run is
 created, so a resumed sweep continues in the same runs instead of opening new
-ones. `mlflow-spool.jsonl` holds, in order, the MLflow writes the tracking
-store could not take, until the store answers again or `sweep sync` sends them.
+ones. `mlflow-spool.jsonl` holds, in order, the MLflow writes not yet sent
+(queued, or held back by an outage) until the store takes them; `sweep resume`
+and `sweep sync` send what a dead driver left there.
 
 Both live under the experiment path, a local folder or a URI (s3://, gs://):
 they go wherever Tune's checkpoints go.
@@ -13,16 +14,18 @@ they go wherever Tune's checkpoints go.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.fs
 
 JOURNAL_FILE = "sweep.json"
 SPOOL_FILE = "mlflow-spool.jsonl"
+SPOOL_SENT_FILE = "mlflow-spool.sent"  # how many of the spool's lines are sent
 SPOOL_FILES = "mlflow-spool"  # artifacts waiting to be sent
 
 
@@ -79,6 +82,11 @@ class SweepJournal:
     finished: bool = False
     updated: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Tune's event loop records runs and alerts while the MLflow sender swaps pending
+        # run ids for real ones; not a field, so it is neither saved nor compared.
+        self._lock = threading.RLock()
+
     @classmethod
     def load(cls, experiment_path: str) -> SweepJournal:
         text = _read_text(_join(experiment_path, JOURNAL_FILE))
@@ -90,38 +98,47 @@ class SweepJournal:
             raise JournalError(f"{experiment_path}: {JOURNAL_FILE} is unreadable: {error}") from None
 
     def save(self) -> None:
-        self.updated = time.time()
-        state = asdict(self)
-        del state["experiment_path"]  # the folder may move (a restored volume, a renamed bucket)
-        _write_text(_join(self.experiment_path, JOURNAL_FILE), json.dumps(state, indent=1, default=str))
+        with self._lock:
+            self.updated = time.time()
+            state = asdict(self)
+            del state["experiment_path"]  # the folder may move (a restored volume, a renamed bucket)
+            _write_text(_join(self.experiment_path, JOURNAL_FILE), json.dumps(state, indent=1, default=str))
 
     def run_of(self, trial_id: str) -> str | None:
         entry = self.trial_runs.get(trial_id)
         return entry["run_id"] if entry else None
 
     def record_run(self, trial_id: str, run_id: str, config: dict[str, Any]) -> None:
-        self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config)}
-        self.save()
+        with self._lock:
+            self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config)}
+            self.save()
+
+    def add_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.alerts.extend(alerts)
+            self.save()
 
     def adopt_run(self, trial_id: str, config: dict[str, Any], live_trial_ids: set[str]) -> str | None:
         """The run of a trial Tune lost track of (it started after Tune's last snapshot
         and Tune drew it again under a new id): the same config, no live trial of its own."""
         wanted = _comparable(config)
-        for old_id, entry in list(self.trial_runs.items()):
-            if old_id not in live_trial_ids and entry["config"] == wanted:
-                self.trial_runs[trial_id] = self.trial_runs.pop(old_id)
-                self.save()
-                return entry["run_id"]
+        with self._lock:
+            for old_id, entry in list(self.trial_runs.items()):
+                if old_id not in live_trial_ids and entry["config"] == wanted:
+                    self.trial_runs[trial_id] = self.trial_runs.pop(old_id)
+                    self.save()
+                    return entry["run_id"]
         return None
 
     def replace_run_id(self, old_run_id: str, new_run_id: str) -> None:
-        for entry in self.trial_runs.values():
-            if entry["run_id"] == old_run_id:
-                entry["run_id"] = new_run_id
-        for alert in self.alerts:
-            if alert.get("run_id") == old_run_id:
-                alert["run_id"] = new_run_id
-        self.save()
+        with self._lock:
+            for entry in self.trial_runs.values():
+                if entry["run_id"] == old_run_id:
+                    entry["run_id"] = new_run_id
+            for alert in self.alerts:
+                if alert.get("run_id") == old_run_id:
+                    alert["run_id"] = new_run_id
+            self.save()
 
 
 def _comparable(config: dict[str, Any]) -> Any:
@@ -129,20 +146,55 @@ def _comparable(config: dict[str, Any]) -> Any:
 
 
 class Spool:
-    """MLflow writes waiting for the tracking store, oldest first, kept on disk."""
+    """MLflow writes not yet sent, oldest first, kept on disk until they are.
+
+    On a filesystem (local, NFS, a Kubernetes volume) it is a write-ahead log: the
+    writer appends each write before sending it, and a counter file says how many are
+    sent, so a driver killed with writes still queued loses none (`sweep resume` and
+    `sweep sync` send them). Object stores cannot append: there the spool holds only
+    what an outage kept back, rewritten whole.
+    """
 
     def __init__(self, experiment_path: str) -> None:
         self.experiment_path = experiment_path
         self.path = _join(experiment_path, SPOOL_FILE)
-        text = _read_text(self.path)
-        self.operations: list[dict[str, Any]] = [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+        self._sent_path = _join(experiment_path, SPOOL_SENT_FILE)
+        self.appendable = "://" not in experiment_path
+        # A driver killed mid-append leaves a torn last line: a write nobody was told was kept.
+        lines = [line for line in (_read_text(self.path) or "").splitlines(keepends=True) if line.endswith("\n")]
+        self._lines = len(lines)
+        self._sent = min(int((_read_text(self._sent_path) or "0").strip() or 0), self._lines)
+        self.operations: list[dict[str, Any]] = [json.loads(line) for line in lines[self._sent:]]
 
     def __len__(self) -> int:
         return len(self.operations)
 
-    def append(self, operation: dict[str, Any]) -> None:
-        self.operations.append(operation)
-        self._save()
+    def append(self, operations: list[dict[str, Any]]) -> None:
+        self.operations += operations
+        if not self.appendable:
+            self._rewrite()
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write("".join(json.dumps(operation) + "\n" for operation in operations))
+        self._lines += len(operations)
+
+    def pop_sent(self, count: int) -> None:
+        """The oldest `count` writes are sent: forget them and the artifacts they carried."""
+        for operation in self.operations[:count]:
+            if "file" in operation:
+                remove_file(operation["file"])
+        del self.operations[:count]
+        if not self.appendable:
+            self._rewrite()
+        elif not self.operations:
+            # All sent: start the log afresh rather than let it grow for the whole sweep.
+            _write_text(self.path, "")
+            _write_text(self._sent_path, "0")
+            self._lines = self._sent = 0
+        else:
+            self._sent += count
+            _write_text(self._sent_path, str(self._sent))
 
     def keep_file(self, name: str, content: bytes) -> str:
         """Store an artifact's bytes with the spool; returns the path to send it from later."""
@@ -154,13 +206,17 @@ class Spool:
             stream.write(content)
         return path
 
-    def pop_sent(self, count: int) -> None:
-        del self.operations[:count]
-        self._save()
-
-    def _save(self) -> None:
-        # Rewritten whole: object stores cannot append, and an outage's backlog is small.
+    def _rewrite(self) -> None:
         _write_text(self.path, "".join(json.dumps(operation) + "\n" for operation in self.operations))
+
+
+def remove_file(path: str) -> None:
+    """Delete a kept artifact and its folder (one folder per file, see Spool.keep_file)."""
+    fs, fs_path = _filesystem(path)
+    try:
+        fs.delete_dir(str(PurePosixPath(fs_path).parent))
+    except (FileNotFoundError, OSError):
+        pass
 
 
 def find_resumable(storage_path: str, sweep_name: str) -> str | None:

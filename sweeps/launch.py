@@ -6,18 +6,20 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 
 from sweeps.config import SweepConfig, dump_sweep
 from sweeps.trial_status import SUCCEEDED
 
 
+T = TypeVar("T")
 KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
 
 
@@ -83,15 +85,19 @@ def run_sweep(
         if experiment_path is not None:
             echo(f"resuming the unfinished sweep in {experiment_path}")
             return resume_sweep(experiment_path, address=address, verbose=verbose, live=live, echo=echo)
-    from sweeps import tracking
-
     # What we can check without writing anything comes first: bad input must leave nothing behind.
     check_ray_reachable(address)
-    data = load_sweep_data(config)
     check_storage_writable(storage_path)
-    tracking_uri = tracking.absolute_uri(tracking.resolve_tracking_uri(config.mlflow.tracking_uri))
-    check_tracking_reachable(tracking_uri)
-    with _ray(address, verbose=verbose):
+
+    def load_data_and_reach_tracking() -> tuple[Any, str]:
+        from sweeps import tracking
+
+        data = load_sweep_data(config)
+        tracking_uri = tracking.absolute_uri(tracking.resolve_tracking_uri(config.mlflow.tracking_uri))
+        check_tracking_reachable(tracking_uri)
+        return data, tracking_uri
+
+    with _ray(address, verbose=verbose, meanwhile=load_data_and_reach_tracking) as (data, tracking_uri):
         check_storage_reaches_every_node(config)
         journal = _start_sweep(config, tracking_uri, storage_path)
         return _fit(config, journal, data, restore=False, echo=echo, verbose=verbose, live=live)
@@ -128,8 +134,7 @@ def resume_sweep(
     if unsent:
         raise SweepError(f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see {experiment_path}/mlflow-spool.jsonl")
     tracking.reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
-    data = load_sweep_data(config)
-    with _ray(address, verbose=verbose):
+    with _ray(address, verbose=verbose, meanwhile=lambda: load_sweep_data(config)) as data:
         return _fit(config, SweepJournal.load(experiment_path), data, restore=True, echo=echo, verbose=verbose, live=live)
 
 
@@ -139,7 +144,7 @@ def sync_sweep(experiment_path: str) -> int:
     from sweeps.tracking import MlflowWriter
 
     journal = SweepJournal.load(experiment_path)
-    return MlflowWriter(journal.tracking_uri, Spool(experiment_path), journal).flush()
+    return MlflowWriter(journal.tracking_uri, Spool(experiment_path), journal).close()
 
 
 def _start_sweep(config: SweepConfig, tracking_uri: str, storage_path: str) -> Any:
@@ -241,11 +246,13 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
                 verbose=2 if verbose else 0,
             ),
         )
-    writer = tracking.MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
     try:
         results = tuner.fit()
     except BaseException:
+        # A writer of its own once the trial logger's has closed: both keep the same spool.
+        writer = tracking.MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
         tracking.fail_sweep_run(writer, journal.parent_run_id)
+        writer.close()
         raise
 
     journal = SweepJournal.load(journal.experiment_path)  # as the trial logger left it
@@ -279,22 +286,43 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
         status_counts=dict(outcome.statuses),
         alerts=journal.alerts,
     )
-    outcome.unsent = writer.flush()
+    outcome.unsent = writer.close()
+    if outcome.best_run_id is not None:
+        outcome.best_run_id = writer.run_id(outcome.best_run_id)  # created by now, unless the store is away
     journal.finished = True
     journal.save()
     return outcome
 
 
 @contextmanager
-def _ray(address: str | None, *, verbose: bool) -> Iterator[None]:
-    import ray
+def _ray(address: str | None, *, verbose: bool, meanwhile: Callable[[], T]) -> Iterator[T]:
+    """Ray for the sweep (started in-process, or the cluster at `address`) and what
+    `meanwhile` returns. `meanwhile` runs in a thread while Ray starts, which is mostly
+    waiting for Ray's processes: seconds a sweep no longer spends one after the other.
+    Ray itself starts on this thread: the processes it starts die with their thread."""
+    outcome: dict[str, Any] = {}
 
-    if not verbose:
-        # Tune's newer console output prints its banner even when told to be silent.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    started_ray = _connect_ray(address, verbose=verbose)
+    def run() -> None:
+        try:
+            outcome["value"] = meanwhile()
+        except BaseException as error:  # re-raised on this thread, once Ray is down again
+            outcome["error"] = error
+
+    preparing = threading.Thread(target=run, name="sweep-prepare")
+    preparing.start()
     try:
-        yield
+        import ray
+
+        if not verbose:
+            # Tune's newer console output prints its banner even when told to be silent.
+            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        started_ray = _connect_ray(address, verbose=verbose)
+    finally:
+        preparing.join()
+    try:
+        if "error" in outcome:
+            raise outcome["error"]
+        yield outcome["value"]
     finally:
         if started_ray:
             ray.shutdown()

@@ -6,12 +6,16 @@ sqlite store never sees writers from several processes.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import statistics
 import tempfile
+import threading
 import time
+from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -25,8 +29,9 @@ from sweeps.journal import Spool, SweepJournal, read_bytes
 from sweeps.trial_status import SUCCEEDED, trial_status
 
 # MLflow's log_batch limits per call.
-MAX_METRICS_PER_BATCH = 1000
+MAX_ITEMS_PER_BATCH = 1000  # metrics, params and tags together
 MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
 
 TRACKED_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -132,7 +137,7 @@ def fail_sweep_run(writer: MlflowWriter, run_id: str) -> None:
 # A store that does not answer (retry, then spool), as against one that refuses a write.
 OUTAGE_ERROR_CODES = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
-REPROBE_EVERY_S = 10.0
+REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
 
 
 def is_outage(error: Exception) -> bool:
@@ -145,14 +150,31 @@ def is_outage(error: Exception) -> bool:
     return bool(names & {"ConnectionError", "Timeout", "TimeoutError", "OperationalError"})
 
 
-class MlflowWriter:
-    """The sweep's MLflow writes, kept in order through an outage.
+@dataclass
+class QueuedWrite:
+    """One MLflow write on its way to the store."""
 
-    A write that fails because the store does not answer is retried with backoff;
-    if the store stays away, it and every later write go to the spool beside the
-    experiment, and training carries on. Each later write first tries to send the
-    backlog (at most every REPROBE_EVERY_S). A run created during an outage gets a
-    `pending:` id until the store hands out its real one.
+    operation: dict[str, Any]
+    content: bytes | None = None  # an artifact's bytes, while they are at hand
+    kept: bool = False  # in the spool on disk
+    sent: bool = False
+    maybe_sent: bool = False  # an earlier try may have reached the store: a run must not be created twice
+
+
+class MlflowWriter:
+    """The sweep's MLflow writes: queued by the caller, sent in order by a background thread.
+
+    Tune's event loop only queues a write and goes on, so no trial waits on MLflow
+    (a trial's report blocks until the loop has handled it). Each write is first
+    appended to the spool on disk, so a killed driver loses none. The sender merges
+    the writes waiting for a run into one log_batch call: a store pays far more per
+    call (a sqlite transaction, an HTTP request) than per metric. A write that fails
+    because the store does not answer is retried with backoff; if the store stays
+    away, the writes wait in the spool and training carries on, and the sender tries
+    again every REPROBE_EVERY_S. A run is known by a `pending:` id until the sender
+    has created it; the journal gets its real id then. Where the spool cannot be
+    appended to (an object store), each write waits until it is sent or spooled.
+    `close()` sends what is queued; an exit does too.
     """
 
     def __init__(self, tracking_uri: str, spool: Spool, journal: SweepJournal | None = None, *, warn: Callable[[str], None] = print) -> None:
@@ -162,15 +184,20 @@ class MlflowWriter:
         self.spool = spool
         self.journal = journal
         self.warn = warn
+        self.offline = False
         self._next_probe = 0.0
         self._pending_ids: dict[str, str] = {}
-
-    @property
-    def offline(self) -> bool:
-        return len(self.spool) > 0
+        # What an earlier driver left unsent goes out first.
+        self._unsent: deque[QueuedWrite] = deque(QueuedWrite(operation, kept=True, maybe_sent=True) for operation in spool.operations)
+        self._changed = threading.Condition()
+        self._closing = False
+        self._gave_up = False
+        self._sender: threading.Thread | None = None
 
     def create_run(self, key: str, experiment_id: str, tags: dict[str, str]) -> str:
-        return self._submit({"op": "create_run", "key": key, "experiment_id": experiment_id, "tags": tags}) or f"pending:{key}"
+        """Queue the run's creation; returns the `pending:` id later writes to it use."""
+        self._submit({"op": "create_run", "key": key, "experiment_id": experiment_id, "tags": tags})
+        return f"pending:{key}"
 
     def log_batch(self, run_id: str, metrics: list[Metric] = (), params: list[Param] = (), tags: list[RunTag] = ()) -> None:
         self._submit({
@@ -185,74 +212,221 @@ class MlflowWriter:
         self._submit({"op": "set_terminated", "run_id": run_id, "status": status})
 
     def log_bytes(self, run_id: str, name: str, content: bytes) -> None:
-        """An artifact at the run's root; its bytes wait in the spool during an outage."""
+        """An artifact at the run's root; its bytes wait with the spool until sent."""
         self._submit({"op": "log_bytes", "run_id": run_id, "name": name}, content=content)
 
-    def flush(self) -> int:
-        """Send the backlog in order, stopping at the first write the store does not take; returns what is left."""
-        sent = 0
-        try:
-            for operation in self.spool.operations:
-                self._apply(operation)
-                sent += 1
-        except Exception as error:
-            if not is_outage(error):
-                raise
-        finally:
-            if sent:
-                self.spool.pop_sent(sent)
-                if not self.spool:
-                    self.warn(f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept during the outage are sent")
-        return len(self.spool)
+    def run_id(self, run_id: str) -> str:
+        """The real id of a run known by its `pending:` id, once it is created."""
+        if run_id in self._pending_ids:
+            return self._pending_ids[run_id]
+        if run_id.startswith("pending:") and self.journal is not None:
+            known = self.journal.run_of(run_id.removeprefix("pending:"))  # created by an earlier driver
+            if known is not None and not known.startswith("pending:"):
+                return known
+        return run_id
 
-    def _submit(self, operation: dict[str, Any], content: bytes | None = None) -> str | None:
-        if self.offline and time.monotonic() >= self._next_probe:
-            self._next_probe = time.monotonic() + REPROBE_EVERY_S
-            self.flush()
-        if not self.offline:
-            for delay in (*RETRY_DELAYS_S, None):
-                try:
-                    return self._apply(operation, content=content)
-                except Exception as error:
-                    if not is_outage(error):
-                        raise
-                    if delay is None:
-                        self.warn(f"MLflow at {self.tracking_uri} does not answer ({_first_line(error)}); training goes on and its logs wait in {self.spool.path}")
-                        self._next_probe = time.monotonic() + REPROBE_EVERY_S
+    def close(self) -> int:
+        """Send every queued write (or leave it in the spool where the store does not answer)
+        and stop the sender. Returns how many writes still wait in the spool."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            sender = self._sender
+        if sender is None:
+            self._send_queued()  # only what an earlier driver left: send it on this thread
+        else:
+            sender.join()
+            atexit.unregister(self.close)
+        return sum(not write.sent for write in self._unsent)
+
+    def _submit(self, operation: dict[str, Any], content: bytes | None = None) -> None:
+        write = QueuedWrite(operation, content)
+        with self._changed:
+            if self._closing:
+                raise RuntimeError("this MLflow writer is closed")
+            if self.spool.appendable or self.offline:
+                self._keep([write])
+            self._unsent.append(write)
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_queued, name="mlflow-writer", daemon=True)
+                self._sender.start()
+                # A daemon thread dies with the interpreter: at exit, send what is queued first.
+                atexit.register(self.close)
+            self._changed.notify_all()
+            while not (write.kept or write.sent):
+                self._changed.wait()  # an object store: nothing on disk holds it yet
+
+    def _keep(self, writes: list[QueuedWrite]) -> None:
+        """Put writes in the spool on disk, artifacts' bytes in files beside it."""
+        for write in writes:
+            if write.content is not None:
+                write.operation = write.operation | {"file": self.spool.keep_file(write.operation["name"], write.content)}
+            write.kept = True
+        self.spool.append([write.operation for write in writes])
+
+    def _send_queued(self) -> None:
+        while True:
+            with self._changed:
+                while True:
+                    waiting = [write for write in self._unsent if not write.sent]
+                    if self._closing and (not waiting or self._gave_up):
+                        return
+                    if waiting and (not self.offline or self._closing or time.monotonic() >= self._next_probe):
                         break
-                    time.sleep(delay)
-        if content is not None:
-            operation = operation | {"file": self.spool.keep_file(operation["name"], content)}
-        self.spool.append(operation)
-        return None
+                    self._changed.wait(timeout=max(0.0, self._next_probe - time.monotonic()) if self.offline else None)
+            was_offline = self.offline
+            sent = self._send_round(waiting)
+            if sent and was_offline and not self.offline:
+                self.warn(f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept during the outage are sent")
+            if self.offline and self._closing:
+                self._gave_up = True
 
-    def _apply(self, operation: dict[str, Any], content: bytes | None = None) -> str | None:
+    def _send_round(self, waiting: list[QueuedWrite]) -> int:
+        """Send the waiting writes, merged, until the store stops answering; returns how many were sent."""
+        calls = merge_log_batches([write.operation for write in waiting], items=waiting)
+        # A write too big for one call is sent once its last part is.
+        parts_left = Counter(id(write) for _, writes in calls for write in writes)
+        sent = 0
+        for operation, writes in calls:
+            try:
+                if not self._send(operation, writes):
+                    return sent
+            except Exception as error:  # the store refused this write: it never will take it, the others still go
+                self.warn(f"MLflow at {self.tracking_uri} refused a write ({operation['op']}): {_first_line(error)}")
+            with self._changed:
+                for write in writes:
+                    parts_left[id(write)] -= 1
+                    if not parts_left[id(write)]:
+                        write.sent = True
+                        sent += 1
+                self._retire_sent()
+                self._changed.notify_all()
+        return sent
+
+    def _send(self, operation: dict[str, Any], writes: list[QueuedWrite]) -> bool:
+        """True once the store took the write; False when it does not answer (the writer is offline then)."""
+        for delay in (*(() if self.offline else RETRY_DELAYS_S), None):
+            try:
+                self._apply(operation, writes)
+                self.offline = False
+                return True
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                for write in writes:
+                    write.maybe_sent = True
+                if delay is None:
+                    self._go_offline(error)
+                    return False
+                time.sleep(delay)
+        return False
+
+    def _go_offline(self, error: Exception) -> None:
+        if not self.offline:
+            self.warn(f"MLflow at {self.tracking_uri} does not answer ({_first_line(error)}); training goes on and its logs wait in {self.spool.path}")
+        self.offline = True
+        self._next_probe = time.monotonic() + REPROBE_EVERY_S
+        with self._changed:
+            self._keep([write for write in self._unsent if not (write.kept or write.sent)])
+            self._changed.notify_all()
+
+    def _retire_sent(self) -> None:
+        """Forget the oldest writes once sent, in order, so the spool on disk shrinks with them."""
+        kept = 0
+        while self._unsent and self._unsent[0].sent:
+            kept += self._unsent.popleft().kept
+        if kept:
+            self.spool.pop_sent(kept)
+
+    def _apply(self, operation: dict[str, Any], writes: list[QueuedWrite]) -> None:
         kind = operation["op"]
         if kind == "create_run":
-            run_id = self.client.create_run(operation["experiment_id"], tags=operation["tags"]).info.run_id
             pending = f"pending:{operation['key']}"
+            earlier = self._created_run(operation) if any(write.maybe_sent for write in writes) else None
+            run_id = earlier or self.client.create_run(operation["experiment_id"], tags=operation["tags"]).info.run_id
             self._pending_ids[pending] = run_id
             if self.journal is not None:
                 self.journal.replace_run_id(pending, run_id)
-            return run_id
-        run_id = self._pending_ids.get(operation["run_id"], operation["run_id"])
+            return
+        run_id = self.run_id(operation["run_id"])
         if kind == "log_batch":
             self.client.log_batch(
                 run_id,
                 metrics=[Metric(*item) for item in operation["metrics"]],
                 params=[Param(*item) for item in operation["params"]],
-                tags=[RunTag(*item) for item in operation["tags"]],
+                # A tag may name another run by its pending id (the sweep's sweep.best_run_id).
+                tags=[RunTag(key, self.run_id(value)) for key, value in operation["tags"]],
             )
         elif kind == "set_terminated":
             self.client.set_terminated(run_id, operation["status"])
         elif kind == "log_bytes":
-            if content is None:
-                content = read_bytes(operation["file"])
+            content = writes[0].content if writes[0].content is not None else read_bytes(operation["file"])
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / operation["name"]
                 path.write_bytes(content)
                 self.client.log_artifact(run_id, str(path))
-        return None
+
+    def _created_run(self, operation: dict[str, Any]) -> str | None:
+        """The run an earlier try of this create_run made, if it reached the store before the driver died."""
+        tags = operation["tags"]
+        if "sweep.trial_id" not in tags:
+            return None
+        filters = [f"tags.`sweep.trial_id` = '{tags['sweep.trial_id']}'"]
+        if MLFLOW_PARENT_RUN_ID in tags:
+            filters.append(f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{tags[MLFLOW_PARENT_RUN_ID]}'")
+        runs = self.client.search_runs([operation["experiment_id"]], filter_string=" and ".join(filters), max_results=1)
+        return runs[0].info.run_id if runs else None
+
+
+def merge_log_batches(operations: list[dict[str, Any]], *, items: list | None = None) -> list[tuple[dict[str, Any], list]]:
+    """The writes as calls, each run's consecutive log_batch writes merged within MLflow's
+    per-call limits, with the `items` (default: the writes) each call covers. A run's
+    writes keep their order; runs are independent of each other."""
+    items = operations if items is None else items
+    calls: list[tuple[dict[str, Any], list]] = []
+    open_batch: dict[str, tuple[dict[str, Any], list]] = {}  # run id -> the merged call still taking writes
+    for operation, item in zip(operations, items):
+        run_id = operation.get("run_id")
+        if operation["op"] != "log_batch":
+            open_batch.pop(run_id, None)  # later writes to this run come after this one
+            calls.append((operation, [item]))
+            continue
+        for part in _within_limits(operation):
+            if run_id not in open_batch or not _fits(open_batch[run_id][0], part):
+                open_batch[run_id] = (_empty_batch(run_id), [])
+                calls.append(open_batch[run_id])
+            batch, covered = open_batch[run_id]
+            batch["metrics"] += part["metrics"]
+            batch["params"] += part["params"]
+            # A tag written twice keeps its later value (one call may not carry a key twice).
+            batch["tags"] = [list(tag) for tag in (dict(batch["tags"]) | dict(part["tags"])).items()]
+            if not covered or covered[-1] is not item:
+                covered.append(item)
+    return calls
+
+
+def _empty_batch(run_id: str) -> dict[str, Any]:
+    return {"op": "log_batch", "run_id": run_id, "metrics": [], "params": [], "tags": []}
+
+
+def _within_limits(operation: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """A log_batch write cut into parts that each fit one call."""
+    part = _empty_batch(operation["run_id"])
+    for kind in ("params", "tags", "metrics"):
+        for item in operation[kind]:
+            single = {"metrics": [], "params": [], "tags": [], kind: [item]}
+            if not _fits(part, single):
+                yield part
+                part = _empty_batch(operation["run_id"])
+            part[kind].append(item)
+    yield part
+
+
+def _fits(batch: dict[str, Any], operation: dict[str, Any]) -> bool:
+    metrics = len(batch["metrics"]) + len(operation["metrics"])
+    params = len(batch["params"]) + len(operation["params"])
+    tags = len(batch["tags"]) + len(operation["tags"])
+    return metrics + params + tags <= MAX_ITEMS_PER_BATCH and params <= MAX_PARAMS_PER_BATCH and tags <= MAX_TAGS_PER_BATCH
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -287,7 +461,8 @@ class MlflowTrialLogger(tune.Callback):
         self.writer = MlflowWriter(self.journal.tracking_uri, Spool(self.experiment_path), self.journal)
         # A resumed sweep: epochs its runs already hold are not logged again.
         for trial_id, entry in self.journal.trial_runs.items():
-            history = [] if self.writer.offline else self.writer.client.get_metric_history(entry["run_id"], "val_acc")
+            created = not entry["run_id"].startswith("pending:")
+            history = self.writer.client.get_metric_history(entry["run_id"], "val_acc") if created else []
             self._logged_epochs[trial_id] = max((metric.step for metric in history), default=0)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -330,15 +505,21 @@ class MlflowTrialLogger(tune.Callback):
             self._keep_histograms(trial.trial_id, diagnostics["histograms"])
             self._record_alerts(trial, run_id, diagnostics["alerts"])
         tags = [RunTag("sweep.node_id", result["node_id"])] if "node_id" in result and result.get("iterations_since_restore") == 1 else []
-        # Batched: one call carries the epoch's metrics and every diagnostic since the last one.
-        for index, batch in enumerate(_chunks(metrics, MAX_METRICS_PER_BATCH)):
-            self.writer.log_batch(run_id, metrics=batch, tags=tags if index == 0 else [])
+        self.writer.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Send what is queued (or keep it in the spool) before the sweep reports its end."""
+        if self.writer is not None:
+            self.writer.close()
 
     def _keep_histograms(self, trial_id: str, snapshots: list[dict[str, Any]]) -> None:
         """Keep the first snapshot (initialization) and the latest one (the end so far)."""
@@ -349,16 +530,20 @@ class MlflowTrialLogger(tune.Callback):
     def _record_alerts(self, trial: Any, run_id: str, alerts: list[dict[str, Any]]) -> None:
         if not alerts:
             return
+        alerts = [{"trial": str(trial), "run_id": run_id, **alert} for alert in alerts]
         for alert in alerts:
-            alert = {"trial": str(trial), "run_id": run_id, **alert}
             if not math.isfinite(alert["value"]):
                 alert["value"] = str(alert["value"])  # JSON has no NaN or inf
-            self.journal.alerts.append(alert)
-            if self.on_alert is not None:
-                self.on_alert(alert)
-        self.journal.save()
-        summaries = [alert_summary(alert) for alert in self.journal.alerts if alert["run_id"] == run_id]
+        self.journal.add_alerts(alerts)
+        if self.on_alert is not None:
+            for alert in alerts:
+                self.on_alert(alert | {"run_id": self.writer.run_id(run_id)})
+        summaries = [alert_summary(alert) for alert in self._alerts_of(trial)]
         self.writer.log_batch(run_id, tags=[RunTag("alert.update_ratio", _truncate("; ".join(summaries)))])
+
+    def _alerts_of(self, trial: Any) -> list[dict[str, Any]]:
+        # By trial, not run id: the sender may swap a run's pending id for its real one at any time.
+        return [alert for alert in self.journal.alerts if alert["trial"] == str(trial)]
 
     def _finish(self, trial: Any, *, errored: bool) -> None:
         run_id = self.journal.run_of(trial.trial_id)
@@ -369,16 +554,18 @@ class MlflowTrialLogger(tune.Callback):
         if (trial.last_result or {}).get("stop_reason"):
             tags.append(RunTag("sweep.stop_reason", trial.last_result["stop_reason"]))
         self.writer.log_batch(run_id, tags=tags)
-        trial_alerts = [alert for alert in self.journal.alerts if alert["run_id"] == run_id]
+        trial_alerts = self._alerts_of(trial)
         if trial_alerts:
-            self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
+            self.writer.log_bytes(run_id, "alerts.json", json.dumps(self._with_run_ids(trial_alerts), indent=2).encode())
         if trial.trial_id in self._histograms:
-            from sweeps.plots import activation_histograms, close, png_bytes
+            from sweeps.histogram_figure import activation_histograms_png
 
-            figure = activation_histograms(*self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
-            self.writer.log_bytes(run_id, "activation_histograms.png", png_bytes(figure))
-            close(figure)
+            snapshots = self._histograms.pop(trial.trial_id)
+            self.writer.log_bytes(run_id, "activation_histograms.png", activation_histograms_png(*snapshots, title=f"{trial}: hidden activations"))
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+
+    def _with_run_ids(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [alert | {"run_id": self.writer.run_id(alert["run_id"])} for alert in alerts]
 
 
 def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:

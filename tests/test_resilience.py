@@ -90,6 +90,7 @@ def assert_one_complete_sweep(tracking_uri: str, *, trials: int, epochs: int) ->
     client, parents, children = sweep_record(tracking_uri, SLOW_EPOCHS["name"])
     assert len(parents) == 1 and len(children) == trials
     assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["sweep.best_run_id"] in {child.info.run_id for child in children}  # a real run, not a pending id
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.data.tags["sweep.status"] == "completed"
@@ -293,7 +294,7 @@ def start_sweep_until_epochs(tmp_path: Path, path: Path, tracking_uri: str, ray_
 @pytest.mark.slow
 def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_server, ray_address):
     # Long enough (about 30 s) to still be training when the restarted server answers.
-    path = write_sweep(tmp_path, train={"epochs": 10}, search={"num_samples": 8, "max_concurrent": 1})
+    path = write_sweep(tmp_path, train={"epochs": 10}, search={"num_samples": 16, "max_concurrent": 1})
     sweep, experiment = start_sweep_until_epochs(tmp_path, path, mlflow_server.url, ray_address, epochs=2)
     try:
         mlflow_server.stop()
@@ -308,8 +309,8 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_serv
     assert "does not answer" in output
     # Sent while the sweep was still training, without `sweep sync`.
     assert "answers again" in output.split("finished:")[0], output
-    assert epochs_before_restart < 8 * 10
-    assert_one_complete_sweep(mlflow_server.url, trials=8, epochs=10)
+    assert epochs_before_restart < 16 * 10
+    assert_one_complete_sweep(mlflow_server.url, trials=16, epochs=10)
     assert not spool.read_text().strip()
 
 

@@ -1,0 +1,161 @@
+"""The MLflow writer: queued writes merged into few calls, sent off the caller's thread, kept through an outage."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from sweeps import tracking
+from sweeps.histogram_figure import activation_histograms_png
+from sweeps.journal import Spool, SweepJournal
+from sweeps.tracking import MAX_ITEMS_PER_BATCH, MAX_PARAMS_PER_BATCH, MlflowWriter, merge_log_batches
+from tests.conftest import free_port
+
+
+def log_batch(run_id: str, *, metrics=(), params=(), tags=()) -> dict:
+    return {"op": "log_batch", "run_id": run_id, "metrics": list(metrics), "params": list(params), "tags": list(tags)}
+
+
+def test_a_runs_consecutive_batches_become_one_call_and_runs_keep_their_order():
+    queued = [
+        log_batch("a", metrics=[["loss", 1.0, 0, 1]]),
+        log_batch("b", metrics=[["loss", 9.0, 0, 1]]),
+        log_batch("a", metrics=[["loss", 0.5, 0, 2]], tags=[["status", "running"]]),
+        {"op": "set_terminated", "run_id": "a", "status": "FINISHED"},
+        log_batch("a", tags=[["status", "completed"]]),
+        log_batch("b", metrics=[["loss", 8.0, 0, 2]]),
+    ]
+    calls = merge_log_batches(queued)
+    merged = [operation for operation, _ in calls]
+    assert [covered for _, covered in calls] == [[queued[0], queued[2]], [queued[1], queued[5]], [queued[3]], [queued[4]]]
+    assert [(operation["op"], operation["run_id"]) for operation in merged] == [
+        ("log_batch", "a"), ("log_batch", "b"), ("set_terminated", "a"), ("log_batch", "a"),
+    ]
+    assert merged[0]["metrics"] == [["loss", 1.0, 0, 1], ["loss", 0.5, 0, 2]]
+    assert merged[1]["metrics"] == [["loss", 9.0, 0, 1], ["loss", 8.0, 0, 2]]
+    # Nothing written to run a after it finished was folded into a write before it.
+    assert merged[3]["tags"] == [["status", "completed"]]
+
+
+def test_merged_calls_stay_within_mlflows_limits_and_a_tag_written_twice_ends_with_its_later_value():
+    metrics = [[f"m{index}", 0.0, 0, 1] for index in range(2500)]
+    params = [[f"p{index}", "1"] for index in range(150)]
+    queued = [log_batch("a", metrics=metrics, params=params, tags=[["status", "running"]]), log_batch("a", tags=[["status", "done"]])]
+    merged = [operation for operation, _ in merge_log_batches(queued)]
+    for operation in merged:
+        assert len(operation["metrics"]) + len(operation["params"]) + len(operation["tags"]) <= MAX_ITEMS_PER_BATCH
+        assert len(operation["params"]) <= MAX_PARAMS_PER_BATCH
+    assert sum(len(operation["metrics"]) for operation in merged) == 2500
+    assert sum(len(operation["params"]) for operation in merged) == 150
+    assert len(merged) == 4  # 2650 items in calls of at most 1000
+    # Tags go out in the order written, so the store ends with the later value.
+    assert [tag for operation in merged for tag in operation["tags"]] == [["status", "running"], ["status", "done"]]
+
+
+def make_journal(tmp_path, tracking_uri: str) -> SweepJournal:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("writer")
+    parent = client.create_run(experiment_id).info.run_id
+    journal = SweepJournal(
+        experiment_path=str(tmp_path / "experiment"), sweep_name="writer", tracking_uri=tracking_uri,
+        experiment_id=experiment_id, parent_run_id=parent, sweep_yaml="name: writer\n",
+    )
+    journal.save()
+    return journal
+
+
+def test_writes_reach_the_store_in_order_and_the_journal_gets_the_real_run_id(tmp_path, tracking_uri):
+    journal = make_journal(tmp_path, tracking_uri)
+    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
+    run_id = writer.create_run("trial_1", journal.experiment_id, tags={"sweep.trial_id": "trial_1"})
+    assert run_id == "pending:trial_1"  # the caller does not wait for the store
+    journal.record_run("trial_1", run_id, {"lr": 0.1})
+    writer.log_batch(run_id, params=[Param("lr", "0.1")])
+    for epoch in range(1, 31):
+        writer.log_batch(run_id, metrics=[Metric("val_acc", epoch / 30, 0, epoch)], tags=[RunTag("sweep.status", "running")])
+    writer.log_batch(run_id, tags=[RunTag("sweep.status", "completed")])
+    writer.log_bytes(run_id, "figure.txt", b"a figure")
+    writer.set_terminated(run_id, "FINISHED")
+    assert writer.close() == 0
+
+    real_id = SweepJournal.load(journal.experiment_path).run_of("trial_1")
+    assert real_id == writer.run_id("pending:trial_1") and not real_id.startswith("pending:")
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(real_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"lr": "0.1"}
+    assert run.data.tags["sweep.status"] == "completed"
+    assert [(metric.step, metric.value) for metric in client.get_metric_history(real_id, "val_acc")] == [
+        (epoch, epoch / 30) for epoch in range(1, 31)
+    ]
+    assert [artifact.path for artifact in client.list_artifacts(real_id)] == ["figure.txt"]
+
+
+def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(tmp_path, tracking_uri, monkeypatch):
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0,))
+    journal = make_journal(tmp_path, tracking_uri)
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    warnings = []
+    writer = MlflowWriter(unreachable, Spool(journal.experiment_path), journal, warn=warnings.append)
+    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
+    writer.log_batch(run_id, metrics=[Metric("val_acc", 0.5, 0, 1)])
+    writer.log_bytes(run_id, "figure.txt", b"kept with the spool")
+    assert writer.close() == 3
+    assert any("does not answer" in warning for warning in warnings)
+
+    # What waited is sent once the store answers: the run, its metric and its artifact.
+    spooled = [json.loads(line) for line in (tmp_path / "experiment" / "mlflow-spool.jsonl").read_text().splitlines()]
+    assert [operation["op"] for operation in spooled] == ["create_run", "log_batch", "log_bytes"]
+    resent = MlflowWriter(tracking_uri, Spool(journal.experiment_path), SweepJournal.load(journal.experiment_path), warn=warnings.append)
+    assert resent.close() == 0
+    real_id = resent.run_id("pending:trial_1")
+    client = MlflowClient(tracking_uri)
+    assert client.get_metric_history(real_id, "val_acc")[0].value == 0.5
+    assert [artifact.path for artifact in client.list_artifacts(real_id)] == ["figure.txt"]
+
+
+def histogram(values: np.ndarray) -> dict:
+    counts, edges = np.histogram(values, bins=40)
+    return {"low": float(edges[0]), "high": float(edges[-1]), "counts": counts.tolist()}
+
+
+def test_the_histogram_figure_has_a_panel_per_layer_and_row_and_survives_an_empty_layer():
+    rng = np.random.default_rng(0)
+    initial = {"step": 0, "layers": {"layers.2": histogram(rng.normal(size=500)), "layers.5": histogram(rng.normal(size=500))}}
+    final = {"step": 100, "layers": {"layers.2": histogram(np.tanh(rng.normal(0, 3, 500))), "layers.5": {"low": 0.0, "high": 0.0, "counts": []}}}
+    image = Image.open(io.BytesIO(activation_histograms_png(initial, final, title="trial 1")))
+    assert image.format == "PNG"
+    two_layers = image.size
+    one_layer = Image.open(io.BytesIO(activation_histograms_png(
+        {"step": 0, "layers": {"layers.2": initial["layers"]["layers.2"]}}, {"step": 1, "layers": {}}, title="trial 2"
+    ))).size
+    assert two_layers[0] > one_layer[0] and two_layers[1] == one_layer[1]
+    bar_pixels = sum(count for count, colour in image.getcolors(1 << 16) if colour == (0x4C, 0x72, 0xB0))
+    assert bar_pixels > 1000  # the bars were drawn
+
+
+def test_writes_a_killed_driver_left_in_the_spool_are_sent_once_without_a_second_run(tmp_path, tracking_uri):
+    journal = make_journal(tmp_path, tracking_uri)
+    journal.record_run("trial_1", "pending:trial_1", {"lr": 0.1})
+    tags = {"sweep.trial_id": "trial_1", "mlflow.parentRunId": journal.parent_run_id}
+    # The dead driver's sender had created the run, but died before it counted the write as sent.
+    client = MlflowClient(tracking_uri)
+    created = client.create_run(journal.experiment_id, tags=tags).info.run_id
+    Spool(journal.experiment_path).append([
+        {"op": "create_run", "key": "trial_1", "experiment_id": journal.experiment_id, "tags": tags},
+        log_batch("pending:trial_1", metrics=[["val_acc", 0.9, 0, 1]]),
+        {"op": "set_terminated", "run_id": "pending:trial_1", "status": "FINISHED"},
+    ])
+    with open(Spool(journal.experiment_path).path, "a") as spool:
+        spool.write('{"op": "log_batch", "run_id": "pending:tri')  # torn by the kill: never acknowledged
+
+    assert MlflowWriter(tracking_uri, Spool(journal.experiment_path), SweepJournal.load(journal.experiment_path)).close() == 0
+    runs = client.search_runs([journal.experiment_id], filter_string="tags.`sweep.trial_id` = 'trial_1'")
+    assert [run.info.run_id for run in runs] == [created]
+    assert runs[0].info.status == "FINISHED" and runs[0].data.metrics == {"val_acc": 0.9}
+    assert SweepJournal.load(journal.experiment_path).run_of("trial_1") == created
+    assert len(Spool(journal.experiment_path)) == 0  # sent, and the spool starts afresh
