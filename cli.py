@@ -181,7 +181,7 @@ def print_summary(outcome: Any) -> None:
     for error in Counter(outcome.errors):
         click.echo(f"  trial error: {error}", err=True)
     if outcome.alerts:
-        from sweeps.diagnostics import alert_summary
+        from sweeps.alerts import alert_summary
 
         by_trial: dict[str, list[dict]] = {}
         for alert in outcome.alerts:

@@ -19,9 +19,9 @@ import torch
 
 from sweeps.config import load_sweep
 from sweeps.data import DataSpec, load_split
-from sweeps.diagnostics import DiagnosticsSettings
 from sweeps.launch import epochs_a_trial_may_end
-from sweeps.training import TrialSettings, run_training
+from sweeps.training import run_training
+from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = {"lr": 0.02, "activation": "relu", "init": "he", "batch_norm": True, "batch_size": 64}

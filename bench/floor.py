@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 from sweeps.config import load_sweep
-from sweeps.diagnostics import DiagnosticsSettings
 from sweeps.launch import load_sweep_data, trial_settings
 from sweeps.space import preview_trial_configs
-from sweeps.training import TrialSettings, run_training
+from sweeps.training import run_training
+from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
 
 def train_trial(sampled: dict[str, Any], settings: TrialSettings, data: Any, *, epochs: int) -> tuple[float, int, float]:

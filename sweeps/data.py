@@ -2,13 +2,16 @@
 
 Loaded once per sweep by the driver and shipped to trials through Ray's object
 store, so no trial reads from disk. Only the training split's statistics are
-used to preprocess, and they are applied identically to validation images.
-torch is imported where tensors are made, so the sweep file's schema reads the
-registries' names without loading it.
+used to preprocess, and they are applied identically to validation images. The
+driver works in numpy (it never imports torch for the data sets that need no
+torchvision); a trial turns the arrays into tensors on its device, without a copy
+on the CPU.
 """
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -42,34 +45,44 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class SplitData:
-    """A preprocessed train/validation split, ready to index into batches."""
+    """A preprocessed train/validation split, ready to index into batches: numpy
+    arrays as the driver loads them, tensors once `to()` puts them on a device."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
+    train_x: np.ndarray | torch.Tensor
+    train_y: np.ndarray | torch.Tensor
+    val_x: np.ndarray | torch.Tensor
+    val_y: np.ndarray | torch.Tensor
     num_classes: int
     preprocess: str
     # Statistics from the training split only, applied identically to validation.
-    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    stats: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
     def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
-        """This split with its tensors on `device` (images in `memory_format`, default contiguous)."""
+        """This split as tensors on `device` (images in `memory_format`, default contiguous)."""
         import torch
 
         memory_format = torch.contiguous_format if memory_format is None else memory_format
-        if device.type == "cpu" and memory_format == torch.contiguous_format:
-            return self
+
+        def move(array: np.ndarray | torch.Tensor, *, images: bool = False) -> torch.Tensor:
+            if isinstance(array, np.ndarray):
+                # Arrays from Ray's object store are read-only views of shared memory. A trial
+                # never writes to its data, so it shares them rather than copy (torch warns).
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    array = torch.from_numpy(array)
+            return array.to(device, memory_format=memory_format) if images else array.to(device)
+
         return replace(
             self,
-            train_x=self.train_x.to(device, memory_format=memory_format),
-            train_y=self.train_y.to(device),
-            val_x=self.val_x.to(device, memory_format=memory_format),
-            val_y=self.val_y.to(device),
+            train_x=move(self.train_x, images=True),
+            train_y=move(self.train_y),
+            val_x=move(self.val_x, images=True),
+            val_y=move(self.val_y),
+            stats={name: move(value) for name, value in self.stats.items()},
         )
 
 
@@ -78,10 +91,24 @@ Images = tuple[np.ndarray, np.ndarray]  # (N, C, H, W) float32 in [0, 1], (N,) i
 
 def load_digits(spec: DataSpec) -> Images:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes)."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    table = _bundled_digits_table()
+    if table is None:
+        from sklearn.datasets import load_digits as sklearn_digits
 
-    bunch = sklearn_digits()
-    return bunch.images.astype(np.float32)[:, None, :, :] / 16.0, bunch.target.astype(np.int64)
+        bunch = sklearn_digits()
+        table = np.column_stack([bunch.data, bunch.target])
+    images = table[:, :-1].astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
+    return images, table[:, -1].astype(np.int64)
+
+
+def _bundled_digits_table() -> np.ndarray | None:
+    """scikit-learn's digits.csv.gz (64 pixels and the label per row), read without
+    importing scikit-learn, which costs a sweep's start most of a second."""
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    return np.loadtxt(path, delimiter=",") if path.is_file() else None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -175,19 +202,19 @@ def _require_root(spec: DataSpec) -> Path:
 
 
 # Each preprocessor fits its statistics on training images (N, C, H, W).
-PREPROCESSORS: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = {
+PREPROCESSORS: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {
     "none": lambda train_x: {},
-    "mean_image": lambda train_x: {"mean": train_x.mean(dim=0, keepdim=True)},
-    "per_channel_mean": lambda train_x: {"mean": train_x.mean(dim=(0, 2, 3), keepdim=True)},
+    "mean_image": lambda train_x: {"mean": train_x.mean(axis=0, keepdims=True)},
+    "per_channel_mean": lambda train_x: {"mean": train_x.mean(axis=(0, 2, 3), keepdims=True)},
     "standardize": lambda train_x: {
-        "mean": train_x.mean(dim=(0, 2, 3), keepdim=True),
-        # clamp: a constant channel (e.g. a blank border) must not divide by zero.
-        "std": train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6),
+        "mean": train_x.mean(axis=(0, 2, 3), keepdims=True),
+        # ddof=1 as torch.std; the floor: a constant channel (e.g. a blank border) must not divide by zero.
+        "std": np.maximum(train_x.std(axis=(0, 2, 3), keepdims=True, ddof=1), np.float32(1e-6)),
     },
 }
 
 
-def fit_preprocessing(name: str, train_x: torch.Tensor) -> dict[str, torch.Tensor]:
+def fit_preprocessing(name: str, train_x: np.ndarray) -> dict[str, np.ndarray]:
     """The statistics preprocessing `name` needs, computed from training images only."""
     try:
         fit = PREPROCESSORS[name]
@@ -196,7 +223,7 @@ def fit_preprocessing(name: str, train_x: torch.Tensor) -> dict[str, torch.Tenso
     return fit(train_x)
 
 
-def apply_preprocessing(x: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+def apply_preprocessing(x: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
     if "mean" in stats:
         x = x - stats["mean"]
     if "std" in stats:
@@ -219,9 +246,8 @@ def load_split(
     seed: int,
     max_examples: int | None = None,
 ) -> SplitData:
-    """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with training statistics."""
-    import torch
-
+    """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with
+    training statistics; as numpy arrays (`to()` makes them tensors)."""
     try:
         loader = DATASETS[spec.dataset]
     except KeyError:
@@ -233,13 +259,13 @@ def load_split(
     if max_examples is not None and max_examples < len(labels):
         keep_val = max(1, round(max_examples * val_fraction))
         train_idx, val_idx = train_idx[: max_examples - keep_val], val_idx[:keep_val]
-    train_x, val_x = torch.from_numpy(images[train_idx]), torch.from_numpy(images[val_idx])
+    train_x, val_x = images[train_idx], images[val_idx]
     stats = fit_preprocessing(preprocess, train_x)
     return SplitData(
-        train_x=apply_preprocessing(train_x, stats).contiguous(),
-        train_y=torch.from_numpy(labels[train_idx]),
-        val_x=apply_preprocessing(val_x, stats).contiguous(),
-        val_y=torch.from_numpy(labels[val_idx]),
+        train_x=np.ascontiguousarray(apply_preprocessing(train_x, stats), dtype=np.float32),
+        train_y=labels[train_idx],
+        val_x=np.ascontiguousarray(apply_preprocessing(val_x, stats), dtype=np.float32),
+        val_y=labels[val_idx],
         num_classes=int(labels.max()) + 1,
         preprocess=preprocess,
         stats=stats,

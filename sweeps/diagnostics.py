@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from models.activations import ACTIVATIONS
+from sweeps.alerts import alert_summary
+from sweeps.trial_settings import DiagnosticsSettings
 
 HINTS = {
     "too_high": "learning rate is likely too high",
@@ -25,19 +27,6 @@ HISTOGRAM_EXAMPLES = 32  # a histogram's shape needs far fewer values than the s
 
 
 @dataclass(frozen=True)
-class DiagnosticsSettings:
-    enabled: bool = True
-    every_n_steps: int = 20
-    low: float = 1e-4
-    high: float = 1e-2
-    patience: int = 3
-    stop_on: str | None = None  # too_high | too_low | any
-    # Epochs after which a trial may end (the last, and ASHA's rungs): the only ones
-    # whose activation histograms can be the "end of training" picture.
-    histogram_epochs: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
 class Alert:
     parameter: str
     value: float
@@ -47,15 +36,6 @@ class Alert:
 
     def summary(self) -> str:
         return alert_summary(asdict(self))
-
-
-def alert_summary(alert: dict[str, Any]) -> str:
-    """One line for an alert, e.g. `too_high: layers.0.weight 3.1e-02 at step 120`.
-
-    Takes the plain-dict form that travels in reports (where NaN may be spelled as a string)."""
-    value = alert["value"]
-    shown = value if isinstance(value, str) else format(value, ".1e")
-    return f"{alert['direction']}: {alert['parameter']} {shown} at step {alert['step']}"
 
 
 class UpdateRatioMonitor:

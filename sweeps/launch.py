@@ -207,9 +207,9 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
     else:
         on_alert = None
         if config.diagnostics.alert_webhook:
-            from sweeps.alerts import webhook_sender
+            from sweeps.alerts import WebhookSender
 
-            on_alert = webhook_sender(config.diagnostics.alert_webhook, warn=echo)
+            on_alert = WebhookSender(config.diagnostics.alert_webhook, warn=echo)
         progress = ProgressPrinter(
             num_samples=config.search.num_samples,
             epochs=config.train.epochs,
@@ -378,8 +378,7 @@ def load_sweep_data(config: SweepConfig) -> Any:
 
 
 def trial_settings(config: SweepConfig) -> Any:
-    from sweeps.diagnostics import DiagnosticsSettings
-    from sweeps.training import TrialSettings
+    from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
     return TrialSettings(
         arch=config.model.arch,

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.data import SplitData
-from sweeps.training import TrialSettings, build_optimizer, build_trial_model, trial_seed
+from sweeps.training import build_optimizer, build_trial_model, trial_seed
+from sweeps.trial_settings import TrialSettings
 from sweeps.trial_params import resolve_trial_params
 
 INITIAL_LOSS_TOLERANCE = 0.25  # relative to ln(num_classes)
@@ -28,6 +29,7 @@ class CheckResult:
 
 def run_sanity_checks(sampled: dict[str, Any], settings: TrialSettings, data: SplitData) -> list[CheckResult]:
     params = resolve_trial_params(sampled)
+    data = data.to(torch.device("cpu"))
     return [
         check_initial_loss(params, settings, data),
         check_overfit_tiny_subset(params, settings, data),

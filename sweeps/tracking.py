@@ -10,6 +10,7 @@ import atexit
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray import tune
 
-from sweeps.diagnostics import alert_summary
+from sweeps.alerts import WebhookSender, alert_summary
 from sweeps.journal import Spool, SweepJournal, read_bytes
 from sweeps.trial_status import SUCCEEDED, trial_status
 
@@ -137,7 +138,10 @@ def fail_sweep_run(writer: MlflowWriter, run_id: str) -> None:
 # A store that does not answer (retry, then spool), as against one that refuses a write.
 OUTAGE_ERROR_CODES = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+PENDING_RUN_ID = re.compile(rb"pending:[\w-]+")
+SEND_EVERY_S = 1.0  # how far MLflow may lag behind the sweep, to merge writes into few calls
 REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
+ALERT_WAITS_FOR_RUN_S = 10.0  # an alert sent while MLflow is away names no run rather than wait for it
 
 
 def is_outage(error: Exception) -> bool:
@@ -225,6 +229,16 @@ class MlflowWriter:
                 return known
         return run_id
 
+    def created_run_id(self, run_id: str, *, wait_s: float) -> str | None:
+        """The real id of a run, waiting up to `wait_s` for the sender to create it; None if it has not."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while (created := self.run_id(run_id)).startswith("pending:"):
+                if time.monotonic() >= deadline:
+                    return None
+                self._changed.wait(deadline - time.monotonic())
+        return created
+
     def close(self) -> int:
         """Send every queued write (or leave it in the spool where the store does not answer)
         and stop the sender. Returns how many writes still wait in the spool."""
@@ -265,15 +279,19 @@ class MlflowWriter:
         self.spool.append([write.operation for write in writes])
 
     def _send_queued(self) -> None:
+        next_round = 0.0
         while True:
             with self._changed:
                 while True:
                     waiting = [write for write in self._unsent if not write.sent]
                     if self._closing and (not waiting or self._gave_up):
                         return
-                    if waiting and (not self.offline or self._closing or time.monotonic() >= self._next_probe):
+                    due = self._next_probe if self.offline else next_round
+                    if waiting and (self._closing or time.monotonic() >= due):
                         break
-                    self._changed.wait(timeout=max(0.0, self._next_probe - time.monotonic()) if self.offline else None)
+                    self._changed.wait(timeout=max(0.0, due - time.monotonic()) if waiting else None)
+            # Rounds at most every SEND_EVERY_S: writes arriving meanwhile merge into the next one.
+            next_round = time.monotonic() + SEND_EVERY_S
             was_offline = self.offline
             sent = self._send_round(waiting)
             if sent and was_offline and not self.offline:
@@ -361,10 +379,16 @@ class MlflowWriter:
             self.client.set_terminated(run_id, operation["status"])
         elif kind == "log_bytes":
             content = writes[0].content if writes[0].content is not None else read_bytes(operation["file"])
+            if operation["name"].endswith(".json"):
+                content = self._with_run_ids(content)
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / operation["name"]
                 path.write_bytes(content)
                 self.client.log_artifact(run_id, str(path))
+
+    def _with_run_ids(self, content: bytes) -> bytes:
+        """A JSON artifact with the pending run ids it names (an alert's run) replaced by the runs made since."""
+        return PENDING_RUN_ID.sub(lambda match: self.run_id(match.group().decode()).encode(), content)
 
     def _created_run(self, operation: dict[str, Any]) -> str | None:
         """The run an earlier try of this create_run made, if it reached the store before the driver died."""
@@ -437,7 +461,7 @@ class MlflowTrialLogger(tune.Callback):
     from the sweep's journal there when the experiment starts (or starts again).
     """
 
-    def __init__(self, experiment_path: str, *, epochs: int, on_alert: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, experiment_path: str, *, epochs: int, on_alert: WebhookSender | None = None) -> None:
         self.experiment_path = experiment_path
         self.epochs = epochs
         self.on_alert = on_alert
@@ -520,6 +544,8 @@ class MlflowTrialLogger(tune.Callback):
         """Send what is queued (or keep it in the spool) before the sweep reports its end."""
         if self.writer is not None:
             self.writer.close()
+        if self.on_alert is not None:
+            self.on_alert.close()
 
     def _keep_histograms(self, trial_id: str, snapshots: list[dict[str, Any]]) -> None:
         """Keep the first snapshot (initialization) and the latest one (the end so far)."""
@@ -537,7 +563,7 @@ class MlflowTrialLogger(tune.Callback):
         self.journal.add_alerts(alerts)
         if self.on_alert is not None:
             for alert in alerts:
-                self.on_alert(alert | {"run_id": self.writer.run_id(run_id)})
+                self.on_alert.send(alert, run_id=lambda: self.writer.created_run_id(run_id, wait_s=ALERT_WAITS_FOR_RUN_S))
         summaries = [alert_summary(alert) for alert in self._alerts_of(trial)]
         self.writer.log_batch(run_id, tags=[RunTag("alert.update_ratio", _truncate("; ".join(summaries)))])
 
@@ -556,16 +582,14 @@ class MlflowTrialLogger(tune.Callback):
         self.writer.log_batch(run_id, tags=tags)
         trial_alerts = self._alerts_of(trial)
         if trial_alerts:
-            self.writer.log_bytes(run_id, "alerts.json", json.dumps(self._with_run_ids(trial_alerts), indent=2).encode())
+            # Run ids still pending here are resolved by the writer when it sends the file.
+            self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
         if trial.trial_id in self._histograms:
             from sweeps.histogram_figure import activation_histograms_png
 
             snapshots = self._histograms.pop(trial.trial_id)
             self.writer.log_bytes(run_id, "activation_histograms.png", activation_histograms_png(*snapshots, title=f"{trial}: hidden activations"))
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
-
-    def _with_run_ids(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [alert | {"run_id": self.writer.run_id(alert["run_id"])} for alert in alerts]
 
 
 def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:

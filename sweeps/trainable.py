@@ -1,4 +1,8 @@
-"""The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training loop."""
+"""The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training loop.
+
+PyTorch is imported inside the functions, which run in the trials: the driver hands
+Tune `train_trial` without loading it.
+"""
 from __future__ import annotations
 
 import json
@@ -7,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
 from sweeps.data import SplitData
-from sweeps.training import TrialSettings, run_training
+from sweeps.trial_settings import TrialSettings
 
 CHECKPOINT_FILE = "trial.pt"
 
 
 def train_trial(config: dict[str, Any], *, data: SplitData, settings: TrialSettings) -> None:
+    from sweeps.training import run_training
+
     run_training(config, settings, data, report=report_to_tune, resume_from=load_tune_checkpoint())
 
 
@@ -31,6 +36,8 @@ def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -
     if checkpoint is None:
         tune.report(metrics)
         return
+    import torch
+
     with tempfile.TemporaryDirectory() as folder:
         torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -41,6 +48,8 @@ def load_tune_checkpoint() -> dict[str, Any] | None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
+    import torch
+
     with checkpoint.as_directory() as folder:
         # On the CPU first: a retry may land on a node without the GPU that saved it.
         return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)

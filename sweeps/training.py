@@ -13,24 +13,9 @@ from torch import nn
 
 from models import build_model
 from sweeps.data import SplitData
-from sweeps.diagnostics import DiagnosticsSettings, TrialDiagnostics
+from sweeps.diagnostics import TrialDiagnostics
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    """What every trial of a sweep shares: the fixed, non-sampled settings."""
-
-    arch: str
-    model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
-    optimizer: str = "sgd"
-    threads: int = 1
-    seed: int = 0
-    checkpoint_every: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
+from sweeps.trial_settings import TrialSettings
 
 
 def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:

@@ -80,7 +80,8 @@ def test_trials_run_on_both_nodes_and_local_storage_is_refused(tmp_path, trackin
 
 
 def test_cuda_without_a_gpu_says_what_to_do():
-    from sweeps.training import TrialSettings, resolve_placement
+    from sweeps.training import resolve_placement
+    from sweeps.trial_settings import TrialSettings
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU, so train.device: cuda is valid here")
@@ -91,7 +92,8 @@ def test_cuda_without_a_gpu_says_what_to_do():
 
 def test_bf16_autocast_trains():
     from sweeps.data import DataSpec, load_split
-    from sweeps.training import TrialSettings, run_training
+    from sweeps.training import run_training
+    from sweeps.trial_settings import TrialSettings
 
     data = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0)
     reports = []
@@ -103,7 +105,8 @@ def test_bf16_autocast_trains():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
 def test_gpu_trial_keeps_the_data_on_the_device_and_uses_channels_last():
     from sweeps.data import DataSpec, load_split
-    from sweeps.training import TrialSettings, resolve_placement, run_training
+    from sweeps.training import resolve_placement, run_training
+    from sweeps.trial_settings import TrialSettings
 
     settings = TrialSettings(arch="resnet", model_options={"widths": [16, 32]}, epochs=2, precision="bf16")
     placement = resolve_placement(settings)

@@ -30,7 +30,7 @@ def fake_mnist(folder: Path, *, gz: bool, count: int = 50) -> None:
 
 
 def split(spec: DataSpec, preprocess: str = "none", **options):
-    return load_split(spec, val_fraction=0.2, preprocess=preprocess, seed=0, **options)
+    return load_split(spec, val_fraction=0.2, preprocess=preprocess, seed=0, **options).to(torch.device("cpu"))
 
 
 @pytest.mark.parametrize(("layout", "gz"), [("flat", True), ("torchvision", False)])

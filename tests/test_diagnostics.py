@@ -12,12 +12,13 @@ from mlflow.tracking import MlflowClient
 
 from models import build_model
 from sweeps.data import DataSpec, load_split
-from sweeps.diagnostics import AlertTracker, DiagnosticsSettings, UpdateRatioMonitor, probe_activations
-from sweeps.training import TrialSettings, run_training
+from sweeps.diagnostics import AlertTracker, UpdateRatioMonitor, probe_activations
+from sweeps.training import run_training
+from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
 
 def digits():
-    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0)
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0).to(torch.device("cpu"))
 
 
 def test_update_ratio_is_the_real_change_over_the_weights():

@@ -6,11 +6,12 @@ import copy
 import torch
 
 from sweeps.data import DataSpec, load_split, split_indices
-from sweeps.training import TrialSettings, batch_indices, run_training, trial_seed
+from sweeps.training import batch_indices, run_training, trial_seed
+from sweeps.trial_settings import TrialSettings
 
 
 def digits(preprocess: str = "per_channel_mean"):
-    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0)
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0).to(torch.device("cpu"))
 
 
 def test_split_is_deterministic_by_seed_and_disjoint():

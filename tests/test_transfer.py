@@ -5,14 +5,15 @@ import torch
 import torchvision
 
 from sweeps.data import DataSpec, load_split
-from sweeps.training import TrialSettings, build_optimizer, build_trial_model, train_one_epoch
+from sweeps.training import build_optimizer, build_trial_model, train_one_epoch
+from sweeps.trial_settings import TrialSettings
 from sweeps.trial_params import resolve_trial_params
 
 
 def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
     torch.manual_seed(0)
     # "Pretraining": a resnet18 trained a little on one synthetic data set, saved as a state_dict.
-    source = load_split(DataSpec("synthetic", num_examples=64, num_classes=5, shape=(3, 32, 32)), val_fraction=0.25, preprocess="none", seed=0)
+    source = load_split(DataSpec("synthetic", num_examples=64, num_classes=5, shape=(3, 32, 32)), val_fraction=0.25, preprocess="none", seed=0).to(torch.device("cpu"))
     backbone = torchvision.models.resnet18(num_classes=1000)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01)
     for _ in range(2):
@@ -24,7 +25,7 @@ def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
     torch.save(backbone.state_dict(), weights)
 
     # Fine-tune on another data set: grayscale 8x8 digits with 10 classes.
-    target = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0, max_examples=128)
+    target = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0, max_examples=128).to(torch.device("cpu"))
     settings = TrialSettings(arch="pretrained", model_options={"backbone": "resnet18", "weights": str(weights), "min_input_size": 32})
     params = resolve_trial_params({"trainable_layers": 1, "init": "xavier"})
     model = build_trial_model(settings, params, target)
@@ -51,7 +52,7 @@ def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
 
 
 def test_linear_probe_trains_only_the_head():
-    data = load_split(DataSpec("synthetic", num_examples=32, num_classes=3, shape=(3, 16, 16)), val_fraction=0.25, preprocess="none", seed=0)
+    data = load_split(DataSpec("synthetic", num_examples=32, num_classes=3, shape=(3, 16, 16)), val_fraction=0.25, preprocess="none", seed=0).to(torch.device("cpu"))
     settings = TrialSettings(arch="pretrained", model_options={"backbone": "resnet18", "weights": None, "min_input_size": 32})
     model = build_trial_model(settings, resolve_trial_params({"trainable_layers": 0}), data)
     assert {name for name, param in model.named_parameters() if param.requires_grad} == {"backbone.fc.weight", "backbone.fc.bias"}
