@@ -229,14 +229,16 @@ class MlflowWriter:
                 return known
         return run_id
 
-    def created_run_id(self, run_id: str, *, wait_s: float) -> str | None:
-        """The real id of a run, waiting up to `wait_s` for the sender to create it; None if it has not."""
-        deadline = time.monotonic() + wait_s
+    def created_run_id(self, run_id: str, *, deadline: float) -> str | None:
+        """The real id of a run, waiting until `deadline` (time.monotonic()) for the sender to
+        create it; None if it has not, or never will (the writer closed with the store away)."""
         with self._changed:
             while (created := self.run_id(run_id)).startswith("pending:"):
-                if time.monotonic() >= deadline:
+                finished = self._closing and (self._sender is None or not self._sender.is_alive())
+                if finished or time.monotonic() >= deadline:
                     return None
-                self._changed.wait(deadline - time.monotonic())
+                # Timed: the sender thread ends without a word once it has given up.
+                self._changed.wait(min(deadline - time.monotonic(), SEND_EVERY_S))
         return created
 
     def close(self) -> int:
@@ -562,8 +564,10 @@ class MlflowTrialLogger(tune.Callback):
                 alert["value"] = str(alert["value"])  # JSON has no NaN or inf
         self.journal.add_alerts(alerts)
         if self.on_alert is not None:
+            # From now, not from when the webhook's thread gets to it: a burst of alerts waits once.
+            deadline = time.monotonic() + ALERT_WAITS_FOR_RUN_S
             for alert in alerts:
-                self.on_alert.send(alert, run_id=lambda: self.writer.created_run_id(run_id, wait_s=ALERT_WAITS_FOR_RUN_S))
+                self.on_alert.send(alert, run_id=lambda: self.writer.created_run_id(run_id, deadline=deadline))
         summaries = [alert_summary(alert) for alert in self._alerts_of(trial)]
         self.writer.log_batch(run_id, tags=[RunTag("alert.update_ratio", _truncate("; ".join(summaries)))])
 

@@ -1,13 +1,17 @@
 """Shared fixtures: one real local Ray cluster per test session, fresh MLflow sqlite stores."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -166,3 +170,30 @@ def mlflow_server(tmp_path: Path, empty_mlflow_db: Path):
     server.start()
     yield server
     server.stop()
+
+
+@dataclass
+class AlertWebhook:
+    """A real HTTP endpoint on 127.0.0.1 that keeps every alert POSTed to it."""
+
+    url: str
+    received: list[dict]
+
+
+@pytest.fixture
+def alert_webhook():
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield AlertWebhook(url=f"http://127.0.0.1:{server.server_port}/alerts", received=received)
+    server.shutdown()

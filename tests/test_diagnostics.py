@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -85,26 +83,11 @@ def test_diagnostics_can_be_switched_off():
     assert "diagnostics" not in reports[0]
 
 
-class AlertReceiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        AlertReceiver.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.mark.slow
-def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, monkeypatch):
+def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook, monkeypatch):
     from sweeps.config import validate_sweep
     from sweeps.launch import run_sweep
 
-    server = HTTPServer(("127.0.0.1", 0), AlertReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     config = validate_sweep(
         {
             "name": "diagnostics",
@@ -113,7 +96,7 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
             "train": {"epochs": 3},
             "search": {"num_samples": 6, "seed": 1},
             "early_stopping": {"scheduler": "none"},
-            "diagnostics": {"alert_webhook": f"http://127.0.0.1:{server.server_port}/alerts", "stop_on": "too_high"},
+            "diagnostics": {"alert_webhook": alert_webhook.url, "stop_on": "too_high"},
             "mlflow": {"tracking_uri": tracking_uri},
             "storage": {"path": str(tmp_path / "results")},
         },
@@ -122,7 +105,6 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
     monkeypatch.chdir(tmp_path)  # the sqlite store's artifacts go under ./mlruns
     lines: list[str] = []
     outcome = run_sweep(config, echo=lines.append)
-    server.shutdown()
 
     client = MlflowClient(tracking_uri)
     children = [run for run in client.search_runs([outcome.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
@@ -155,6 +137,6 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
     assert parent.data.metrics["alerts_count"] == len(outcome.alerts) > 0
     alerting = {child.info.run_name for lr in (2.0, 1.0e-7) for child in by_lr[lr]}
     assert set(parent.data.tags["sweep.alerting_trials"].split(", ")) == alerting
-    assert sorted((a["run_id"], a["parameter"], a["direction"]) for a in AlertReceiver.received) == sorted(
+    assert sorted((a["run_id"], a["parameter"], a["direction"]) for a in alert_webhook.received) == sorted(
         (a["run_id"], a["parameter"], a["direction"]) for a in outcome.alerts
     )

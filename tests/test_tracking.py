@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from sweeps import tracking
+from sweeps.alerts import WebhookSender
 from sweeps.histogram_figure import activation_histograms_png
 from sweeps.journal import Spool, SweepJournal
 from sweeps.tracking import MAX_ITEMS_PER_BATCH, MAX_PARAMS_PER_BATCH, MlflowWriter, merge_log_batches
@@ -116,6 +119,40 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(tmp_p
     client = MlflowClient(tracking_uri)
     assert client.get_metric_history(real_id, "val_acc")[0].value == 0.5
     assert [artifact.path for artifact in client.list_artifacts(real_id)] == ["figure.txt"]
+
+
+def test_an_alert_reaches_the_webhook_and_alerts_json_with_the_runs_real_id(tmp_path, tracking_uri, alert_webhook):
+    journal = make_journal(tmp_path, tracking_uri)
+    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
+    webhook = WebhookSender(alert_webhook.url, warn=print)
+    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
+    alert = {"trial": "trial_1", "run_id": run_id, "direction": "too_high"}
+    # Queued while the run is still pending: the webhook's thread waits for the sender to create it.
+    webhook.send(alert, run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 30))
+    writer.log_bytes(run_id, "alerts.json", json.dumps([alert]).encode())
+    webhook.close()
+    assert writer.close() == 0
+
+    real_id = writer.run_id(run_id)
+    assert not real_id.startswith("pending:")
+    assert alert_webhook.received == [alert | {"run_id": real_id}]
+    stored = MlflowClient(tracking_uri).download_artifacts(real_id, "alerts.json", str(tmp_path))
+    assert json.loads(Path(stored).read_text()) == [alert | {"run_id": real_id}]
+
+
+def test_an_alert_sent_while_mlflow_is_away_names_no_run_and_does_not_hold_up_the_end(tmp_path, tracking_uri, alert_webhook, monkeypatch):
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0,))
+    journal = make_journal(tmp_path, tracking_uri)
+    writer = MlflowWriter(f"http://127.0.0.1:{free_port()}", Spool(journal.experiment_path), journal, warn=lambda line: None)
+    webhook = WebhookSender(alert_webhook.url, warn=print)
+    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
+    started = time.monotonic()
+    for step in range(5):  # each would wait a minute for a run that the closed writer can no longer create
+        webhook.send({"trial": "trial_1", "step": step}, run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 60))
+    assert writer.close() == 1
+    webhook.close()
+    assert time.monotonic() - started < 30
+    assert alert_webhook.received == [{"trial": "trial_1", "step": step, "run_id": None} for step in range(5)]
 
 
 def histogram(values: np.ndarray) -> dict:
