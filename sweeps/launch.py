@@ -195,6 +195,7 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
 
     # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
     # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
+    _let_trials_take_prestarted_workers()
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(
@@ -292,6 +293,20 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
     journal.finished = True
     journal.save()
     return outcome
+
+
+def _let_trials_take_prestarted_workers() -> None:
+    """Ray starts a worker process per CPU as it comes up, which boots (Python, Ray) while
+    the sweep gets ready. Tune creates its trial actors with
+    `runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`, for PyTorch Lightning, which no
+    trial here uses, and a worker started without that runtime env never hosts one: each
+    trial worker was a new process, and the first trials finished 0.7 s later
+    (bench/RESULTS.md). Without the variable the trials take the workers Ray started."""
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:  # Tune moved it: trials start in new workers, as before
+        return
+    getattr(class_cache, "DEFAULT_ENV_VARS", {}).pop("PL_DISABLE_FORK", None)
 
 
 @contextmanager
