@@ -1,7 +1,6 @@
 """Figures a person reads at a glance (matplotlib, no display needed)."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import matplotlib
@@ -104,6 +103,9 @@ def update_ratios(report: Any, *, k: int) -> plt.Figure | None:
             [step for step, _ in row.update_ratio],
             [max(value, 1e-12) for _, value in row.update_ratio],
             linestyle="--" if worst else "-",
+            # A trial ASHA stopped after its first epoch has one measurement: a line alone would not show it.
+            marker="o",
+            markersize=3,
             label=f"{'worst' if worst else '#' + str(ranked.index(row) + 1)} {_label(row)}",
         )
     axis.axhline(1e-3, color="black", linewidth=1.5, linestyle=":", label="target 1e-3")
