@@ -193,9 +193,9 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
     from sweeps.trainable import train_trial
     from sweeps.trial_status import trial_status
 
+    _let_trials_take_prestarted_workers()
     # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
     # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
-    _let_trials_take_prestarted_workers()
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(

@@ -1,4 +1,5 @@
-"""CLI start-up: the commands that only read a sweep file answer without torch, Ray or MLflow."""
+"""CLI start-up: the commands that only read a sweep file answer without torch, Ray or MLflow,
+and `sweep run`'s driver never loads torch."""
 from __future__ import annotations
 
 import subprocess
@@ -29,6 +30,19 @@ def test_reading_commands_import_no_heavy_package(args):
     packages = imported_packages(*args)
     assert "click" in packages  # the log was read
     assert not packages & HEAVY, sorted(packages & HEAVY)
+
+
+def test_the_sweep_driver_prepares_data_and_trials_without_torch():
+    # Trials import torch; the driver, which waits on none of it, must not pay seconds for it.
+    script = (
+        "import sys; from sweeps.config import load_sweep; from sweeps import launch, trainable, tracking\n"
+        "config = load_sweep('search.yaml')\n"
+        "launch.load_sweep_data(config); launch.trial_settings(config)\n"
+        "print(sorted({'torch', 'sklearn', 'matplotlib'} & {name.split('.')[0] for name in sys.modules}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 def test_preview_draws_what_rays_variant_generator_draws():

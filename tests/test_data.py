@@ -67,6 +67,19 @@ def test_synthetic_has_the_configured_shape_and_classes():
     assert set(data.train_y.tolist()) | set(data.val_y.tolist()) == {0, 1, 2}
 
 
+def test_digits_read_from_scikit_learns_file_are_the_images_it_loads():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from sweeps.data import _bundled_digits_table, load_digits
+
+    assert _bundled_digits_table() is not None  # the fast path, not the fallback, is what is compared
+    images, labels = load_digits(DataSpec("digits"))
+    bunch = sklearn_digits()
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
+    assert np.array_equal(images[:, 0], bunch.images.astype(np.float32) / 16.0)
+    assert np.array_equal(labels, bunch.target)
+
+
 def test_max_examples_keeps_a_deterministic_subset():
     first = split(DataSpec("digits"), max_examples=100)
     assert len(first.train_y) + len(first.val_y) == 100
