@@ -5,7 +5,7 @@
 `sweep run` prints no timings, so bench/run.py runs this in a fresh process beside the
 sweeps: it does what `sweep run` does before its first trial can start (read the sweep
 file, load and split the data, import Ray, start it in-process with the same arguments
-as sweeps.launch) and stops Ray again. `ray_up_at` is the wall-clock time Ray was up,
+as `sweep run`) and stops Ray again. `ray_up_at` is the wall-clock time Ray was up,
 so the caller, who knows when it started this process, gets the whole time to Ray
 ready, interpreter start and imports included.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 
 
@@ -26,14 +25,15 @@ def main() -> None:
 
     started = time.perf_counter()
     from sweeps.config import load_sweep
-    from sweeps.launch import load_sweep_data
+    from sweeps.launch import connect_ray, load_sweep_data, trials_at_once
 
-    load_sweep_data(load_sweep(args.sweep_file))
+    config = load_sweep(args.sweep_file)
+    load_sweep_data(config)
     import ray
 
     before_ray = time.perf_counter()
-    # As sweeps.launch._connect_ray starts Ray when `sweep run` is not given --address.
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    # As `sweep run` starts Ray when it is not given --address.
+    connect_ray(None, trials_at_once(config), verbose=False)
     ray_up, ray_up_at = time.perf_counter(), time.time()
     ray.shutdown()
     print(json.dumps({
