@@ -1,9 +1,13 @@
 """The `sweep` command line: parse arguments, print, choose exit codes. No training logic here."""
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
+import threading
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 
@@ -444,7 +448,31 @@ def schema() -> None:
 
 
 def main() -> None:
-    cli(prog_name="sweep")
+    try:
+        cli(prog_name="sweep")  # click ends every run with sys.exit
+    except SystemExit as exit:
+        exit_without_teardown(exit.code)
+
+
+def exit_without_teardown(code: Any) -> NoReturn:
+    """sys.exit(code), less the interpreter's teardown: after a sweep, Python spends most
+    of a second freeing what Ray, MLflow and pandas built (bench/RESULTS.md), which the
+    operating system does at once (mypy exits the same way). Exit handlers still run and
+    output is flushed; while another thread runs, it is a plain sys.exit, which waits for it."""
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    others = [thread for thread in threading.enumerate() if thread is not threading.main_thread() and not thread.daemon]
+    if run_exit_handlers is None or others:
+        sys.exit(code)
+    if code is None or isinstance(code, int):
+        status = code or 0
+    else:  # sys.exit("message") prints it and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe (`sweep ... | head`) has nothing left to take
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

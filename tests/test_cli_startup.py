@@ -1,14 +1,18 @@
-"""CLI start-up: the commands that only read a sweep file answer without torch, Ray or MLflow,
-and `sweep run`'s driver never loads torch."""
+"""CLI start-up and exit: the commands that only read a sweep file answer without torch, Ray
+or MLflow, `sweep run`'s driver never loads torch, and the CLI exits without Python's teardown
+yet with its exit handlers, output and exit status intact."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
+from cli import exit_without_teardown
 from sweeps.space import build_search_space, preview_trial_configs
-from tests.conftest import REPO
+from tests.conftest import REPO, SWEEP
 
 HEAVY = {"torch", "ray", "mlflow"}
 
@@ -70,3 +74,35 @@ def test_preview_draws_what_rays_variant_generator_draws():
         assert [type(value) for config in preview for value in config.values()] == [
             type(value) for config in expected for value in config.values()
         ]
+
+
+def test_exit_without_teardown_keeps_exit_handlers_output_and_status():
+    script = (
+        "import atexit, sys; from cli import exit_without_teardown\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "sys.stdout.write('unflushed output'); exit_without_teardown(3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout == "unflushed outputexit handler ran\n"
+
+
+def test_exit_without_teardown_waits_like_sys_exit_while_another_thread_runs():
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)  # not a daemon: a plain exit would wait for it
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as exit:
+            exit_without_teardown(4)
+        assert exit.value.code == 4
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_piped_output_arrives_whole_and_bad_input_still_exits_2(tmp_path):
+    schema = subprocess.run([*SWEEP, "schema"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert schema.returncode == 0 and json.loads(schema.stdout)["title"]
+    bad = subprocess.run([*SWEEP, "validate", str(tmp_path / "missing.yaml")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"{tmp_path / 'missing.yaml'}: no such file"
