@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -175,10 +176,11 @@ def run_training(
     """Train one trial for `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
 
     `checkpoint` is a plain dict (model, optimizer, epoch, shuffling state,
-    preprocessing statistics, params) every `settings.checkpoint_every` epochs
-    and at the last one, else None; its tensors are the live ones, so `report`
-    saves it before returning. Passing one back as `resume_from` continues
-    exactly where it left off.
+    preprocessing statistics, params) every `settings.checkpoint_every` epochs,
+    no sooner than `settings.checkpoint_min_interval_s` after the previous one,
+    and at the last epoch or one that ends the trial; else None. Its tensors are
+    the live ones, so `report` saves it before returning. Passing one back as
+    `resume_from` continues exactly where it left off.
     """
     params = resolve_trial_params(sampled)
     torch.set_num_threads(settings.threads)
@@ -206,6 +208,7 @@ def run_training(
     if settings.diagnostics.enabled:
         done_steps = (first_epoch - 1) * steps_per_epoch(len(data.train_y), params["batch_size"])
         diagnostics = TrialDiagnostics(model, data.train_x, settings.diagnostics, start_step=done_steps)
+    last_checkpoint_at = time.monotonic()
     for epoch in range(first_epoch, settings.epochs + 1):
         metrics = train_one_epoch(
             model, optimizer, data, batch_size=params["batch_size"], generator=generator, diagnostics=diagnostics, placement=placement
@@ -224,7 +227,9 @@ def run_training(
         if stop_reason is not None:
             metrics["stop_reason"] = stop_reason
         checkpoint = None
-        if epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stop_reason is not None:
+        due = epoch % settings.checkpoint_every == 0 and time.monotonic() - last_checkpoint_at >= settings.checkpoint_min_interval_s
+        if due or epoch == settings.epochs or stop_reason is not None:
+            last_checkpoint_at = time.monotonic()
             checkpoint = {
                 "epoch": epoch,
                 "model": model.state_dict(),

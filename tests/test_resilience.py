@@ -29,7 +29,8 @@ SLOW_EPOCHS = {
     "name": "resilient",
     "model": {"arch": "mlp", "hidden": [32]},
     "params": {"lr": {"log_uniform": [1.0e-3, 1.0e-1]}, "momentum": 0.9, "batch_size": 4},
-    "train": {"epochs": 6},
+    # A checkpoint every epoch: the kills below land between two of them.
+    "train": {"epochs": 6, "checkpoint_min_interval_s": 0},
     "search": {"num_samples": 1, "max_concurrent": 1, "seed": 5},
     "early_stopping": {"scheduler": "none"},
 }

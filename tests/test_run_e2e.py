@@ -140,7 +140,7 @@ def test_cnn_sweep_on_synthetic_images_checkpoints_every_trial(tmp_path, trackin
         "data": {"dataset": "synthetic", "preprocess": "standardize", "synthetic": {"num_examples": 96, "num_classes": 3, "shape": [3, 16, 16]}},
         "model": {"arch": "cnn", "channels": [8, 16]},
         "params": {"lr": {"log_uniform": [1.0e-2, 1.0e-1]}, "activation": "relu", "init": "he", "batch_norm": True, "batch_size": 32},
-        "train": {"epochs": 2},
+        "train": {"epochs": 2, "checkpoint_min_interval_s": 0},
         "search": {"num_samples": 2},
         "early_stopping": {"scheduler": "none"},
     }

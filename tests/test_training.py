@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from sweeps.data import DataSpec, load_split, split_indices
@@ -78,3 +79,25 @@ def test_resuming_from_a_checkpoint_continues_exactly():
     run_training(params, settings, digits(), lambda metrics, _: resumed.append(metrics), resume_from=saved)
     assert [m["epoch"] for m in resumed] == [3, 4]
     assert resumed == straight[2:]
+
+
+@pytest.mark.parametrize(
+    ("min_interval_s", "checkpointed"),
+    [(0, [1, 2, 3, 4]), (3600, [4])],  # no minimum: every epoch; an hour: only the last epoch of a short trial
+)
+def test_checkpoints_keep_their_minimum_interval(min_interval_s, checkpointed):
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [32]}, epochs=4, checkpoint_every=1, checkpoint_min_interval_s=min_interval_s)
+    epochs = []
+    run_training({"lr": 0.05}, settings, digits(), lambda metrics, checkpoint: checkpoint is not None and epochs.append(metrics["epoch"]))
+    assert epochs == checkpointed
+
+
+def test_a_trial_that_ends_early_saves_a_checkpoint_despite_the_interval():
+    """A diverged trial stops at once: its last epoch is checkpointed however recent the previous save."""
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [32]}, epochs=6, checkpoint_min_interval_s=3600)
+    reports = []
+    run_training({"lr": 1.0e3, "batch_size": 64}, settings, digits(), lambda metrics, checkpoint: reports.append((metrics, checkpoint)))
+    last, checkpoint = reports[-1]
+    assert last.get("diverged") and last["epoch"] < 6
+    assert checkpoint is not None and checkpoint["epoch"] == last["epoch"]
+    assert all(saved is None for _, saved in reports[:-1])
