@@ -330,8 +330,6 @@ def _ray(address: str | None, concurrency: int, *, verbose: bool, meanwhile: Cal
     preparing = threading.Thread(target=run, name="sweep-prepare")
     preparing.start()
     try:
-        import ray
-
         if not verbose:
             # Tune's newer console output prints its banner even when told to be silent.
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
@@ -344,7 +342,7 @@ def _ray(address: str | None, concurrency: int, *, verbose: bool, meanwhile: Cal
         yield outcome["value"]
     finally:
         if started_ray:
-            ray.shutdown()
+            stop_own_ray()
 
 
 def check_tracking_reachable(tracking_uri: str) -> None:
@@ -504,6 +502,23 @@ def connect_ray(address: str | None, concurrency: int, *, verbose: bool) -> bool
             hint = " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {_first_line(error)}{hint}") from None
     return True
+
+
+def stop_own_ray() -> None:
+    """ray.shutdown() for a Ray that connect_ray started, a second sooner. Ray stops its
+    processes one kind at a time, the GCS before the autoscaler's monitor, whose SIGTERM
+    handler then tries to report to the gone GCS until Ray kills it after a 1 s wait
+    (bench/RESULTS.md). On one machine the monitor has nothing to clean up, so it is
+    killed first, as Ray would after the wait. If Ray's internals moved, Ray stops it as before."""
+    import ray
+
+    try:
+        from ray._private import ray_constants, worker
+
+        worker._global_node._kill_process_type(ray_constants.PROCESS_TYPE_MONITOR, allow_graceful=False, check_alive=False, wait=True)
+    except (AttributeError, ImportError, TypeError):
+        pass
+    ray.shutdown()
 
 
 def own_ray_settings(concurrency: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The Ray a sweep starts for itself (no --address): its idle workers import what trials
-import before any trial asks for one, and it keeps no more idle workers than trials run at once."""
+import before any trial asks for one, it keeps no more idle workers than trials run at once,
+and it stops without leaving a process behind."""
 from __future__ import annotations
 
 import json
@@ -14,22 +15,25 @@ from sweeps.launch import trials_at_once
 from tests.conftest import REPO
 
 # Starts Ray with room for one trial at a time, waits until the idle workers are down to
-# that one, then asks for an actor (as Tune asks for a trial's) and says what it found.
+# that one, asks for an actor (as Tune asks for a trial's) and says what it found, then
+# stops Ray as `sweep run` does and says which of its processes are still running.
 OWN_RAY = """
 import json, os, sys, time
 from pathlib import Path
 import ray
-from sweeps.launch import TRIAL_WORKER_MODULES, connect_ray
+from sweeps.launch import TRIAL_WORKER_MODULES, connect_ray, stop_own_ray
 
 assert connect_ray(None, 1, verbose=False)
 
-def idle_workers():  # Ray's idle workers under this process (titled ray::IDLE), from /proc
+def descendants():  # {pid: title} of the live processes under this one, from /proc
     parents, titles = {}, {}
     for folder in Path("/proc").glob("[0-9]*"):
         try:
-            parents[folder.name] = (folder / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            titles[folder.name] = (folder / "cmdline").read_bytes().split(b"\\0")[0].decode()
-        except (OSError, IndexError):
+            state, parent = (folder / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                parents[folder.name] = parent
+                titles[folder.name] = (folder / "cmdline").read_bytes().split(b"\\0")[0].decode()
+        except (OSError, ValueError):
             continue
 
     def ours(pid):
@@ -39,7 +43,10 @@ def idle_workers():  # Ray's idle workers under this process (titled ray::IDLE),
                 return True
         return False
 
-    return [pid for pid, title in titles.items() if title.startswith("ray::IDLE") and ours(pid)]
+    return {pid: title for pid, title in titles.items() if ours(pid)}
+
+def idle_workers():  # Ray titles them ray::IDLE
+    return [pid for pid, title in descendants().items() if title.startswith("ray::IDLE")]
 
 deadline = time.monotonic() + 90
 while len(idle_workers()) > 1 and time.monotonic() < deadline:
@@ -55,13 +62,16 @@ class Trial:
         return self.found
 
 found = ray.get(Trial.remote().modules.remote())
-ray.shutdown()
-print(json.dumps({"idle_left": idle_left, "found": found}))
+stop_own_ray()
+deadline = time.monotonic() + 30
+while descendants() and time.monotonic() < deadline:
+    time.sleep(0.2)
+print(json.dumps({"idle_left": idle_left, "found": found, "left_running": sorted(descendants().values())}))
 """
 
 
 @pytest.mark.slow
-def test_the_sweeps_own_ray_has_torch_imported_before_the_first_trial_asks():
+def test_the_sweeps_own_ray_has_torch_imported_before_the_first_trial_asks_and_stops_whole():
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)  # the session's cluster: this test starts a Ray of its own
     result = subprocess.run([sys.executable, "-c", OWN_RAY], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
@@ -71,6 +81,8 @@ def test_the_sweeps_own_ray_has_torch_imported_before_the_first_trial_asks():
     assert outcome["idle_left"] <= 1
     # The trial's worker had imported them before the trial's own code ran.
     assert outcome["found"] == ["ray.tune", "torch", "torch._dynamo"]
+    # Stopping the autoscaler's monitor ahead of Ray's shutdown leaves nothing behind.
+    assert outcome["left_running"] == []
 
 
 @pytest.mark.parametrize(
