@@ -25,7 +25,7 @@ def main() -> None:
 
     started = time.perf_counter()
     from sweeps.config import load_sweep
-    from sweeps.launch import connect_ray, load_sweep_data, stop_own_ray, trials_at_once
+    from sweeps.launch import connect_ray, load_sweep_data, stop_own_ray
 
     config = load_sweep(args.sweep_file)
     load_sweep_data(config)
@@ -33,7 +33,7 @@ def main() -> None:
 
     before_ray = time.perf_counter()
     # As `sweep run` starts Ray when it is not given --address.
-    connect_ray(None, trials_at_once(config), verbose=False)
+    connect_ray(None, verbose=False)
     ray_up, ray_up_at = time.perf_counter(), time.time()
     stop_own_ray()
     print(json.dumps({

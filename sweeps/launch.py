@@ -20,10 +20,6 @@ from sweeps.trial_status import SUCCEEDED
 
 
 T = TypeVar("T")
-# What every trial's worker imports before its first epoch: about 4.5 s of CPU a worker
-# (torch._dynamo comes with the first optimizer step). Workers of a Ray the sweep starts
-# itself import them while they wait for a trial (bench/RESULTS.md).
-TRIAL_WORKER_MODULES = ("ray.tune", "torch", "torch._dynamo")
 KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
 
 
@@ -101,7 +97,7 @@ def run_sweep(
         check_tracking_reachable(tracking_uri)
         return data, tracking_uri
 
-    with _ray(address, trials_at_once(config), verbose=verbose, meanwhile=load_data_and_reach_tracking) as (data, tracking_uri):
+    with _ray(address, verbose=verbose, meanwhile=load_data_and_reach_tracking) as (data, tracking_uri):
         check_storage_reaches_every_node(config)
         journal = _start_sweep(config, tracking_uri, storage_path)
         return _fit(config, journal, data, restore=False, echo=echo, verbose=verbose, live=live)
@@ -138,7 +134,7 @@ def resume_sweep(
     if unsent:
         raise SweepError(f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see {experiment_path}/mlflow-spool.jsonl")
     tracking.reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
-    with _ray(address, trials_at_once(config), verbose=verbose, meanwhile=lambda: load_sweep_data(config)) as data:
+    with _ray(address, verbose=verbose, meanwhile=lambda: load_sweep_data(config)) as data:
         return _fit(config, SweepJournal.load(experiment_path), data, restore=True, echo=echo, verbose=verbose, live=live)
 
 
@@ -314,7 +310,7 @@ def _let_trials_take_prestarted_workers() -> None:
 
 
 @contextmanager
-def _ray(address: str | None, concurrency: int, *, verbose: bool, meanwhile: Callable[[], T]) -> Iterator[T]:
+def _ray(address: str | None, *, verbose: bool, meanwhile: Callable[[], T]) -> Iterator[T]:
     """Ray for the sweep (started in-process, or the cluster at `address`) and what
     `meanwhile` returns. `meanwhile` runs in a thread while Ray starts, which is mostly
     waiting for Ray's processes: seconds a sweep no longer spends one after the other.
@@ -333,7 +329,7 @@ def _ray(address: str | None, concurrency: int, *, verbose: bool, meanwhile: Cal
         if not verbose:
             # Tune's newer console output prints its banner even when told to be silent.
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        started_ray = connect_ray(address, concurrency, verbose=verbose)
+        started_ray = connect_ray(address, verbose=verbose)
     finally:
         preparing.join()
     try:
@@ -479,21 +475,18 @@ def _scheduler(config: SweepConfig) -> Any:
     )
 
 
-def connect_ray(address: str | None, concurrency: int, *, verbose: bool) -> bool:
-    """Start Ray in-process for `concurrency` trials at a time, or join the cluster at
-    `address`; True if we must shut it down."""
+def connect_ray(address: str | None, *, verbose: bool) -> bool:
+    """Start Ray in-process, or join the cluster at `address`; True if we must shut it down (stop_own_ray)."""
     import ray
 
     if ray.is_initialized():
         return False
-    starts_ray = address is None and not os.environ.get("RAY_ADDRESS")
     try:
         ray.init(
             address=address,
             include_dashboard=False,
             log_to_driver=verbose,
             logging_level=logging.INFO if verbose else logging.ERROR,
-            **({"_system_config": own_ray_settings(concurrency)} if starts_ray else {}),
         )
     except (ConnectionError, RuntimeError, ValueError) as error:
         hint = ""
@@ -519,22 +512,6 @@ def stop_own_ray() -> None:
     except (AttributeError, ImportError, TypeError):
         pass
     ray.shutdown()
-
-
-def own_ray_settings(concurrency: int) -> dict[str, Any]:
-    """Node settings for a Ray the sweep starts. Ray starts a worker per CPU as it comes
-    up; these import what trials import while they wait for one, so a trial's first epoch
-    does not wait for torch. Idle workers beyond the trials that run at once are stopped,
-    so a sweep of 2 trials on a 32-core machine does not keep 30 idle copies of torch
-    (about 0.4 GB each)."""
-    return {"preload_python_modules": list(TRIAL_WORKER_MODULES), "num_workers_soft_limit": concurrency}
-
-
-def trials_at_once(config: SweepConfig) -> int:
-    """How many trials can run at the same time on this machine."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    fitting = max(1, math.floor(cpus / config.resources.cpus_per_trial))
-    return min(config.search.max_concurrent, config.search.num_samples, fitting)
 
 
 def check_ray_reachable(address: str | None) -> None:
