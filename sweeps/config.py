@@ -173,7 +173,8 @@ class TrainConfig(_Section):
     optimizer: Literal["sgd", "adam"] = "sgd"
     checkpoint_every: PositiveInt = 1  # epochs between checkpoints (the last epoch always gets one)
     # ...and at least this many seconds between them (0: no minimum). Saving after every
-    # 40 ms epoch cost the benchmark sweep about 2 s; a retry redoes at most this much.
+    # 40 ms epoch cost the benchmark sweep about 2 s; a retry redoes about this much
+    # (or checkpoint_every epochs, if they take longer).
     checkpoint_min_interval_s: float = Field(10, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when Ray gave the trial a GPU
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
