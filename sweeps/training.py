@@ -227,9 +227,10 @@ def run_training(
         if stop_reason is not None:
             metrics["stop_reason"] = stop_reason
         checkpoint = None
-        due = epoch % settings.checkpoint_every == 0 and time.monotonic() - last_checkpoint_at >= settings.checkpoint_min_interval_s
+        now = time.monotonic()
+        due = epoch % settings.checkpoint_every == 0 and now - last_checkpoint_at >= settings.checkpoint_min_interval_s
         if due or epoch == settings.epochs or stop_reason is not None:
-            last_checkpoint_at = time.monotonic()
+            last_checkpoint_at = now
             checkpoint = {
                 "epoch": epoch,
                 "model": model.state_dict(),

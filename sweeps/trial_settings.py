@@ -33,7 +33,7 @@ class TrialSettings:
     threads: int = 1
     seed: int = 0
     checkpoint_every: int = 1
-    checkpoint_min_interval_s: float = 0.0
+    checkpoint_min_interval_s: float = 0.0  # none here; a sweep passes train.checkpoint_min_interval_s (10 s)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
