@@ -192,6 +192,7 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from sweeps import tracking
+    from sweeps.checkpoint_recovery import ResumeFromNewestCheckpoint
     from sweeps.journal import Spool, SweepJournal
     from sweeps.progress import ProgressPrinter
     from sweeps.space import build_search_algorithm, build_search_space
@@ -246,6 +247,7 @@ def _fit(config: SweepConfig, journal: Any, data: Any, *, restore: bool, echo: C
                     progress,
                     JsonLoggerCallback(),
                     CSVLoggerCallback(),
+                    ResumeFromNewestCheckpoint(),
                 ],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 failure_config=tune.FailureConfig(max_failures=config.search.max_failures),

@@ -40,7 +40,11 @@ def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -
 
     with tempfile.TemporaryDirectory() as folder:
         torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        saved = tune.Checkpoint.from_directory(folder)
+        # The epoch's metrics beside the weights: a resumed sweep that finds this checkpoint
+        # without Tune's record of it learns from them where the trial stood (checkpoint_recovery).
+        saved.set_metadata({key: value for key, value in metrics.items() if key != "diagnostics"})
+        tune.report(metrics, checkpoint=saved)
 
 
 def load_tune_checkpoint() -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from ray import tune
 
 from sweeps.config import validate_sweep
 from sweeps.launch import load_sweep_data, trial_settings
@@ -183,8 +184,18 @@ def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_run(tmp_path, t
 # Resume after the driver dies ----------------------------------------------------------
 
 
-def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: Path, *, epochs: int) -> Path:
-    """SIGKILL `sweep run` once a trial has finished and another is part-way."""
+def recorded_checkpoints(experiment: Path) -> dict[str, tune.Checkpoint]:
+    """The checkpoint Tune's experiment snapshot names for each unfinished trial that has one."""
+    try:
+        trials = tune.ExperimentAnalysis(str(experiment)).trials
+    except Exception:  # no snapshot yet, or one being written
+        return {}
+    return {trial.trial_id: trial.checkpoint for trial in trials if trial.status != "TERMINATED" and trial.checkpoint is not None}
+
+
+def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: Path, *, epochs: int, with_checkpoint: bool = False) -> Path:
+    """SIGKILL `sweep run` once a trial has finished and another is part-way (and, `with_checkpoint`,
+    Tune's snapshot names a checkpoint of a part-way trial)."""
 
     def finished_and_midway() -> bool:
         try:
@@ -195,7 +206,9 @@ def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: P
         # At most half its epochs in MLflow: MLflow lags the trial by about a second (a few
         # epochs here), and a trial further on may finish before the kill lands.
         midway = [c for c in children if c.data.tags.get("sweep.status") == "running" and 0 < len(logged_epochs(client, c.info.run_id)) <= epochs // 2]
-        return bool(finished and midway)
+        if not (finished and midway):
+            return False
+        return not with_checkpoint or bool((experiment := experiment_of(storage)) and recorded_checkpoints(experiment))
 
     wait_until(finished_and_midway, timeout=240, what="a finished trial and a part-way one", process=sweep)
     sweep.send_signal(signal.SIGKILL)
@@ -226,7 +239,7 @@ def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_ur
         resumed = run_sweep_cli("run", str(path), *common, "--resume", "auto", "--tracking-uri", tracking_uri,
                                 "--set", f"storage.path={storage}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "4 completed" in resumed.stdout
+    assert "4 completed" in resumed.stdout, resumed.stdout + resumed.stderr
     assert_one_complete_sweep(tracking_uri, trials=4, epochs=epochs)
     assert experiment_of(storage) == experiment  # resumed in place, no second experiment
 
@@ -238,6 +251,37 @@ def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_ur
         assert again.returncode == 0, again.stdout + again.stderr
         assert "resuming" not in again.stdout
         assert len(sweep_record(tracking_uri, "resilient")[1]) == 2
+
+
+@pytest.mark.slow
+def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(tmp_path, tracking_uri, ray_address):
+    # Tune deletes a checkpoint once newer ones are saved, but records that in its snapshot a
+    # moment later: a driver killed in between leaves a snapshot naming a deleted checkpoint
+    # (seen once on CI). Here the kill lands anywhere, then the folders are moved as Tune would.
+    storage = tmp_path / "results"
+    epochs = 20
+    path = write_sweep(tmp_path, train={"epochs": epochs}, search={"num_samples": 4, "max_concurrent": 2})
+    common = ["--address", ray_address, "--tracking-uri", tracking_uri, "--set", f"storage.path={storage}"]
+    sweep = start_sweep_cli("run", str(path), *common, cwd=tmp_path)
+    try:
+        experiment = kill_driver_mid_sweep(sweep, tracking_uri, storage, epochs=epochs, with_checkpoint=True)
+    finally:
+        sweep.kill()
+    checkpoint = Path(next(iter(recorded_checkpoints(experiment).values())).path)
+    trial_folder = checkpoint.parent
+    newest_index = max(int(folder.name.removeprefix("checkpoint_")) for folder in trial_folder.glob("checkpoint_*"))
+    newer = trial_folder / f"checkpoint_{newest_index + 1:06d}"
+    checkpoint.rename(newer)
+    saved_epoch = json.loads((newer / ".metadata.json").read_text())["epoch"]
+
+    resumed = run_sweep_cli("run", str(path), *common, "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "4 completed" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert_one_complete_sweep(tracking_uri, trials=4, epochs=epochs)
+    lines = trial_results(experiment)[trial_folder.name]
+    restarts = [line for line in lines if line["iterations_since_restore"] == 1]
+    assert restarts[-1]["training_iteration"] == saved_epoch + 1  # from the newer checkpoint, not from epoch 1
+    assert lines[-1]["training_iteration"] == epochs
 
 
 def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
