@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -474,6 +475,8 @@ class MlflowTrialLogger(tune.Callback):
         self.writer: MlflowWriter | None = None
         self._logged_epochs: dict[str, int] = {}
         self._histograms: dict[str, tuple[dict, dict]] = {}
+        # Figures are drawn here, off Tune's event loop, which every running trial's report waits on.
+        self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
 
     def __getstate__(self) -> dict[str, Any]:
         return {"experiment_path": self.experiment_path, "epochs": self.epochs, "on_alert": self.on_alert}
@@ -544,6 +547,7 @@ class MlflowTrialLogger(tune.Callback):
 
     def close(self) -> None:
         """Send what is queued (or keep it in the spool) before the sweep reports its end."""
+        self._figures.shutdown(wait=True)
         if self.writer is not None:
             self.writer.close()
         if self.on_alert is not None:
@@ -589,11 +593,18 @@ class MlflowTrialLogger(tune.Callback):
             # Run ids still pending here are resolved by the writer when it sends the file.
             self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
         if trial.trial_id in self._histograms:
-            from sweeps.histogram_figure import activation_histograms_png
-
-            snapshots = self._histograms.pop(trial.trial_id)
-            self.writer.log_bytes(run_id, "activation_histograms.png", activation_histograms_png(*snapshots, title=f"{trial}: hidden activations"))
+            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+
+    def _log_histogram_figure(self, run_id: str, snapshots: tuple[dict, dict], *, title: str) -> None:
+        from sweeps.histogram_figure import activation_histograms_png
+
+        try:
+            figure = activation_histograms_png(*snapshots, title=title)
+        except Exception as error:  # a figure that cannot be drawn is no reason to lose the sweep
+            self.writer.warn(f"{title}: the activation histogram figure could not be drawn: {_first_line(error)}")
+            return
+        self.writer.log_bytes(run_id, "activation_histograms.png", figure)
 
 
 def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:
