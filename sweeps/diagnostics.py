@@ -224,20 +224,19 @@ class TrialDiagnostics:
         self.step = start_step  # global optimizer steps so far (non-zero when resuming)
         self.stop_reason: str | None = None
         self.pending = EpochDiagnostics()
-        self._measuring = False
         if start_step == 0:
             self._probe_into(self.pending)  # step 0: the activations at initialization
 
-    def before_step(self) -> None:
+    def before_step(self) -> bool:
+        """Count an optimizer step about to be taken; True if it is measured (then call after_step)."""
         self.step += 1
-        self._measuring = self.ratios.due(self.step)
-        if self._measuring:
+        measured = self.ratios.due(self.step)
+        if measured:
             self.ratios.before_step()
+        return measured
 
     def after_step(self, loss: torch.Tensor) -> bool:
-        """Record a measured step; True when an alert says the trial should stop."""
-        if not self._measuring:
-            return False
+        """Record the measured step just taken; True when an alert says the trial should stop."""
         ratios = self.ratios.after_step()
         self.pending.update_ratios.append((self.step, ratios))
         raised = self.alerts.observe(ratios, step=self.step) + self.alerts.observe_loss(loss.item(), step=self.step)

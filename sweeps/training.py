@@ -122,14 +122,13 @@ def train_one_epoch(
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if diagnostics is not None:
-            diagnostics.before_step()
+        measured = diagnostics is not None and diagnostics.before_step()
         optimizer.step()
         # Accumulate as tensors: .item() per step would sync every batch on a GPU.
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if diagnostics is not None and diagnostics.after_step(loss.detach()):
+        if measured and diagnostics.after_step(loss.detach()):
             break
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
 
