@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import math
 import os
 import re
@@ -55,18 +56,22 @@ def absolute_uri(tracking_uri: str) -> str:
     return tracking_uri
 
 
-def quiet_fast_http() -> None:
-    """MLflow's HTTP defaults suit a notebook, not a sweep: it retries an unreachable
-    server for minutes (MlflowWriter retries and spools instead) and prints a URL for
-    every finished run. The user's own settings win."""
+def quiet_mlflow() -> None:
+    """MLflow's defaults suit a notebook, not a sweep: it retries an unreachable server
+    for minutes (MlflowWriter retries and spools instead), prints a URL for every
+    finished run, and announces the tables it creates in a new sqlite store on a
+    person's first sweep. The user's own settings win."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    database_setup = logging.getLogger("mlflow.store.db.utils")
+    if database_setup.level == logging.NOTSET:
+        database_setup.setLevel(logging.WARNING)
 
 
 def probe(tracking_uri: str) -> None:
     """Raise if the store does not answer; a read, so a failed probe leaves nothing behind."""
-    quiet_fast_http()
+    quiet_mlflow()
     MlflowClient(tracking_uri).search_experiments(max_results=1)
 
 
@@ -183,7 +188,7 @@ class MlflowWriter:
     """
 
     def __init__(self, tracking_uri: str, spool: Spool, journal: SweepJournal | None = None, *, warn: Callable[[str], None] = print) -> None:
-        quiet_fast_http()
+        quiet_mlflow()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.spool = spool

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from sweeps.alerts import WebhookSender
 from sweeps.histogram_figure import activation_histograms_png
 from sweeps.journal import Spool, SweepJournal
 from sweeps.tracking import MAX_ITEMS_PER_BATCH, MAX_PARAMS_PER_BATCH, MlflowWriter, merge_log_batches
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 
 def log_batch(run_id: str, *, metrics=(), params=(), tags=()) -> dict:
@@ -195,3 +197,12 @@ def test_writes_a_killed_driver_left_in_the_spool_are_sent_once_without_a_second
     assert runs[0].info.status == "FINISHED" and runs[0].data.metrics == {"val_acc": 0.9}
     assert SweepJournal.load(journal.experiment_path).run_of("trial_1") == created
     assert len(Spool(journal.experiment_path)) == 0  # sent, and the spool starts afresh
+
+
+def test_a_new_sqlite_store_is_made_without_mlflows_announcements(tmp_path):
+    # A person's first sweep creates the store; MLflow logs two INFO lines when it does.
+    code = f"from sweeps.tracking import probe; probe('sqlite:///{tmp_path / 'new.db'}')"
+    made = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "new.db").exists()
+    assert made.stderr == ""
