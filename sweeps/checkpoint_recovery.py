@@ -34,9 +34,9 @@ class ResumeFromNewestCheckpoint(tune.Callback):
         if newest is None:
             return  # nothing to go on from: Tune says which checkpoint is missing
         filesystem = recorded.checkpoint.filesystem
-        # A copy under the recorded name, not Tune pointed at the newer folder: Tune numbers
-        # the trial's next checkpoints after the recorded one, and would later delete a
-        # folder it did not know it had saved again.
+        # Copied to the recorded name rather than Tune pointed at the newer folder: Tune numbers
+        # the trial's next checkpoints on from the recorded one, so it would save into the
+        # newer folders again and, keeping two, later delete the one it restored from.
         try:
             filesystem.create_dir(recorded.checkpoint.path, recursive=True)
             pyarrow.fs.copy_files(newest.path, recorded.checkpoint.path, source_filesystem=filesystem, destination_filesystem=filesystem)
