@@ -28,14 +28,17 @@ PARAMS = {"lr": 0.02, "activation": "relu", "init": "he", "batch_norm": True, "b
 
 
 def time_training(data, *, enabled: bool, epochs: int, every_n_steps: int) -> float:
-    # The default sweep's schedule: histograms at ASHA's rungs and the last epoch.
+    # The default sweep's schedule: activations at its cadence, histograms at ASHA's rungs and the last epoch.
     sweep = load_sweep(REPO / "search.yaml", [("train.epochs", epochs)])
     settings = TrialSettings(
         arch="mlp",
         model_options={"hidden": [128, 128, 128]},
         epochs=epochs,
         diagnostics=DiagnosticsSettings(
-            enabled=enabled, every_n_steps=every_n_steps, histogram_epochs=frozenset(epochs_a_trial_may_end(sweep))
+            enabled=enabled,
+            every_n_steps=every_n_steps,
+            activations_every_n_steps=sweep.diagnostics.activations_every_n_steps,
+            histogram_epochs=frozenset(epochs_a_trial_may_end(sweep)),
         ),
         checkpoint_every=epochs,
     )

@@ -211,6 +211,10 @@ class UpdateRatioBand(_Section):
 class DiagnosticsConfig(_Section):
     enabled: bool = True
     every_n_steps: PositiveInt = 20
+    # Activation statistics after each epoch that passes a multiple of this many optimizer
+    # steps (1: after every epoch); always at initialization and after any epoch a trial
+    # can end at.
+    activations_every_n_steps: PositiveInt = 50
     update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
     alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
     stop_on: Optional[Literal["too_high", "too_low", "any"]] = None

@@ -222,6 +222,7 @@ class TrialDiagnostics:
         self.ratios = UpdateRatioMonitor(model, every_n_steps=settings.every_n_steps)
         self.alerts = AlertTracker(settings)
         self.step = start_step  # global optimizer steps so far (non-zero when resuming)
+        self.epoch_began_at = start_step
         self.stop_reason: str | None = None
         self.pending = EpochDiagnostics()
         if start_step == 0:
@@ -247,10 +248,17 @@ class TrialDiagnostics:
         return stopping is not None
 
     def end_epoch(self, epoch: int, train_loss: float) -> dict[str, Any]:
-        """This epoch's measurements for the report, with the activations after it."""
+        """This epoch's measurements for the report, with the activations after it where due."""
         self.pending.add_alerts(self.alerts.observe_loss(train_loss, step=self.step))
         ending = epoch in self.settings.histogram_epochs or self.stop_reason is not None
-        self._probe_into(self.pending, with_histograms=ending)
+        # A probe is a fixed cost an epoch: on epochs of a few steps it would cost more than
+        # the update ratios measured every_n_steps, and tell little more than a sparser one.
+        # Due when the epoch passed a multiple of the cadence: a resumed trial probes where
+        # the uninterrupted one did.
+        every = self.settings.activations_every_n_steps
+        if ending or self.step // every > self.epoch_began_at // every:
+            self._probe_into(self.pending, with_histograms=ending)
+        self.epoch_began_at = self.step
         report, self.pending = self.pending.as_report(), EpochDiagnostics()
         return report
 

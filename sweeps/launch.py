@@ -414,6 +414,7 @@ def trial_settings(config: SweepConfig) -> Any:
         diagnostics=DiagnosticsSettings(
             enabled=config.diagnostics.enabled,
             every_n_steps=config.diagnostics.every_n_steps,
+            activations_every_n_steps=config.diagnostics.activations_every_n_steps,
             low=config.diagnostics.update_ratio.low,
             high=config.diagnostics.update_ratio.high,
             patience=config.diagnostics.update_ratio.patience,

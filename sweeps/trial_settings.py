@@ -13,6 +13,7 @@ from typing import Any
 class DiagnosticsSettings:
     enabled: bool = True
     every_n_steps: int = 20
+    activations_every_n_steps: int = 50
     low: float = 1e-4
     high: float = 1e-2
     patience: int = 3

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from models import build_model
 from sweeps.data import DataSpec, load_split
 from sweeps.diagnostics import AlertTracker, UpdateRatioMonitor, probe_activations
-from sweeps.training import run_training
+from sweeps.training import run_training, steps_per_epoch
 from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
 
@@ -74,6 +74,19 @@ def test_deep_tanh_with_small_random_init_shows_collapsed_activations_at_step_0(
     step, stats = reports[0]["diagnostics"]["activations"][0]
     assert step == 0
     assert stats["layers.29"]["act_std"] < 1e-3 * stats["layers.2"]["act_std"]
+
+
+@pytest.mark.parametrize("every", [50, 1])
+def test_activations_are_probed_after_epochs_that_pass_a_multiple_of_the_cadence_and_at_the_end(every):
+    epochs, steps = 8, steps_per_epoch(len(digits().train_y), 64)  # 23
+    diagnostics = DiagnosticsSettings(activations_every_n_steps=every, histogram_epochs=frozenset({epochs}))
+    settings = TrialSettings(arch="mlp", model_options={"hidden": [16]}, epochs=epochs, diagnostics=diagnostics)
+    reports = []
+    run_training({"lr": 0.01, "batch_size": 64}, settings, digits(), lambda m, _: reports.append(m))
+    probed = [step for report in reports for step, _ in report["diagnostics"]["activations"]]
+    passed_a_multiple = [epoch * steps for epoch in range(1, epochs + 1) if (epoch * steps) // every > ((epoch - 1) * steps) // every]
+    assert probed == [0, *sorted(set(passed_a_multiple) | {epochs * steps})]
+    assert len(probed) == (epochs + 1 if every == 1 else 5)  # 0, 69, 115, 161 (past 50, 100, 150), and the last epoch's 184
 
 
 def test_diagnostics_can_be_switched_off():
