@@ -184,18 +184,20 @@ def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_run(tmp_path, t
 # Resume after the driver dies ----------------------------------------------------------
 
 
-def recorded_checkpoints(experiment: Path) -> dict[str, tune.Checkpoint]:
-    """The checkpoint Tune's experiment snapshot names for each unfinished trial that has one."""
+def midway_checkpoints(experiment: Path, *, epochs: int) -> list[tune.Checkpoint]:
+    """The checkpoints Tune's experiment snapshot names for unfinished trials, where one
+    is there and was saved before the trial's last epoch."""
     try:
         trials = tune.ExperimentAnalysis(str(experiment)).trials
-    except Exception:  # no snapshot yet, or one being written
-        return {}
-    return {trial.trial_id: trial.checkpoint for trial in trials if trial.status != "TERMINATED" and trial.checkpoint is not None}
+        recorded = [trial.checkpoint for trial in trials if trial.status != "TERMINATED" and trial.checkpoint is not None]
+        return [checkpoint for checkpoint in recorded if checkpoint.get_metadata().get("epoch", epochs) < epochs]
+    except Exception:  # no snapshot yet, or a file being written
+        return []
 
 
 def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: Path, *, epochs: int, with_checkpoint: bool = False) -> Path:
     """SIGKILL `sweep run` once a trial has finished and another is part-way (and, `with_checkpoint`,
-    Tune's snapshot names a checkpoint of a part-way trial)."""
+    Tune's snapshot names a checkpoint a part-way trial saved before its last epoch)."""
 
     def finished_and_midway() -> bool:
         try:
@@ -208,7 +210,7 @@ def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: P
         midway = [c for c in children if c.data.tags.get("sweep.status") == "running" and 0 < len(logged_epochs(client, c.info.run_id)) <= epochs // 2]
         if not (finished and midway):
             return False
-        return not with_checkpoint or bool((experiment := experiment_of(storage)) and recorded_checkpoints(experiment))
+        return not with_checkpoint or bool((experiment := experiment_of(storage)) and midway_checkpoints(experiment, epochs=epochs))
 
     wait_until(finished_and_midway, timeout=240, what="a finished trial and a part-way one", process=sweep)
     sweep.send_signal(signal.SIGKILL)
@@ -267,7 +269,7 @@ def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(
         experiment = kill_driver_mid_sweep(sweep, tracking_uri, storage, epochs=epochs, with_checkpoint=True)
     finally:
         sweep.kill()
-    checkpoint = Path(next(iter(recorded_checkpoints(experiment).values())).path)
+    checkpoint = Path(midway_checkpoints(experiment, epochs=epochs)[0].path)
     trial_folder = checkpoint.parent
     newest_index = max(int(folder.name.removeprefix("checkpoint_")) for folder in trial_folder.glob("checkpoint_*"))
     newer = trial_folder / f"checkpoint_{newest_index + 1:06d}"
