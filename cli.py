@@ -450,8 +450,8 @@ def schema() -> None:
 def main() -> None:
     try:
         cli(prog_name="sweep")  # click ends every run with sys.exit
-    except SystemExit as exit:
-        exit_without_teardown(exit.code)
+    except SystemExit as ending:
+        exit_without_teardown(ending.code)
 
 
 def exit_without_teardown(code: Any) -> NoReturn:

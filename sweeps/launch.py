@@ -93,8 +93,8 @@ def run_sweep(
         from sweeps import tracking
 
         if config.diagnostics.enabled:
-            # Pillow loads now, while Ray starts, not on Tune's event loop when the first
-            # trial ends, where every running trial's report waited on it (about 0.2 s).
+            # Pillow loads now, while Ray starts, not when the first trial's histogram figure
+            # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
             import sweeps.histogram_figure  # noqa: F401
 
         data = load_sweep_data(config)

@@ -92,9 +92,9 @@ def test_exit_without_teardown_waits_like_sys_exit_while_another_thread_runs():
     worker = threading.Thread(target=release.wait)  # not a daemon: a plain exit would wait for it
     worker.start()
     try:
-        with pytest.raises(SystemExit) as exit:
+        with pytest.raises(SystemExit) as ending:
             exit_without_teardown(4)
-        assert exit.value.code == 4
+        assert ending.value.code == 4
     finally:
         release.set()
         worker.join()

@@ -259,7 +259,8 @@ def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_ur
 def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(tmp_path, tracking_uri, ray_address):
     # Tune deletes a checkpoint once newer ones are saved, but records that in its snapshot a
     # moment later: a driver killed in between leaves a snapshot naming a deleted checkpoint
-    # (seen once on CI). Here the kill lands anywhere, then the folders are moved as Tune would.
+    # (seen once on CI). Here the kill lands once the snapshot names a part-way trial's
+    # checkpoint, and that folder is then moved past the newest, as Tune's deletion leaves it.
     storage = tmp_path / "results"
     epochs = 20
     path = write_sweep(tmp_path, train={"epochs": epochs}, search={"num_samples": 4, "max_concurrent": 2})
