@@ -5,7 +5,8 @@ FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /opt/sweep
-COPY pyproject.toml README.md cli.py ./
+COPY pyproject.toml README.md ./
+COPY cli ./cli
 COPY sweeps ./sweeps
 COPY models ./models
 RUN pip install . && useradd --uid 1000 --create-home sweep

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from sweeps.config import load_sweep
-from sweeps.data import DataSpec, load_split
-from sweeps.launch import epochs_a_trial_may_end
-from sweeps.training import run_training
-from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
+from sweeps.driver.plan import build_trial_settings
+from sweeps.driver.sweep_file import load_sweep
+from sweeps.trial.data import DataSpec, load_split
+from sweeps.trial.training import run_training
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = {"lr": 0.02, "activation": "relu", "init": "he", "batch_norm": True, "batch_size": 64}
@@ -29,19 +28,8 @@ PARAMS = {"lr": 0.02, "activation": "relu", "init": "he", "batch_norm": True, "b
 
 def time_training(data, *, enabled: bool, epochs: int, every_n_steps: int) -> float:
     # The default sweep's schedule: activations at its cadence, histograms at ASHA's rungs and the last epoch.
-    sweep = load_sweep(REPO / "search.yaml", [("train.epochs", epochs)])
-    settings = TrialSettings(
-        arch="mlp",
-        model_options={"hidden": [128, 128, 128]},
-        epochs=epochs,
-        diagnostics=DiagnosticsSettings(
-            enabled=enabled,
-            every_n_steps=every_n_steps,
-            activations_every_n_steps=sweep.diagnostics.activations_every_n_steps,
-            histogram_epochs=frozenset(epochs_a_trial_may_end(sweep)),
-        ),
-        checkpoint_every=epochs,
-    )
+    overrides = [("train.epochs", epochs), ("train.checkpoint_every", epochs), ("diagnostics.enabled", enabled), ("diagnostics.every_n_steps", every_n_steps)]
+    settings = build_trial_settings(load_sweep(REPO / "search.yaml", overrides))
     started = time.perf_counter()
     run_training(PARAMS, settings, data, lambda metrics, checkpoint: None)
     return (time.perf_counter() - started) / epochs

@@ -3,8 +3,8 @@
     python bench/floor.py bench/digits.yaml [--seed 0] [--trials 16] [--epochs 20] [--epochs-per-trial 20,2,6,...]
 
 No Ray, no MLflow, no checkpoint files, no diagnostics: the project's own training loop
-(sweeps.training.run_training) on the trials `sweep run` samples with the same file and
-seed (sweeps.space.preview_trial_configs), with one torch thread as a trial with
+(sweeps.trial.training.run_training) on the trials `sweep run` samples with the same file and
+seed (sweeps.driver.distributions.preview_trial_configs), with one torch thread as a trial with
 cpus_per_trial: 1 has. `--epochs-per-trial` trains each trial for the epochs it got in a
 sweep (ASHA stops trials early); without it every trial trains train.epochs. The floor
 is the training time summed over trials and divided by search.max_concurrent: what
@@ -20,16 +20,18 @@ import json
 import time
 from typing import Any
 
-from sweeps.config import load_sweep
-from sweeps.launch import load_sweep_data, trial_settings
-from sweeps.space import preview_trial_configs
-from sweeps.training import run_training
-from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
+from sweeps.driver.distributions import preview_trial_configs
+from sweeps.driver.plan import build_trial_settings, load_sweep_data
+from sweeps.driver.sweep_file import load_sweep
+from sweeps.trial.training import run_training
+from sweeps.trial_settings import TrialSettings
 
 
 def train_trial(sampled: dict[str, Any], settings: TrialSettings, data: Any, *, epochs: int) -> tuple[float, int, float]:
     """Seconds to train one trial for `epochs`, the epochs it trained (fewer if it diverged), its best val_acc."""
-    settings = dataclasses.replace(settings, epochs=epochs, checkpoint_every=max(1, epochs), diagnostics=DiagnosticsSettings(enabled=False))
+    settings = dataclasses.replace(
+        settings, epochs=epochs, checkpoint_every=max(1, epochs), diagnostics=dataclasses.replace(settings.diagnostics, enabled=False)
+    )
     val_accs: list[float] = []
     started = time.perf_counter()
     run_training(sampled, settings, data, lambda metrics, checkpoint: val_accs.append(metrics["val_acc"]))
@@ -57,7 +59,7 @@ def main() -> None:
     else:
         epochs = [config.train.epochs] * len(trials)
     data = load_sweep_data(config)
-    settings = trial_settings(config)
+    settings = build_trial_settings(config)
     train_trial(trials[0], settings, data, epochs=1)  # warm up PyTorch's allocator and kernels
 
     timed = [train_trial(sampled, settings, data, epochs=count) for sampled, count in zip(trials, epochs)]

@@ -24,8 +24,9 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from sweeps.config import load_sweep
-    from sweeps.launch import connect_ray, load_sweep_data, stop_own_ray
+    from sweeps.driver.plan import load_sweep_data
+    from sweeps.driver.ray_cluster import connect_ray, stop_own_ray
+    from sweeps.driver.sweep_file import load_sweep
 
     config = load_sweep(args.sweep_file)
     load_sweep_data(config)

@@ -65,15 +65,15 @@ def he(weight: torch.Tensor, activation: str) -> None:
     nn.init.kaiming_normal_(weight, a=slope, mode="fan_in", nonlinearity=nonlinearity)
 
 
-def default(weight: torch.Tensor, activation: str) -> None:
-    """PyTorch's own initialization, left as the layer constructed it."""
+def keep_pytorch_default(weight: torch.Tensor, activation: str) -> None:
+    """PyTorch's own initialization, left as the layer constructed it (its bias too)."""
 
 
 INITIALIZERS: dict[str, Initializer] = {
     "small_random": small_random,
     "xavier": xavier,
     "he": he,
-    "default": default,
+    "default": keep_pytorch_default,
 }
 
 
@@ -89,10 +89,9 @@ def get_initializer(name: str | Initializer) -> Initializer:
 
 def initialize_layer(layer: nn.Module, *, init: str, activation: str, bias_init: float) -> None:
     """Initialize a linear or conv layer's weight for the activation that follows it."""
-    if init == "default":
-        return
     from torch import nn
 
-    get_initializer(init)(layer.weight, activation)
-    if layer.bias is not None:
+    initializer = get_initializer(init)
+    initializer(layer.weight, activation)
+    if layer.bias is not None and initializer is not keep_pytorch_default:
         nn.init.constant_(layer.bias, bias_init)

@@ -1,6 +1,8 @@
-"""Shared fixtures: one real local Ray cluster per test session, fresh MLflow sqlite stores."""
+"""Shared fixtures and helpers: one real local Ray cluster per test session, fresh MLflow
+sqlite stores, real servers on 127.0.0.1, and the small things many test files need."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -15,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +28,58 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 SWEEP = [sys.executable, "-m", "cli"]
+
+
+def write_sweep(folder: Path, sweep: dict, name: str = "search.yaml") -> Path:
+    """A sweep file in `folder`, as a person would write it."""
+    path = folder / name
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def invoke(*args: str):
+    """The `sweep` command in this process (click's CliRunner), as `sweep ARGS`."""
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def digits(preprocess: str = "per_channel_mean"):
+    """scikit-learn's digits, split and preprocessed as the default sweep does, as CPU tensors."""
+    import torch
+
+    from sweeps.trial.data import DataSpec, load_split
+
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0).to(torch.device("cpu"))
+
+
+def trial_settings(sweep: dict | None = None, **fields):
+    """The TrialSettings a sweep file gives its trials: `sweep`'s sections over the schema's
+    defaults (as `sweep run` builds them), then `fields` replaced."""
+    from sweeps.driver.config import validate_sweep
+    from sweeps.driver.plan import build_trial_settings
+
+    config = validate_sweep({"name": "test", "params": {}, **(sweep or {})}, source="test")
+    return dataclasses.replace(build_trial_settings(config), **fields)
+
+
+def diagnostics_settings(sweep_diagnostics: dict | None = None, **fields):
+    """The DiagnosticsSettings of a sweep whose `diagnostics:` section is `sweep_diagnostics`, then `fields` replaced."""
+    return dataclasses.replace(trial_settings({"diagnostics": sweep_diagnostics or {}}).diagnostics, **fields)
+
+
+def sweep_runs(tracking_uri: str, experiment: str):
+    """(client, parent runs, child runs) of an experiment in a tracking store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    return client, parents, children
 
 
 def free_port() -> int:

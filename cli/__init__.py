@@ -1,0 +1,42 @@
+"""The `sweep` command line: parse arguments, print, choose exit codes. No training logic here.
+
+Each command imports what it needs when it runs, so `sweep --help`, `validate` and
+`schema` load neither torch, Ray nor MLflow.
+"""
+from __future__ import annotations
+
+import click
+
+from cli import k8s_commands, store_commands, sweep_commands
+from cli.exit import exit_without_teardown
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sweep")
+def cli() -> None:
+    """Random hyperparameter search for PyTorch models on Ray Tune, tracked in MLflow."""
+
+
+for command in (
+    sweep_commands.run,
+    sweep_commands.resume,
+    sweep_commands.sync,
+    sweep_commands.validate,
+    sweep_commands.check,
+    store_commands.report,
+    store_commands.refine,
+    store_commands.ui,
+    k8s_commands.k8s,
+    sweep_commands.schema,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="sweep")  # click ends every run with sys.exit
+    except SystemExit as ending:
+        exit_without_teardown(ending.code)
+
+
+__all__ = ["cli", "exit_without_teardown", "main"]

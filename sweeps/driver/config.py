@@ -1,0 +1,369 @@
+"""The sweep file's schema: plain values validated at the door, one-line errors that name the field."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveInt,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import Annotated
+
+from sweeps.driver.distributions import (
+    DISTRIBUTIONS,
+    SCALAR_SCHEMA,
+    DistributionError,
+    split_spec,
+)
+from sweeps.driver.tracking.store import CREDENTIALS_HINT, has_credentials
+from sweeps.errors import SweepError
+from sweeps.trial.data import DATASETS, PREPROCESSORS
+from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
+
+GRID_KEYS = ("grid", "grid_search")
+REPORTED_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "image_folder")
+
+RANDOM_SEARCH_WHY = (
+    "grid search is not supported: sweep samples every parameter at random on purpose, "
+    "because a grid spends most trials re-testing unimportant dimensions while random "
+    "search tries a new value of every parameter in every trial (Bergstra & Bengio 2012); "
+    "use {choice: [...]} for a set of values"
+)
+
+
+def _names(registry: dict[str, Any]) -> Any:
+    """A Literal of a registry's names, so the schema and its errors list them."""
+    return Literal[tuple(sorted(registry))]
+
+
+def _parse_param_spec(value: Any) -> Any:
+    """A literal value or exactly one distribution, in the sweep file's own shape."""
+    if not isinstance(value, dict):
+        if isinstance(value, list):
+            raise _spec_error(f"a list is not a value; to sample from it write {{choice: {value}}}")
+        return value
+    if len(value) != 1:
+        raise _spec_error(f"give a literal value or exactly one distribution, got keys {sorted(map(str, value))}")
+    (kind, args), = value.items()
+    if kind in GRID_KEYS:
+        raise PydanticCustomError("grid_search", RANDOM_SEARCH_WHY)
+    if kind not in DISTRIBUTIONS:
+        hint = _did_you_mean(str(kind), DISTRIBUTIONS)
+        raise _spec_error(f"unknown distribution {kind!r}{hint}; choose from {list(DISTRIBUTIONS)} (all are sampled at random)")
+    try:
+        DISTRIBUTIONS[kind].check(args)
+    except DistributionError as error:
+        raise _spec_error(str(error)) from None
+    return value
+
+
+def _spec_error(message: str) -> PydanticCustomError:
+    # Formatted by the caller: pydantic's message templates know neither {x!r} nor {{ escapes.
+    return PydanticCustomError("param_spec", message)
+
+
+_PARAM_SPEC_SCHEMA = {
+    "anyOf": [
+        SCALAR_SCHEMA,
+        *(
+            {"type": "object", "properties": {name: kind.json_schema()}, "required": [name], "additionalProperties": False}
+            for name, kind in DISTRIBUTIONS.items()
+        ),
+    ]
+}
+ParamSpec = Annotated[Any, BeforeValidator(_parse_param_spec), WithJsonSchema(_PARAM_SPEC_SCHEMA)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticConfig(_Section):
+    num_examples: PositiveInt = 512
+    num_classes: int = Field(4, ge=2)
+    shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=3, max_length=3)
+
+
+class DataConfig(_Section):
+    dataset: _names(DATASETS) = "digits"
+    root: Optional[str] = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
+    download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    preprocess: _names(PREPROCESSORS) = "per_channel_mean"
+    max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
+    image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class MlpConfig(_Section):
+    arch: Literal["mlp"] = "mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+
+
+class CnnConfig(_Section):
+    arch: Literal["cnn"] = "cnn"
+    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
+
+
+class ResnetConfig(_Section):
+    arch: Literal["resnet"] = "resnet"
+    widths: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    blocks_per_stage: PositiveInt = 1
+
+
+class PretrainedConfig(_Section):
+    arch: Literal["pretrained"] = "pretrained"
+    backbone: str = "resnet18"  # a torchvision classification model name
+    weights: Optional[str] = None  # a state_dict file, or a torchvision weights name the machine has cached
+    min_input_size: PositiveInt = 32  # smaller inputs are resized up to this
+
+
+MODEL_CONFIGS = {config.model_fields["arch"].default: config for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)}
+
+
+def _architecture_of(value: Any) -> str:
+    return value.get("arch", "mlp") if isinstance(value, dict) else getattr(value, "arch", "mlp")
+
+
+ModelConfig = Annotated[
+    Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],
+    Discriminator(_architecture_of),
+]
+
+
+class TrainConfig(_Section):
+    epochs: PositiveInt = 20
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    checkpoint_every: PositiveInt = 1  # epochs between checkpoints (the last epoch always gets one)
+    # ...and at least this many seconds between them (0: no minimum): saving after every
+    # short epoch costs a sweep more than it saves (bench/RESULTS.md); a retry redoes about
+    # this much (or checkpoint_every epochs, if they take longer).
+    checkpoint_min_interval_s: float = Field(10, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when Ray gave the trial a GPU
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
+
+
+class SearchConfig(_Section):
+    num_samples: PositiveInt = 16
+    max_concurrent: PositiveInt = 2
+    seed: int = 0
+    metric: Literal[REPORTED_METRICS] = "val_acc"
+    mode: Literal["max", "min"] = "max"
+    max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
+
+
+class EarlyStoppingConfig(_Section):
+    scheduler: Literal["asha", "none"] = "asha"
+    # Ray Tune's own defaults (and the ASHA paper's eta = 4): on the benchmark's digits sweep,
+    # a third of the epochs for a best val_acc within 0.3 points (bench/RESULTS.md).
+    grace_period: PositiveInt = 1
+    reduction_factor: float = Field(4, gt=1)
+
+
+class ResourcesConfig(_Section):
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+
+
+class UpdateRatioBand(_Section):
+    low: float = Field(1.0e-4, gt=0)
+    high: float = Field(1.0e-2, gt=0)
+    patience: PositiveInt = 3
+
+
+class DiagnosticsConfig(_Section):
+    enabled: bool = True
+    every_n_steps: PositiveInt = 20
+    # Activation statistics after each epoch that passes a multiple of this many optimizer
+    # steps (1: after every epoch); always at initialization and after any epoch a trial
+    # can end at.
+    activations_every_n_steps: PositiveInt = 50
+    update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
+    alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
+    stop_on: Optional[Literal["too_high", "too_low", "any"]] = None
+
+
+class MlflowConfig(_Section):
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = Field(None, min_length=1)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: Optional[str]) -> Optional[str]:
+        # A sweep file is copied into MLflow, the experiment folder and ConfigMaps.
+        if uri and has_credentials(uri):
+            # Its own error type: the message must not echo the URI, which holds the secret.
+            raise PydanticCustomError("credentials_in_uri", CREDENTIALS_HINT)
+        return uri
+
+
+class StorageConfig(_Section):
+    path: str = Field("./sweep-results", min_length=1)  # a local path, a shared filesystem, or s3:// gs:// ...
+    shared: bool = False  # the local path is on storage every node of the cluster mounts (NFS, ...)
+
+
+class SweepConfig(_Section):
+    """A whole sweep file. Every section has defaults; `name` and `params` are required."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=MlpConfig)
+    params: dict[str, ParamSpec]
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    refines: Optional[str] = None  # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.mlflow.experiment or self.name
+
+
+class ConfigError(SweepError):
+    """A sweep file that cannot run; one problem per line, each naming the file and field."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}" for path, message in self.problems]
+
+
+def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("", f"expected a mapping of sections at the top level, got {type(raw).__name__}")])
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(item, raw) for item in error.errors()]
+        # Also report what the trainer would refuse in the params that did parse.
+        if isinstance(raw.get("params"), dict):
+            unparsed = {tuple(item["loc"][1:2]) for item in error.errors() if item["loc"][0] == "params"}
+            # A key that is not a string was reported above (pydantic names null as 'None').
+            parsed = {name: spec for name, spec in raw["params"].items() if isinstance(name, str) and (name,) not in unparsed}
+            if () not in unparsed:
+                problems += _check_params(parsed)
+        raise ConfigError(source, problems) from None
+    problems = _check_params(config.params) + _check_cross_fields(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
+    """A pydantic error as (dotted field path, message that echoes the bad value)."""
+    loc = tuple(error["loc"])
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in MODEL_CONFIGS:
+        loc = loc[:1] + loc[2:]  # pydantic names the architecture's schema; the file does not
+    kind = error["type"]
+    if loc[-1:] == ("[key]",):  # pydantic's marker for a bad key, e.g. `params: {null: 0.1}`
+        return _field_path(loc[:-1]), f"key must be a string, got {error['input']!r}"
+    path = _field_path(loc)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # not_found: `arch: null`
+        return f"{path}.arch", f"unknown architecture {_architecture_of(error['input'])!r}; choose from {sorted(MODEL_CONFIGS)}"
+    if kind == "extra_forbidden":
+        valid = _field_names_at(loc[:-1], raw)
+        return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
+    if kind == "missing":
+        return path, "required field is missing"
+    if kind in ("param_spec", "grid_search", "credentials_in_uri"):
+        return path, error["msg"]
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password
+        return path, f"{message}, got a {type(error['input']).__name__} (not shown: it may hold credentials)"
+    return path, f"{message}, got {error['input']!r}"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """A dotted field path on one line: a key with a newline or tab in it is shown quoted."""
+    return ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in loc)
+
+
+def _field_names_at(loc: tuple[Any, ...], raw: Any) -> list[str]:
+    """The keys the section at `loc` allows (the model section's depend on its arch)."""
+    model: Any = SweepConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = MODEL_CONFIGS.get(_architecture_of(raw.get("model"))) if part == "model" else field.annotation
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _did_you_mean(word: str, valid: Any) -> str:
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every parameter is one the trainer understands, and every value it may take is valid."""
+    problems = []
+    for name, spec in params.items():
+        path = _field_path(("params", name))
+        if name not in TRIAL_PARAMS:
+            valid = sorted(TRIAL_PARAMS)
+            problems.append((path, f"unknown parameter {name!r}{_did_you_mean(name, valid)}; valid parameters: {valid}"))
+            continue
+        if not isinstance(spec, dict):
+            if (why := check_param_value(name, spec)) is not None:
+                problems.append((path, why))
+            continue
+        distribution, args = split_spec(spec)
+        refusal = distribution.refusal_for(TRIAL_PARAMS[name].kind, name)
+        if refusal is not None:
+            problems.append((f"{path}.{distribution.name}", refusal))
+            continue
+        for where, value in distribution.values(args):
+            if (why := check_param_value(name, value)) is not None:
+                problems.append((f"{path}.{where}", why))
+    return problems
+
+
+def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
+    problems = []
+    if config.early_stopping.scheduler == "asha" and config.early_stopping.grace_period > config.train.epochs:
+        problems.append(
+            (
+                "early_stopping.grace_period",
+                f"must be at most train.epochs ({config.train.epochs}), got {config.early_stopping.grace_period}",
+            )
+        )
+    if config.data.dataset in DATASETS_WITH_ROOT and config.data.root is None:
+        problems.append(("data.root", f"dataset {config.data.dataset} needs data.root, the folder that holds it"))
+    for name in config.params:
+        architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
+        if architectures and config.model.arch not in architectures:
+            problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
+    band = config.diagnostics.update_ratio
+    if band.low >= band.high:
+        problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))
+    metric_is_loss = config.search.metric.endswith("loss")
+    if metric_is_loss != (config.search.mode == "min"):
+        expected = "min" if metric_is_loss else "max"
+        problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
+    return problems
+
+
+def json_schema() -> dict[str, Any]:
+    """The sweep file's JSON Schema (what `sweep schema` prints and editors use)."""
+    schema = SweepConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "sweep file"
+    return schema

@@ -1,0 +1,185 @@
+"""The sweep's own record, kept with Ray Tune's experiment folder.
+
+Tune restores its trials after a crash, but not the MLflow runs they were
+logging to. `sweep.json` says which run each trial writes to, with the sweep's
+parent run, tracking URI and sweep file; it is written the moment a run is
+created, so a resumed sweep continues in the same runs instead of opening new
+ones. `mlflow-spool.jsonl` holds, in order, the MLflow writes not yet sent
+(queued, or held back by an outage) until the store takes them; `sweep resume`
+and `sweep sync` send what a dead driver left there.
+
+Both live under the experiment path, a local folder or a URI (s3://, gs://):
+they go wherever Tune's checkpoints go.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.driver import storage
+from sweeps.errors import SweepError
+
+JOURNAL_FILE = "sweep.json"
+SPOOL_FILE = "mlflow-spool.jsonl"
+SPOOL_SENT_FILE = "mlflow-spool.sent"  # how many of the spool's lines are sent
+SPOOL_FILES = "mlflow-spool"  # artifacts waiting to be sent
+
+
+class JournalError(SweepError):
+    """An experiment path that holds no sweep to resume or sync."""
+
+
+@dataclass
+class SweepJournal:
+    experiment_path: str
+    sweep_name: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_yaml: str
+    trial_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> {"run_id", "config"}
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Tune's event loop records runs and alerts while the MLflow sender swaps pending
+        # run ids for real ones; not a field, so it is neither saved nor compared.
+        self._lock = threading.RLock()
+
+    @classmethod
+    def load(cls, experiment_path: str) -> SweepJournal:
+        text = storage.read_text(storage.join(experiment_path, JOURNAL_FILE))
+        if text is None:
+            raise JournalError(f"{experiment_path}: no {JOURNAL_FILE} here; give the sweep's folder under storage.path (printed by `sweep run`)")
+        try:
+            return cls(**{**json.loads(text), "experiment_path": experiment_path})
+        except (ValueError, TypeError) as error:
+            raise JournalError(f"{experiment_path}: {JOURNAL_FILE} is unreadable: {error}") from None
+
+    def save(self) -> None:
+        with self._lock:
+            self.updated = time.time()
+            state = asdict(self)
+            del state["experiment_path"]  # the folder may move (a restored volume, a renamed bucket)
+            storage.write_text(storage.join(self.experiment_path, JOURNAL_FILE), json.dumps(state, indent=1, default=str))
+
+    def run_of(self, trial_id: str) -> str | None:
+        entry = self.trial_runs.get(trial_id)
+        return entry["run_id"] if entry else None
+
+    def record_run(self, trial_id: str, run_id: str, config: dict[str, Any]) -> None:
+        with self._lock:
+            self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config)}
+            self.save()
+
+    def add_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.alerts.extend(alerts)
+            self.save()
+
+    def adopt_run(self, trial_id: str, config: dict[str, Any], live_trial_ids: set[str]) -> str | None:
+        """The run of a trial Tune lost track of (it started after Tune's last snapshot
+        and Tune drew it again under a new id): the same config, no live trial of its own."""
+        wanted = _comparable(config)
+        with self._lock:
+            for old_id, entry in list(self.trial_runs.items()):
+                if old_id not in live_trial_ids and entry["config"] == wanted:
+                    self.trial_runs[trial_id] = self.trial_runs.pop(old_id)
+                    self.save()
+                    return entry["run_id"]
+        return None
+
+    def replace_run_id(self, old_run_id: str, new_run_id: str) -> None:
+        with self._lock:
+            for entry in self.trial_runs.values():
+                if entry["run_id"] == old_run_id:
+                    entry["run_id"] = new_run_id
+            for alert in self.alerts:
+                if alert.get("run_id") == old_run_id:
+                    alert["run_id"] = new_run_id
+            self.save()
+
+
+def _comparable(config: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+class Spool:
+    """MLflow writes not yet sent, oldest first, kept on disk until they are.
+
+    On a filesystem (local, NFS, a Kubernetes volume) it is a write-ahead log: the
+    writer appends each write before sending it, and a counter file says how many are
+    sent, so a driver killed with writes still queued loses none (`sweep resume` and
+    `sweep sync` send them). Object stores cannot append: there the spool holds only
+    what an outage kept back, rewritten whole.
+    """
+
+    def __init__(self, experiment_path: str) -> None:
+        self.experiment_path = experiment_path
+        self.path = storage.join(experiment_path, SPOOL_FILE)
+        self._sent_path = storage.join(experiment_path, SPOOL_SENT_FILE)
+        self.appendable = not storage.is_uri(experiment_path)
+        # A driver killed mid-append leaves a torn last line: a write nobody was told was kept.
+        lines = [line for line in (storage.read_text(self.path) or "").splitlines(keepends=True) if line.endswith("\n")]
+        self._lines = len(lines)
+        self._sent = min(int((storage.read_text(self._sent_path) or "0").strip() or 0), self._lines)
+        self.operations: list[dict[str, Any]] = [json.loads(line) for line in lines[self._sent:]]
+
+    def __len__(self) -> int:
+        return len(self.operations)
+
+    def append(self, operations: list[dict[str, Any]]) -> None:
+        self.operations += operations
+        if not self.appendable:
+            self._rewrite()
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write("".join(json.dumps(operation) + "\n" for operation in operations))
+        self._lines += len(operations)
+
+    def pop_sent(self, count: int) -> None:
+        """The oldest `count` writes are sent: forget them and the artifacts they carried."""
+        for operation in self.operations[:count]:
+            if "file" in operation:
+                storage.remove_folder_of(operation["file"])  # one folder per file (keep_file)
+        del self.operations[:count]
+        if not self.appendable:
+            self._rewrite()
+        elif not self.operations:
+            # All sent: start the log afresh rather than let it grow for the whole sweep.
+            storage.write_text(self.path, "")
+            storage.write_text(self._sent_path, "0")
+            self._lines = self._sent = 0
+        else:
+            self._sent += count
+            storage.write_text(self._sent_path, str(self._sent))
+
+    def keep_file(self, name: str, content: bytes) -> str:
+        """Store an artifact's bytes with the spool; returns the path to send it from later."""
+        # A unique folder: a count of waiting writes repeats once some are sent, and would overwrite.
+        path = storage.join(self.experiment_path, SPOOL_FILES, uuid.uuid4().hex, name)
+        storage.write_bytes(path, content)
+        return path
+
+    def _rewrite(self) -> None:
+        storage.write_text(self.path, "".join(json.dumps(operation) + "\n" for operation in self.operations))
+
+
+def find_resumable(storage_path: str, sweep_name: str) -> str | None:
+    """The newest unfinished experiment of this sweep under `storage_path`, if any."""
+    candidates = []
+    for experiment_path in storage.subfolders(storage_path):
+        try:
+            journal = SweepJournal.load(experiment_path)
+        except JournalError:
+            continue
+        if journal.sweep_name == sweep_name and not journal.finished:
+            candidates.append((journal.updated, experiment_path))
+    return max(candidates)[1] if candidates else None

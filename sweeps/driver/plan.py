@@ -1,0 +1,140 @@
+"""The plan: a validated sweep file turned into what a run needs.
+
+The data to load, the settings every trial shares, the early-stopping rule, the
+epochs a trial may end at, and the parent run's params, each derived here and only
+here. Defaults live in the sweep file's schema (sweeps/driver/config.py); nothing
+below restates one. Plain values: no torch, no Ray, no MLflow.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sweeps.driver.config import SweepConfig
+from sweeps.driver.sweep_file import dump_sweep
+from sweeps.trial.data import DataSpec, SplitData, load_split
+from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
+
+
+@dataclass(frozen=True)
+class AshaSettings:
+    """ASHA's knobs, in epochs (Tune's training_iteration: one report per epoch)."""
+
+    max_t: int
+    grace_period: int
+    reduction_factor: float
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    config: SweepConfig
+    trial_settings: TrialSettings
+    asha: AshaSettings | None  # None: every trial trains every epoch
+    end_epochs: list[int]  # the epochs after which a trial may end
+    parent_params: dict[str, Any]  # every setting as a dotted key, for the parent run
+    sweep_yaml: str  # the resolved sweep file, without the tracking URI (it may hold credentials)
+
+
+def plan_sweep(config: SweepConfig) -> SweepPlan:
+    return SweepPlan(
+        config=config,
+        trial_settings=build_trial_settings(config),
+        asha=asha_settings(config),
+        end_epochs=epochs_a_trial_may_end(config),
+        parent_params=parent_run_params(config),
+        sweep_yaml=sweep_file_without_tracking_uri(config),
+    )
+
+
+def data_spec(config: SweepConfig) -> DataSpec:
+    data = config.data
+    return DataSpec(
+        dataset=data.dataset,
+        root=data.root,
+        download=data.download,
+        image_size=data.image_size,
+        num_examples=data.synthetic.num_examples,
+        num_classes=data.synthetic.num_classes,
+        shape=tuple(data.synthetic.shape),
+    )
+
+
+def load_sweep_data(config: SweepConfig) -> SplitData:
+    """The sweep's data set, loaded and split once (DataError names the field when it cannot be)."""
+    data = config.data
+    return load_split(
+        data_spec(config),
+        val_fraction=data.val_fraction,
+        preprocess=data.preprocess,
+        seed=config.search.seed,
+        max_examples=data.max_examples,
+    )
+
+
+def build_trial_settings(config: SweepConfig) -> TrialSettings:
+    diagnostics = config.diagnostics
+    return TrialSettings(
+        arch=config.model.arch,
+        model_options=config.model.model_dump(exclude={"arch"}),
+        epochs=config.train.epochs,
+        optimizer=config.train.optimizer,
+        threads=max(1, int(config.resources.cpus_per_trial)),
+        seed=config.search.seed,
+        checkpoint_every=config.train.checkpoint_every,
+        checkpoint_min_interval_s=config.train.checkpoint_min_interval_s,
+        device=config.train.device,
+        precision=config.train.precision,
+        diagnostics=DiagnosticsSettings(
+            enabled=diagnostics.enabled,
+            every_n_steps=diagnostics.every_n_steps,
+            activations_every_n_steps=diagnostics.activations_every_n_steps,
+            low=diagnostics.update_ratio.low,
+            high=diagnostics.update_ratio.high,
+            patience=diagnostics.update_ratio.patience,
+            stop_on=diagnostics.stop_on,
+            histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
+        ),
+    )
+
+
+def asha_settings(config: SweepConfig) -> AshaSettings | None:
+    if config.early_stopping.scheduler == "none":
+        return None
+    return AshaSettings(
+        max_t=config.train.epochs,
+        grace_period=config.early_stopping.grace_period,
+        reduction_factor=config.early_stopping.reduction_factor,
+    )
+
+
+def epochs_a_trial_may_end(config: SweepConfig) -> list[int]:
+    """The last epoch, and with ASHA each rung (grace_period * reduction_factor^k) where it may stop a trial."""
+    epochs = [config.train.epochs]
+    if config.early_stopping.scheduler == "asha":
+        rung = config.early_stopping.grace_period
+        while rung < config.train.epochs:
+            epochs.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
+            rung *= config.early_stopping.reduction_factor
+    return sorted(set(epochs))
+
+
+def parent_run_params(config: SweepConfig) -> dict[str, Any]:
+    """The parent run's params: every setting as a dotted key, distributions as written."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and not (prefix.startswith("params.") and len(value) == 1):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            flat[prefix] = value
+
+    walk("", config.model_dump(mode="json", exclude={"mlflow": {"tracking_uri"}}))
+    return flat
+
+
+def sweep_file_without_tracking_uri(config: SweepConfig) -> str:
+    """The sweep file as MLflow and the journal keep it: the URI lives in the journal alone,
+    and the file reads the same wherever it is tracked."""
+    return dump_sweep(config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})}))

@@ -1,0 +1,129 @@
+"""Where a sweep keeps its files: Ray Tune's storage path (a local folder, a shared
+filesystem or an object-store URI), checked before anything is written, and the
+whole-or-nothing file access the journal and the spool use there."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import pyarrow.fs
+
+from sweeps.errors import SweepError
+
+# Filesystems that other machines can mount too (from /proc/mounts' type column).
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs")
+
+
+class StorageError(SweepError):
+    """A storage path a sweep cannot use; the message names the field."""
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def resolve_storage_path(path: str) -> str:
+    """A local path made absolute (`sweep resume` may run from another folder); a URI as it is."""
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    # Not PurePosixPath: it would fold a URI's "s3://" into "s3:/".
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), str(path)
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, or None where there is no such file."""
+    fs, fs_path = filesystem(path)
+    try:
+        with fs.open_input_stream(fs_path) as stream:
+            return stream.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def read_bytes(path: str) -> bytes:
+    fs, fs_path = filesystem(path)
+    with fs.open_input_stream(fs_path) as stream:
+        return stream.read()
+
+
+def write_text(path: str, text: str) -> None:
+    """Write whole or not at all: a driver killed mid-write leaves the previous version."""
+    fs, fs_path = filesystem(path)
+    fs.create_dir(str(PurePosixPath(fs_path).parent), recursive=True)
+    partial = f"{fs_path}.partial"
+    with fs.open_output_stream(partial) as stream:
+        stream.write(text.encode("utf-8"))
+    fs.move(partial, fs_path)
+
+
+def write_bytes(path: str, content: bytes) -> None:
+    fs, fs_path = filesystem(path)
+    fs.create_dir(str(PurePosixPath(fs_path).parent), recursive=True)
+    with fs.open_output_stream(fs_path) as stream:
+        stream.write(content)
+
+
+def remove_folder_of(path: str) -> None:
+    """Delete the folder that holds `path`, if it is still there."""
+    fs, fs_path = filesystem(path)
+    try:
+        fs.delete_dir(str(PurePosixPath(fs_path).parent))
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def subfolders(path: str) -> list[str]:
+    """The folders directly under `path` (none if it does not exist)."""
+    fs, fs_path = filesystem(path)
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(fs_path, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [join(path, entry.base_name) for entry in entries if entry.type == pyarrow.fs.FileType.Directory]
+
+
+def check_storage_writable(storage_path: str) -> None:
+    """storage.path must take files (checkpoints, the journal) before any trial starts."""
+    if is_uri(storage_path):
+        return  # object stores answer with their own errors; credentials may only exist on the nodes
+    # Try the nearest folder that exists: creating the path itself would leave it
+    # behind when a later check refuses the sweep. (os.access says yes to root.)
+    existing = next(parent for parent in (Path(storage_path), *Path(storage_path).parents) if parent.exists())
+    if not existing.is_dir():
+        raise StorageError(f"storage.path: cannot write to {storage_path}: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise StorageError(f"storage.path: cannot write to {storage_path}: {error.strerror or error}") from None
+
+
+def check_storage_reaches_every_node(path: str, *, shared: bool, nodes: int) -> None:
+    """Refuse a node-local storage path on a multi-node cluster, before any trial starts:
+    trials on the other nodes would write their checkpoints where no one can read them."""
+    if nodes < 2 or is_uri(path) or shared or on_network_filesystem(Path(path).expanduser().resolve()):
+        return
+    raise StorageError(
+        f"storage.path: {path} is on this machine's own disk, but the Ray cluster has {nodes} nodes; "
+        "use a URI (s3://..., gs://...) or a filesystem every node mounts, and set storage.shared: true for the latter"
+    )
+
+
+def on_network_filesystem(path: Path) -> bool:
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return False
+    candidates = [(mount, fstype) for mount, fstype in mounts if path == Path(mount) or Path(mount) in path.parents]
+    if not candidates:
+        return False
+    _, fstype = max(candidates, key=lambda item: len(item[0]))
+    return fstype in NETWORK_FILESYSTEMS

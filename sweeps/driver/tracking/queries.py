@@ -1,0 +1,59 @@
+"""A sweep read back from its MLflow store: for `sweep report`, `refine` and the end-of-run summary."""
+from __future__ import annotations
+
+from typing import Any
+
+from sweeps.driver.tracking.store import quiet_mlflow
+
+
+class SweepReader:
+    """Read-only access to the sweeps in one tracking store (and the report's files, written back)."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        quiet_mlflow()
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+
+    def find_sweep_run(self, experiment_or_run: str) -> Any:
+        """A sweep's parent run: by its run id, or the newest sweep in the experiment of that name."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        experiment = self.client.get_experiment_by_name(experiment_or_run)
+        if experiment is None:
+            try:
+                run = self.client.get_run(experiment_or_run)
+            except MlflowException:
+                raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}") from None
+            if MLFLOW_PARENT_RUN_ID in run.data.tags:
+                raise LookupError(f"run {experiment_or_run} is a trial; give its sweep's run id or experiment name")
+            return run
+        parents = self.client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`sweep.role` = 'parent'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not parents:
+            raise LookupError(f"experiment {experiment_or_run!r} holds no sweep run")
+        return parents[0]
+
+    def trial_runs(self, parent: Any) -> list[Any]:
+        """The trial runs nested under a sweep's parent run."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        return self.client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'", max_results=50000
+        )
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(metric.step, metric.value) for metric in self.client.get_metric_history(run_id, key)]
+
+    def sweep_file(self, parent_run_id: str) -> str:
+        """The resolved sweep file logged with the sweep's parent run."""
+        import mlflow.artifacts
+
+        return mlflow.artifacts.load_text(f"{self.client.get_run(parent_run_id).info.artifact_uri}/search.yaml")
+
+    def log_report_files(self, parent_run_id: str, paths: list[str]) -> None:
+        for path in paths:
+            self.client.log_artifact(parent_run_id, path, "report")

@@ -1,0 +1,102 @@
+"""The sweep's parent run: opened with the sweep's settings and file, closed with how it went."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, truncate
+from sweeps.driver.tracking.store import StoreError, quiet_mlflow
+from sweeps.errors import first_line
+from sweeps.trial_status import SUCCEEDED
+
+if TYPE_CHECKING:
+    from sweeps.driver.tracking.writer import MlflowWriter
+
+
+def open_sweep_run(
+    tracking_uri: str,
+    *,
+    experiment_name: str,
+    run_name: str,
+    sweep_yaml: str,
+    params: dict[str, Any],
+    refines: str | None = None,
+) -> tuple[str, str]:
+    """Create the sweep's parent run (and its experiment if missing) with its settings as
+    params and its sweep file as an artifact; returns (experiment id, run id)."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
+    client = MlflowClient(tracking_uri)
+    try:
+        experiment_id = _open_experiment(client, experiment_name)
+    except Exception as error:  # MLflow raises many types for a store it cannot reach
+        raise StoreError(f"cannot reach the MLflow tracking store at {tracking_uri}: {first_line(error)}") from None
+    tags = {"sweep.role": "parent"}
+    if refines:
+        tags["sweep.refined_from"] = refines
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    items = [Param(key, param_text(value)) for key, value in params.items()]
+    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+    client.log_text(run_id, sweep_yaml, "search.yaml")
+    return experiment_id, run_id
+
+
+def _open_experiment(client: Any, name: str) -> str:
+    """The id of experiment `name`, created if missing (or restored if deleted)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
+    """A resumed sweep's parent run is running again (it was left RUNNING or KILLED)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
+
+
+def close_sweep_run(
+    writer: MlflowWriter,
+    run_id: str,
+    *,
+    metric: str,
+    best_value: float | None,
+    best_run_id: str | None,
+    status_counts: dict[str, int],
+    alerts: list[dict[str, Any]],
+) -> None:
+    """The sweep ended: its counts, best result and alerting trials, and FINISHED (FAILED if no trial succeeded)."""
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"trials_{status}", count, now, 0) for status, count in status_counts.items()]
+    metrics.append(Metric("alerts_count", len(alerts), now, 0))
+    tags = []
+    alerting = sorted({alert["trial"] for alert in alerts})
+    if alerting:
+        tags.append(RunTag("sweep.alerting_trials", truncate(", ".join(alerting))))
+    if best_value is not None:
+        metrics.append(Metric(f"best_{metric}", best_value, now, 0))
+    if best_run_id is not None:
+        tags.append(RunTag("sweep.best_run_id", best_run_id))
+    writer.log_batch(run_id, metrics=metrics, tags=tags)
+    succeeded = sum(status_counts.get(status, 0) for status in SUCCEEDED)
+    writer.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
+
+
+def abandon_sweep_run(writer: MlflowWriter, run_id: str) -> None:
+    """Close the parent run when the sweep itself stopped (an error or Ctrl-C); `sweep resume` reopens it."""
+    writer.set_terminated(run_id, "KILLED")
+
+
+def param_text(value: Any) -> str:
+    """A value as an MLflow param, spelled as YAML (true/false, plain numbers) so params read like the sweep file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

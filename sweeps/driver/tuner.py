@@ -1,0 +1,107 @@
+"""Ray Tune wiring: a sweep plan as a Tuner (new, or restored after the driver died).
+
+Public Ray Tune API only; anything that reaches into Ray's internals is in ray_cluster.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.search import BasicVariantGenerator
+
+from sweeps.driver import ray_cluster
+from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
+from sweeps.driver.distributions import build_search_space
+from sweeps.driver.journal import SweepJournal
+from sweeps.driver.plan import AshaSettings, SweepPlan
+from sweeps.driver.progress import ProgressPrinter
+from sweeps.driver.tracking.trial_logger import MlflowTrialLogger
+from sweeps.driver.webhook import WebhookSender
+from sweeps.trial.data import SplitData
+from sweeps.trial.trainable import train_trial
+
+KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
+
+
+def new_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: Callable[[str], None], live: bool, verbose: bool) -> tune.Tuner:
+    config = plan.config
+    storage_path, run_name = journal.experiment_path.rsplit("/", 1)
+    return tune.Tuner(
+        _trainable(plan, data),
+        param_space=build_search_space(config.params),
+        tune_config=tune.TuneConfig(
+            metric=config.search.metric,
+            mode=config.search.mode,
+            num_samples=config.search.num_samples,
+            search_alg=BasicVariantGenerator(random_state=config.search.seed, max_concurrent=config.search.max_concurrent),
+            scheduler=_scheduler(plan.asha),
+            # A trial reuses a finished trial's worker: no new process importing torch per
+            # trial. run_training seeds and builds everything afresh, so nothing carries over.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            callbacks=_callbacks(plan, journal, echo=echo, live=live),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+            verbose=2 if verbose else 0,
+        ),
+    )
+
+
+def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData) -> tune.Tuner:
+    """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal."""
+    _prepare_tune()
+    return tune.Tuner.restore(
+        journal.experiment_path, _trainable(plan, data), resume_unfinished=True, param_space=build_search_space(plan.config.params)
+    )
+
+
+def _trainable(plan: SweepPlan, data: SplitData) -> Any:
+    _prepare_tune()
+    resources = plan.config.resources
+    return tune.with_resources(
+        tune.with_parameters(train_trial, data=data, settings=plan.trial_settings),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+
+
+def _prepare_tune() -> None:
+    ray_cluster.let_trials_take_prestarted_workers()
+    # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
+    # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _scheduler(asha: AshaSettings | None) -> Any:
+    if asha is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration", max_t=asha.max_t, grace_period=asha.grace_period, reduction_factor=asha.reduction_factor
+    )
+
+
+def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], None], live: bool) -> list[tune.Callback]:
+    config = plan.config
+    webhook = config.diagnostics.alert_webhook
+    progress = ProgressPrinter(
+        num_samples=config.search.num_samples,
+        epochs=config.train.epochs,
+        metric=config.search.metric,
+        mode=config.search.mode,
+        echo=echo,
+        live=live,
+    )
+    return [
+        MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=WebhookSender(webhook, warn=echo) if webhook else None),
+        progress,
+        JsonLoggerCallback(),
+        CSVLoggerCallback(),
+        ResumeFromNewestCheckpoint(),
+    ]

@@ -1,0 +1,274 @@
+"""Data sets by name, the deterministic train/validation split, and preprocessing.
+
+Loaded once per sweep by the driver and shipped to trials through Ray's object
+store, so no trial reads from disk. Only the training split's statistics are
+used to preprocess, and they are applied identically to validation images. The
+driver works in numpy (it never imports torch for the data sets that need no
+torchvision); a trial turns the arrays into tensors on its device, without a copy
+on the CPU.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from sweeps.errors import SweepError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DataError(SweepError):
+    """A data set that cannot be loaded as configured (missing files, no download); names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where and how to load a data set; the `data:` section without its pydantic types."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    download: bool = False
+    image_size: int = 64
+    num_examples: int = 512
+    num_classes: int = 4
+    shape: tuple[int, int, int] = (3, 32, 32)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """A preprocessed train/validation split, ready to index into batches: numpy
+    arrays as the driver loads them, tensors once `to()` puts them on a device."""
+
+    train_x: np.ndarray | torch.Tensor
+    train_y: np.ndarray | torch.Tensor
+    val_x: np.ndarray | torch.Tensor
+    val_y: np.ndarray | torch.Tensor
+    num_classes: int
+    preprocess: str
+    # Statistics from the training split only, applied identically to validation.
+    stats: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
+        """This split as tensors on `device` (images in `memory_format`, default contiguous)."""
+        import torch
+
+        memory_format = torch.contiguous_format if memory_format is None else memory_format
+
+        def move(array: np.ndarray | torch.Tensor, *, images: bool = False) -> torch.Tensor:
+            if isinstance(array, np.ndarray):
+                # Arrays from Ray's object store are read-only views of shared memory. A trial
+                # never writes to its data, so it shares them rather than copy (torch warns).
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    array = torch.from_numpy(array)
+            return array.to(device, memory_format=memory_format) if images else array.to(device)
+
+        return replace(
+            self,
+            train_x=move(self.train_x, images=True),
+            train_y=move(self.train_y),
+            val_x=move(self.val_x, images=True),
+            val_y=move(self.val_y),
+            stats={name: move(value) for name, value in self.stats.items()},
+        )
+
+
+Images = tuple[np.ndarray, np.ndarray]  # (N, C, H, W) float32 in [0, 1], (N,) int64 labels
+
+
+def load_digits(spec: DataSpec) -> Images:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes)."""
+    table = _bundled_digits_table()
+    if table is None:
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        table = np.column_stack([bunch.data, bunch.target])
+    images = table[:, :-1].astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
+    return images, table[:, -1].astype(np.int64)
+
+
+def _bundled_digits_table() -> np.ndarray | None:
+    """scikit-learn's digits.csv.gz (64 pixels and the label per row), read without
+    importing scikit-learn, which costs a sweep's start most of a second."""
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    return np.loadtxt(path, delimiter=",") if path.is_file() else None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        data = file.read()
+    ndim = data[3]
+    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_loader(torchvision_name: str) -> Callable[[DataSpec], Images]:
+    """MNIST-format training files from `root`: flat (as Debian's dataset-fashion-mnist
+    installs them) or in torchvision's `root/<Name>/raw/` layout, downloaded there on request."""
+
+    def load(spec: DataSpec) -> Images:
+        root = _require_root(spec)
+        candidates = [root, root / torchvision_name / "raw"]
+
+        def find(stem: str) -> Path | None:
+            return next((folder / name for folder in candidates for name in (stem, f"{stem}.gz") if (folder / name).is_file()), None)
+
+        if find("train-images-idx3-ubyte") is None and spec.download:
+            import torchvision
+
+            getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
+        images_file, labels_file = find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte")
+        if images_file is None or labels_file is None:
+            raise DataError(
+                "data.root",
+                f"no {spec.dataset} files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in {root} "
+                f"or {root / torchvision_name / 'raw'}; set data.download: true on a machine with internet",
+            )
+        images = read_idx(images_file).astype(np.float32)[:, None, :, :] / 255.0
+        return images, read_idx(labels_file).astype(np.int64)
+
+    return load
+
+
+def load_cifar10(spec: DataSpec) -> Images:
+    import torchvision
+
+    root = _require_root(spec)
+    try:
+        dataset = torchvision.datasets.CIFAR10(str(root), train=True, download=spec.download)
+    except RuntimeError as error:
+        raise DataError("data.root", f"{error} under {root}; set data.download: true on a machine with internet") from None
+    images = dataset.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def load_image_folder(spec: DataSpec) -> Images:
+    """A person's own images, one sub-folder per class, resized to image_size x image_size."""
+    import torch
+    import torchvision
+    from torchvision.transforms import v2
+
+    root = _require_root(spec)
+    transform = v2.Compose([v2.ToImage(), v2.Resize((spec.image_size, spec.image_size)), v2.ToDtype(torch.float32, scale=True)])
+    try:
+        dataset = torchvision.datasets.ImageFolder(str(root), transform=lambda image: transform(image.convert("RGB")))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DataError("data.root", f"{error}") from None
+    images = torch.stack([image for image, _ in dataset]).numpy()
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def load_synthetic(spec: DataSpec) -> Images:
+    """Small generated images: one random template per class plus noise, learnable but not trivially."""
+    rng = np.random.default_rng(0)
+    templates = rng.uniform(0, 1, size=(spec.num_classes, *spec.shape)).astype(np.float32)
+    labels = rng.integers(0, spec.num_classes, size=spec.num_examples)
+    noise = rng.normal(0, 0.5, size=(spec.num_examples, *spec.shape)).astype(np.float32)
+    return np.clip(templates[labels] + noise, 0, 1), labels.astype(np.int64)
+
+
+DATASETS: dict[str, Callable[[DataSpec], Images]] = {
+    "digits": load_digits,
+    "mnist": _idx_loader("MNIST"),
+    "fashion_mnist": _idx_loader("FashionMNIST"),
+    "cifar10": load_cifar10,
+    "image_folder": load_image_folder,
+    "synthetic": load_synthetic,
+}
+
+
+def _require_root(spec: DataSpec) -> Path:
+    if spec.root is None:
+        raise DataError("data.root", f"dataset {spec.dataset} needs data.root, the folder that holds it")
+    return Path(spec.root).expanduser()
+
+
+# Each preprocessor fits its statistics on training images (N, C, H, W).
+PREPROCESSORS: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {
+    "none": lambda train_x: {},
+    "mean_image": lambda train_x: {"mean": train_x.mean(axis=0, keepdims=True)},
+    "per_channel_mean": lambda train_x: {"mean": train_x.mean(axis=(0, 2, 3), keepdims=True)},
+    "standardize": lambda train_x: {
+        "mean": train_x.mean(axis=(0, 2, 3), keepdims=True),
+        # ddof=1 as torch.std; the floor: a constant channel (e.g. a blank border) must not divide by zero.
+        "std": np.maximum(train_x.std(axis=(0, 2, 3), keepdims=True, ddof=1), np.float32(1e-6)),
+    },
+}
+
+
+def fit_preprocessing(name: str, train_x: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics preprocessing `name` needs, computed from training images only."""
+    try:
+        fit = PREPROCESSORS[name]
+    except KeyError:
+        raise ValueError(f"unknown preprocess {name!r}; choose from {sorted(PREPROCESSORS)}") from None
+    return fit(train_x)
+
+
+def apply_preprocessing(x: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    if "mean" in stats:
+        x = x - stats["mean"]
+    if "std" in stats:
+        x = x / stats["std"]
+    return x
+
+
+def split_indices(num_examples: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shuffled split that depends only on the size, fraction and seed."""
+    order = np.random.default_rng(seed).permutation(num_examples)
+    num_val = max(1, round(num_examples * val_fraction))
+    return order[num_val:], order[:num_val]
+
+
+def load_split(
+    spec: DataSpec,
+    *,
+    val_fraction: float,
+    preprocess: str,
+    seed: int,
+    max_examples: int | None = None,
+) -> SplitData:
+    """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with
+    training statistics; as numpy arrays (`to()` makes them tensors)."""
+    try:
+        loader = DATASETS[spec.dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}") from None
+    images, labels = loader(spec)
+    if len(labels) < 2:
+        raise DataError("data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2")
+    train_idx, val_idx = split_indices(len(labels), val_fraction=val_fraction, seed=seed)
+    if max_examples is not None and max_examples < len(labels):
+        keep_val = max(1, round(max_examples * val_fraction))
+        train_idx, val_idx = train_idx[: max_examples - keep_val], val_idx[:keep_val]
+    train_x, val_x = images[train_idx], images[val_idx]
+    stats = fit_preprocessing(preprocess, train_x)
+    return SplitData(
+        train_x=np.ascontiguousarray(apply_preprocessing(train_x, stats), dtype=np.float32),
+        train_y=labels[train_idx],
+        val_x=np.ascontiguousarray(apply_preprocessing(val_x, stats), dtype=np.float32),
+        val_y=labels[val_idx],
+        num_classes=int(labels.max()) + 1,
+        preprocess=preprocess,
+        stats=stats,
+    )

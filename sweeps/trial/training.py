@@ -1,0 +1,272 @@
+"""The training loop: plain functions over in-memory tensors that know nothing of Ray."""
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import build_model
+from sweeps.trial.data import SplitData
+from sweeps.trial.diagnostics import TrialDiagnostics
+from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
+from sweeps.trial_settings import TrialSettings
+
+
+def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
+    """A seed that depends only on the sweep's seed and the trial's sampled params."""
+    fingerprint = json.dumps(params, sort_keys=True, default=str).encode()
+    return zlib.crc32(fingerprint, sweep_seed & 0xFFFFFFFF)
+
+
+def build_trial_model(settings: TrialSettings, params: dict[str, Any], data: SplitData) -> nn.Module:
+    """The trial's model: the sweep's architecture with the trial's parts plugged in."""
+    own_params = {name: params[name] for name in ARCHITECTURE_PARAMS.get(settings.arch, ())}
+    return build_model(
+        settings.arch,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        activation=params["activation"],
+        init=params["init"],
+        batch_norm=params["batch_norm"],
+        bias_init=params["bias_init"],
+        **settings.model_options,
+        **own_params,
+    )
+
+
+def build_optimizer(model: nn.Module, *, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    # Frozen (transfer-learning) parameters get no optimizer state at all.
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from ['adam', 'sgd']")
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of `batch_indices` (a lone trailing example is dropped)."""
+    full, rest = divmod(num_examples, batch_size)
+    return full + (rest > 1)
+
+
+def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Shuffled index batches for one epoch, on `device` (one transfer per epoch, not per batch).
+
+    A trailing batch of one example is dropped: batch norm cannot normalize a
+    single example, and reshuffling gives it a batch in the next epoch.
+    """
+    order = torch.randperm(num_examples, generator=generator).to(device)
+    for start in range(0, num_examples, batch_size):
+        batch = order[start : start + batch_size]
+        if len(batch) == 1 and batch_size > 1:
+            return
+        yield batch
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a trial computes: device, autocast precision, memory format."""
+
+    device: torch.device
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            return model(x)
+
+
+CHANNELS_LAST_ARCHS = ("cnn", "resnet", "pretrained")
+
+
+def resolve_placement(settings: TrialSettings) -> Placement:
+    """`auto` is CUDA exactly when this process can see a GPU, which under Ray means
+    the trial was given one (Ray hides the others through CUDA_VISIBLE_DEVICES)."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but this trial sees no GPU: set resources.gpus_per_trial above 0")
+    use_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    return Placement(
+        device=device,
+        autocast=torch.bfloat16 if settings.precision == "bf16" else None,
+        channels_last=device.type == "cuda" and settings.arch in CHANNELS_LAST_ARCHS,
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: SplitData,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    diagnostics: TrialDiagnostics | None = None,
+    placement: Placement = Placement(torch.device("cpu")),
+) -> dict[str, float]:
+    """One pass over the training split, on data already on the trial's device; stops early if `diagnostics` asks to."""
+    model.train()
+    loss_sum = torch.zeros((), device=placement.device)
+    correct = torch.zeros((), dtype=torch.long, device=placement.device)
+    seen = 0
+    for idx in batch_indices(len(data.train_y), batch_size, generator, placement.device):
+        x, y = data.train_x[idx], data.train_y[idx]
+        logits = placement.forward(model, x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        measured = diagnostics is not None and diagnostics.before_step()
+        optimizer.step()
+        # Accumulate as tensors: .item() per step would sync every batch on a GPU.
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if measured and diagnostics.after_step(loss.detach()):
+            break
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, placement: Placement = Placement(torch.device("cpu"))) -> dict[str, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=placement.device)
+    correct = torch.zeros((), dtype=torch.long, device=placement.device)
+    for start in range(0, len(data.val_y), batch_size):
+        x, y = data.val_x[start : start + batch_size], data.val_y[start : start + batch_size]
+        logits = placement.forward(model, x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return {"val_loss": loss_sum.item() / len(data.val_y), "val_acc": correct.item() / len(data.val_y)}
+
+
+# The lecture's rule of thumb: a loss over 3x where it started means it is exploding.
+# Where it starts, for a sensibly initialized classifier, is chance: ln(num_classes).
+DIVERGED_LOSS_FACTOR = 3.0
+
+
+def divergence(train_loss: float, *, num_classes: int, epoch: int) -> str | None:
+    """Why an epoch's training loss says the trial diverged (NaN, inf, or exploding), else None."""
+    chance = math.log(num_classes)
+    if not math.isfinite(train_loss):
+        return f"diverged: the training loss became {train_loss} in epoch {epoch}"
+    if train_loss > DIVERGED_LOSS_FACTOR * chance:
+        return (
+            f"diverged: the training loss was {train_loss:.3g} in epoch {epoch}, over "
+            f"{DIVERGED_LOSS_FACTOR:g}x chance level (ln {num_classes} = {chance:.2f})"
+        )
+    return None
+
+
+@dataclass
+class TrialState:
+    """What a trial trains and carries from epoch to epoch; a checkpoint holds all of it."""
+
+    params: dict[str, Any]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the shuffling order
+    data: SplitData  # on the trial's device
+    next_epoch: int = 1
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        """A plain dict of the live tensors: the caller saves it before training goes on."""
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats},
+            "params": self.params,
+        }
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.generator.set_state(checkpoint["generator"])
+        self.next_epoch = checkpoint["epoch"] + 1
+
+
+def build_trial_state(sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement) -> TrialState:
+    """The trial's seeded model, optimizer and shuffling order, with its data on its device."""
+    params = resolve_trial_params(sampled)
+    torch.manual_seed(trial_seed(sampled, settings.seed))
+    generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
+    memory_format = torch.channels_last if placement.channels_last else torch.contiguous_format
+    # The whole (small) data set moves to the device once; batches are indexed there.
+    data = data.to(placement.device, memory_format=memory_format)
+    model = build_trial_model(settings, params, data).to(placement.device, memory_format=memory_format)
+    optimizer = build_optimizer(model, name=settings.optimizer, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
+    return TrialState(params, model, optimizer, generator, data)
+
+
+def run_training(
+    sampled: dict[str, Any],
+    settings: TrialSettings,
+    data: SplitData,
+    report: Callable[[dict[str, Any], dict[str, Any] | None], None],
+    *,
+    resume_from: dict[str, Any] | None = None,
+) -> None:
+    """Train one trial for `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
+
+    `checkpoint` is a plain dict (TrialState.checkpoint) every `settings.checkpoint_every`
+    epochs, no sooner than `settings.checkpoint_min_interval_s` after the previous one,
+    and at the last epoch or one that ends the trial; else None. Passing one back as
+    `resume_from` continues exactly where it left off.
+    """
+    torch.set_num_threads(settings.threads)
+    placement = resolve_placement(settings)
+    state = build_trial_state(sampled, settings, data, placement)
+    if resume_from is not None:
+        state.restore(resume_from)
+    diagnostics = None
+    if settings.diagnostics.enabled:
+        done_steps = (state.next_epoch - 1) * steps_per_epoch(len(state.data.train_y), state.params["batch_size"])
+        diagnostics = TrialDiagnostics(state.model, state.data.train_x, settings.diagnostics, start_step=done_steps)
+    last_checkpoint_at = time.monotonic()
+    for epoch in range(state.next_epoch, settings.epochs + 1):
+        metrics = train_and_evaluate_epoch(state, epoch, diagnostics=diagnostics, placement=placement)
+        ending = "stop_reason" in metrics
+        now = time.monotonic()
+        due = epoch % settings.checkpoint_every == 0 and now - last_checkpoint_at >= settings.checkpoint_min_interval_s
+        checkpoint = None
+        if due or epoch == settings.epochs or ending:
+            last_checkpoint_at = now
+            checkpoint = state.checkpoint(epoch)
+        report({"epoch": epoch, **metrics}, checkpoint)
+        if ending:
+            return
+
+
+def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: TrialDiagnostics | None, placement: Placement) -> dict[str, Any]:
+    """One epoch's metrics; `stop_reason` among them when the trial must end after it."""
+    metrics: dict[str, Any] = train_one_epoch(
+        state.model,
+        state.optimizer,
+        state.data,
+        batch_size=state.params["batch_size"],
+        generator=state.generator,
+        diagnostics=diagnostics,
+        placement=placement,
+    )
+    stop_reason = None
+    if diagnostics is not None:
+        # Before evaluate(): the probe wants training mode, which the model is still in.
+        metrics["diagnostics"] = diagnostics.end_epoch(epoch, metrics["train_loss"])
+        stop_reason = diagnostics.stop_reason
+    metrics |= evaluate(state.model, state.data, placement=placement)
+    diverged = divergence(metrics["train_loss"], num_classes=state.data.num_classes, epoch=epoch)
+    if diverged is not None:
+        # Nothing more to learn from exploded weights: end the trial, say why, let the sweep go on.
+        metrics["diverged"] = True
+        stop_reason = diverged
+    if stop_reason is not None:
+        metrics["stop_reason"] = stop_reason
+    return metrics

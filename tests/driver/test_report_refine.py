@@ -1,0 +1,186 @@
+"""The second half of the lecture's loop: read a real sweep back, plot it, narrow its ranges."""
+from __future__ import annotations
+
+import json
+import os
+
+import jsonschema
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from sweeps.driver.config import json_schema, validate_sweep
+from sweeps.driver.refine import refine_sweep
+from sweeps.driver.report import SweepReport, TrialRow
+from sweeps.driver.sweep_file import load_sweep
+from tests.conftest import REPO, invoke
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, empty_mlflow_db, ray_connected):
+    """A real, small sweep on digits, run once for this module's tests."""
+    import shutil
+
+    from sweeps.driver.launch import run_sweep
+
+    folder = tmp_path_factory.mktemp("finished-sweep")
+    shutil.copy(empty_mlflow_db, folder / "mlflow.db")
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    config = validate_sweep(
+        {
+            "name": "report-me",
+            "model": {"arch": "mlp", "hidden": [64]},
+            "params": {
+                "lr": {"log_uniform": [1.0e-4, 1.0]},
+                "activation": {"choice": ["relu", "tanh", "elu"]},
+                "init": {"choice": ["xavier", "he"]},
+                "batch_norm": {"choice": [True, False]},
+            },
+            "train": {"epochs": 3},
+            "search": {"num_samples": 8, "seed": 4},
+            "early_stopping": {"grace_period": 1, "reduction_factor": 2},
+            "mlflow": {"tracking_uri": tracking_uri},
+            "storage": {"path": str(folder / "results")},
+        },
+        source="test",
+    )
+    # A sqlite store puts artifacts under ./mlruns of the process: keep them out of the checkout.
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        outcome = run_sweep(config, echo=lambda line: None)
+    finally:
+        os.chdir(here)
+    return tracking_uri, outcome, folder
+
+
+@pytest.mark.slow
+def test_report_ranks_trials_by_their_best_val_acc(finished_sweep, tmp_path):
+    tracking_uri, outcome, _ = finished_sweep
+    result = invoke("report", "report-me", "--tracking-uri", tracking_uri, "--top", "3", "--format", "json", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.stdout)
+    client = MlflowClient(tracking_uri)
+    best_of = {
+        run.info.run_id: max(m.value for m in client.get_metric_history(run.info.run_id, "val_acc"))
+        for run in client.search_runs([outcome.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    }
+    assert [row["run_id"] for row in ranked] == sorted(best_of, key=best_of.get, reverse=True)[:3]
+    assert [row["best"] for row in ranked] == sorted(best_of.values(), reverse=True)[:3]
+    assert ranked[0]["run_id"] == outcome.best_run_id
+    assert {"lr", "activation", "init", "batch_norm"} <= set(ranked[0]["params"])
+
+    table = invoke("report", outcome.parent_run_id, "--tracking-uri", tracking_uri, "-o", str(tmp_path)).stdout.splitlines()
+    assert table[0].split()[:4] == ["rank", "val_acc", "status", "epochs"]
+    assert table[1].split()[1] == f"{ranked[0]['best']:.4f}"
+
+
+@pytest.mark.slow
+def test_report_writes_readable_plots_and_logs_them_on_the_sweep_run(finished_sweep, tmp_path):
+    from sweeps.driver import plots
+    from sweeps.driver.report import load_report
+    from sweeps.driver.tracking.queries import SweepReader
+
+    tracking_uri, outcome, _ = finished_sweep
+    result = invoke("report", "report-me", "--tracking-uri", tracking_uri, "-o", str(tmp_path / "plots"))
+    assert result.exit_code == 0, result.output
+    files = sorted(path.name for path in (tmp_path / "plots").iterdir())
+    assert files == ["learning_curves.png", "update_ratio.png", "val_acc_by_choice.png", "val_acc_vs_lr.png"]
+    for name in files:
+        content = (tmp_path / "plots" / name).read_bytes()
+        assert content.startswith(PNG_MAGIC) and len(content) > 10_000
+    logged = {item.path for item in MlflowClient(tracking_uri).list_artifacts(outcome.parent_run_id, "report")}
+    assert logged == {f"report/{name}" for name in files}
+
+    report = load_report(SweepReader(tracking_uri), "report-me")
+    scatter = plots.metric_vs_learning_rate(report).axes[0]
+    assert scatter.get_xscale() == "log" and "learning rate" in scatter.get_xlabel() and scatter.get_title()
+    assert {text.get_text().split(" ")[0] for text in scatter.get_legend().get_texts()} == {
+        str(row.params["activation"]) for row in report.trials
+    }
+    ratios = plots.update_ratios(report, k=3).axes[0]
+    assert ratios.get_yscale() == "log" and any(line.get_ydata()[0] == 1e-3 for line in ratios.get_lines())
+    choice = plots.metric_by_choice(report)
+    varied = [name for name in ("activation", "init", "batch_norm") if len({repr(row.params[name]) for row in report.trials}) > 1]
+    assert varied and [axis.get_xlabel() for axis in choice.axes] == varied  # one panel per param that varied
+
+
+@pytest.mark.slow
+def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_path, monkeypatch):
+    tracking_uri, outcome, folder = finished_sweep
+    output = tmp_path / "refined.yaml"
+    result = invoke("refine", "report-me", "--tracking-uri", tracking_uri, "--top", "3", "-o", str(output))
+    assert result.exit_code == 0, result.output
+    refined = load_sweep(output)
+    assert refined.name == "report-me-refine-1"
+    assert refined.refines == outcome.parent_run_id
+    assert refined.mlflow.experiment == "report-me"  # fine sweeps sit beside the coarse one
+    json_rows = json.loads(invoke("report", "report-me", "--tracking-uri", tracking_uri, "--top", "3", "--format", "json", "-o", str(tmp_path)).stdout)
+    low, high = refined.params["lr"]["log_uniform"]
+    assert all(low <= row["params"]["lr"] <= high for row in json_rows)
+    assert set(refined.params["activation"]["choice"]) == {row["params"]["activation"] for row in json_rows}
+    assert invoke("validate", str(output)).exit_code == 0
+
+    # The refined sweep's run is tagged with the run it refined.
+    from sweeps.driver.launch import run_sweep
+
+    assert refined.mlflow.tracking_uri is None  # never copied: a URI may hold credentials
+    overrides = [("search.num_samples", 1), ("train.epochs", 1), ("early_stopping.grace_period", 1), ("mlflow.tracking_uri", tracking_uri)]
+    monkeypatch.chdir(tmp_path)
+    again = run_sweep(load_sweep(output, overrides), echo=lambda line: None)
+    assert MlflowClient(tracking_uri).get_run(again.parent_run_id).data.tags["sweep.refined_from"] == outcome.parent_run_id
+
+
+def synthetic_report(best_lrs: list[float]) -> SweepReport:
+    rows = [
+        TrialRow(run_id=f"run{index}", name=f"trial{index}", status="completed", params={"lr": lr, "activation": "relu"}, best=0.9 - index / 100, epochs=3)
+        for index, lr in enumerate(best_lrs)
+    ]
+    return SweepReport(parent_run_id="parent", name="s", metric="val_acc", mode="max", trials=rows)
+
+
+def test_refine_warns_and_widens_when_the_best_lr_is_at_the_edge():
+    sweep = {"name": "s", "params": {"lr": {"log_uniform": [1.0e-4, 1.0]}, "activation": {"choice": ["relu", "tanh"]}}}
+    refined = refine_sweep(sweep, synthetic_report([1.2e-4, 3.0e-4, 5.0e-4]), k=3)
+    assert len(refined.warnings) == 1 and "low edge" in refined.warnings[0]
+    low, high = refined.sweep["params"]["lr"]["log_uniform"]
+    assert low < 1.0e-4  # widened below the old range
+    assert 5.0e-4 <= high < 1.0  # narrowed above
+    assert refined.sweep["params"]["activation"] == {"choice": ["relu"]}
+    validate_sweep(refined.sweep, source="refined")
+
+
+def test_refine_in_the_middle_narrows_without_warning():
+    sweep = {"name": "s-refine-1", "params": {"lr": {"log_uniform": [1.0e-4, 1.0]}, "momentum": {"uniform": [0.5, 0.99]}}}
+    report = synthetic_report([1.0e-2, 2.0e-2])
+    for row, momentum in zip(report.trials, (0.98, 0.9)):
+        row.params["momentum"] = momentum
+    refined = refine_sweep(sweep, report, k=2)
+    assert refined.sweep["name"] == "s-refine-2"
+    low, high = refined.sweep["params"]["lr"]["log_uniform"]
+    assert 1.0e-4 < low <= 1.0e-2 and 2.0e-2 <= high < 1.0
+    # momentum's best is at the high edge, but widening past 0.99 would leave [0, 1): the old bound stays.
+    assert refined.sweep["params"]["momentum"]["uniform"][1] == 0.99
+    assert any("momentum" in warning for warning in refined.warnings)
+    validate_sweep(refined.sweep, source="refined")
+
+
+def test_schema_accepts_the_default_sweep_and_rejects_a_bad_one():
+    result = invoke("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    jsonschema.validate(yaml.safe_load((REPO / "search.yaml").read_text()), schema)
+    for bad in (
+        {"name": "x", "params": {"lr": 0.1}, "trian": {}},
+        {"name": "x", "params": {"lr": {"grid_search": [0.1, 0.01]}}},
+        {"name": "x", "params": {"lr": 0.1}, "search": {"num_samples": 0}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_committed_schema_matches_the_code_and_sweep_files_point_at_it():
+    assert json.loads((REPO / "sweep.schema.json").read_text()) == json_schema()
+    assert (REPO / "search.yaml").read_text().startswith("# yaml-language-server: $schema=./sweep.schema.json\n")

@@ -1,0 +1,109 @@
+"""Data sets and preprocessing: every loader, training-only statistics, clear errors."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sweeps.trial.data import PREPROCESSORS, DataError, DataSpec, load_split
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as file:
+        file.write(header + array.astype(np.uint8).tobytes())
+
+
+def fake_mnist(folder: Path, *, gz: bool, count: int = 50) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, size=(count, 28, 28)))
+    write_idx(folder / f"train-labels-idx1-ubyte{suffix}", np.arange(count) % 10)
+
+
+def split(spec: DataSpec, preprocess: str = "none", **options):
+    return load_split(spec, val_fraction=0.2, preprocess=preprocess, seed=0, **options).to(torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("layout", "gz"), [("flat", True), ("torchvision", False)])
+def test_mnist_format_from_a_flat_folder_or_torchvision_layout(tmp_path, layout, gz):
+    fake_mnist(tmp_path if layout == "flat" else tmp_path / "FashionMNIST" / "raw", gz=gz)
+    data = split(DataSpec("fashion_mnist", root=str(tmp_path)))
+    assert data.input_shape == (1, 28, 28)
+    assert len(data.train_y) + len(data.val_y) == 50
+    assert data.num_classes == 10
+    assert 0 <= data.train_x.min() and data.train_x.max() <= 1
+
+
+def test_missing_files_name_the_root_field(tmp_path):
+    with pytest.raises(DataError, match="no mnist files") as raised:
+        split(DataSpec("mnist", root=str(tmp_path)))
+    assert raised.value.field == "data.root"
+
+
+def test_image_folder_one_class_per_subfolder(tmp_path):
+    for label, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (tmp_path / label).mkdir()
+        for index in range(5):
+            Image.new("RGB", (40, 30), colour).save(tmp_path / label / f"{index}.png")
+    data = split(DataSpec("image_folder", root=str(tmp_path), image_size=16))
+    assert data.input_shape == (3, 16, 16)
+    assert data.num_classes == 2
+    reds = data.train_x[data.train_y == 0]
+    assert torch.allclose(reds[:, 0], torch.ones_like(reds[:, 0]))  # class 0 is `cats`, all red
+
+
+def test_synthetic_has_the_configured_shape_and_classes():
+    data = split(DataSpec("synthetic", num_examples=100, num_classes=3, shape=(3, 12, 12)))
+    assert data.input_shape == (3, 12, 12)
+    assert set(data.train_y.tolist()) | set(data.val_y.tolist()) == {0, 1, 2}
+
+
+def test_digits_read_from_scikit_learns_file_are_the_images_it_loads():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from sweeps.trial.data import _bundled_digits_table, load_digits
+
+    assert _bundled_digits_table() is not None  # the fast path, not the fallback, is what is compared
+    images, labels = load_digits(DataSpec("digits"))
+    bunch = sklearn_digits()
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
+    assert np.array_equal(images[:, 0], bunch.images.astype(np.float32) / 16.0)
+    assert np.array_equal(labels, bunch.target)
+
+
+def test_max_examples_keeps_a_deterministic_subset():
+    first = split(DataSpec("digits"), max_examples=100)
+    assert len(first.train_y) + len(first.val_y) == 100
+    assert torch.equal(first.val_x, split(DataSpec("digits"), max_examples=100).val_x)
+
+
+@pytest.mark.parametrize("preprocess", sorted(PREPROCESSORS))
+def test_statistics_come_from_the_training_split_only(preprocess):
+    raw = split(DataSpec("synthetic"), "none")
+    data = split(DataSpec("synthetic"), preprocess)
+    mean = raw.train_x.mean(dim=0, keepdim=True) if preprocess == "mean_image" else raw.train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = raw.train_x.std(dim=(0, 2, 3), keepdim=True)
+    expected_val = {"none": raw.val_x, "mean_image": raw.val_x - mean, "per_channel_mean": raw.val_x - mean,
+                    "standardize": (raw.val_x - mean) / std}[preprocess]
+    # Validation images are transformed with the training statistics, exactly...
+    assert torch.allclose(data.val_x, expected_val, atol=1e-5)
+    # ...so the training split is centred and the validation split, in general, is not.
+    if preprocess != "none":
+        assert data.train_x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        val_mean = raw.val_x.mean(dim=(0, 2, 3), keepdim=True)
+        assert not torch.allclose(data.stats["mean"].mean(dim=(2, 3), keepdim=True), val_mean, atol=1e-4)
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist package is not installed")
+def test_debian_fashion_mnist_loads():
+    data = split(DataSpec("fashion_mnist", root=str(FASHION_MNIST)), max_examples=1000)
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
