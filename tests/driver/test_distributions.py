@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sweeps.driver.distributions import DISTRIBUTIONS, DistributionError, build_search_space, preview_trial_configs
+from sweeps.driver.distributions import (
+    DISTRIBUTIONS,
+    DistributionError,
+    build_search_space,
+    preview_trial_configs,
+)
 
 SPACE = {
     "lr": {"log_uniform": [1.0e-4, 1.0]},
