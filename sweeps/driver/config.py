@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
+from sweeps.driver.storage import storage_path_problem
 from sweeps.driver.distributions import (
     DISTRIBUTIONS,
     SCALAR_SCHEMA,
@@ -157,7 +158,7 @@ class TrainConfig(_Section):
 class SearchConfig(_Section):
     num_samples: PositiveInt = 16
     max_concurrent: PositiveInt = 2
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
     metric: Literal[REPORTED_METRICS] = "val_acc"
     mode: Literal["max", "min"] = "max"
     max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
@@ -196,7 +197,8 @@ class DiagnosticsConfig(_Section):
 
 class MlflowConfig(_Section):
     tracking_uri: Optional[str] = None
-    experiment: Optional[str] = Field(None, min_length=1)
+    # MLflow keeps experiment names up to 500 characters; one line a person can read.
+    experiment: Optional[str] = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
 
     @field_validator("tracking_uri")
     @classmethod
@@ -212,11 +214,19 @@ class StorageConfig(_Section):
     path: str = Field("./sweep-results", min_length=1)  # a local path, a shared filesystem, or s3:// gs:// ...
     shared: bool = False  # the local path is on storage every node of the cluster mounts (NFS, ...)
 
+    @field_validator("path")
+    @classmethod
+    def _known_filesystem(cls, path: str) -> str:
+        if (why := storage_path_problem(path)) is not None:
+            raise PydanticCustomError("storage_path", why)
+        return path
+
 
 class SweepConfig(_Section):
     """A whole sweep file. Every section has defaults; `name` and `params` are required."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # A folder name (with a timestamp added), an MLflow experiment and run name, a Kubernetes label.
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MlpConfig)
     params: dict[str, ParamSpec]
@@ -283,7 +293,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
-    if kind in ("param_spec", "grid_search", "credentials_in_uri"):
+    if kind in ("param_spec", "grid_search", "credentials_in_uri", "storage_path"):
         return path, error["msg"]
     message = error["msg"][0].lower() + error["msg"][1:]
     if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password

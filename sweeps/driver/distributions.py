@@ -124,6 +124,12 @@ class Range(Distribution):
         if not all(isinstance(bound, int) or math.isfinite(bound) for bound in args):
             raise DistributionError(f"{self.name} bounds must be finite, got {args!r}")
         self.check_bounds(*args)
+        try:
+            span = float(args[1]) - float(args[0])
+        except OverflowError:  # an int past a float's range
+            span = math.inf
+        if not math.isfinite(span):
+            raise DistributionError(f"{self.name} range [{args[0]}, {args[1]}] is wider than a float can hold")
         if not args[0] < args[1]:
             raise DistributionError(f"{self.name} needs low < high, got [{args[0]}, {args[1]}]")
 
@@ -208,6 +214,8 @@ class IntUniform(Range):
     def check_bounds(self, low: float, high: float) -> None:
         if not (isinstance(low, int) and isinstance(high, int)):
             raise DistributionError(f"int_uniform bounds must be integers, got {[low, high]!r}")
+        if not (-(1 << 63) <= low and high < (1 << 63) - 1):  # the sampler draws below high + 1
+            raise DistributionError(f"int_uniform bounds must lie within 64-bit integers, got [{low}, {high}]")
 
     def refusal_for(self, param_kind: str, param_name: str) -> str | None:
         if param_kind not in ("float", "int"):

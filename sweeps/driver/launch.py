@@ -98,7 +98,8 @@ def _send_kept_writes(journal: SweepJournal) -> int:
 def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     try:
         journal = SweepJournal.load(experiment_path)
-        config = validate_sweep(load_yaml(journal.sweep_yaml), source=f"{experiment_path}/sweep.json")
+        source = f"{experiment_path}/sweep.json"
+        config = validate_sweep(load_yaml(journal.sweep_yaml, source=source), source=source)
     except (JournalError, ConfigError) as error:
         raise SweepError(str(error)) from None
     if journal.finished:

@@ -6,12 +6,20 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path, PurePosixPath
 
-import pyarrow.fs
+from typing import TYPE_CHECKING
 
 from sweeps.errors import SweepError
 
+if TYPE_CHECKING:
+    import pyarrow.fs
+
 # Filesystems that other machines can mount too (from /proc/mounts' type column).
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs")
+
+
+# Filesystems pyarrow (and so Ray Tune) opens by URI; those after "file" reach a network.
+URI_SCHEMES = ("file", "local", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+NAME_MAX = 255  # bytes in one path component on Linux filesystems
 
 
 class StorageError(SweepError):
@@ -20,6 +28,19 @@ class StorageError(SweepError):
 
 def is_uri(path: str) -> bool:
     return "://" in path
+
+
+def storage_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a storage path at all (an unknown URI scheme, an over-long name), or None."""
+    if is_uri(path):
+        scheme = path.split("://", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            return f"cannot open {scheme}:// paths; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+        return None
+    too_long = next((part for part in Path(path).parts if len(part.encode()) > NAME_MAX), None)
+    if too_long is not None:
+        return f"a folder name in it is {len(too_long.encode())} bytes long, more than the {NAME_MAX} a filesystem takes"
+    return None
 
 
 def resolve_storage_path(path: str) -> str:
@@ -33,6 +54,8 @@ def join(base: str, *parts: str) -> str:
 
 
 def filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    import pyarrow.fs
+
     if is_uri(path):
         return pyarrow.fs.FileSystem.from_uri(path)
     return pyarrow.fs.LocalFileSystem(), str(path)
@@ -82,6 +105,8 @@ def remove_folder_of(path: str) -> None:
 
 def subfolders(path: str) -> list[str]:
     """The folders directly under `path` (none if it does not exist)."""
+    import pyarrow.fs
+
     fs, fs_path = filesystem(path)
     try:
         entries = fs.get_file_info(pyarrow.fs.FileSelector(fs_path, allow_not_found=True))
