@@ -9,6 +9,7 @@ import click
 
 from cli import k8s_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown
+from cli.redaction import redact_output
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +34,19 @@ for command in (
 
 
 def main() -> None:
+    from sweeps.driver.interruption import (
+        SweepInterrupted,
+        exit_code,
+        interrupt_on_signals,
+    )
+
+    interrupt_on_signals()  # from the first moment: a signal ends any command with 128 + its number
+    redact_output()
     try:
         cli(prog_name="sweep")  # click ends every run with sys.exit
+    except SweepInterrupted as interrupted:
+        click.echo(f"{interrupted}: interrupted", err=True)
+        exit_without_teardown(exit_code(interrupted.signum))
     except SystemExit as ending:
         exit_without_teardown(ending.code)
 

@@ -12,9 +12,11 @@ def open_report(experiment: str, tracking_uri: str | None) -> tuple[object, obje
     """(reader, report) of a sweep in the store the one rule picks."""
     from sweeps.driver.report import load_report
     from sweeps.driver.tracking.queries import SweepReader
-    from sweeps.driver.tracking.store import resolve_tracking_uri
+    from sweeps.driver.tracking.store import check_reachable, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(tracking_uri)
+    with expected_errors():
+        uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(uri, create=False)
     reader = SweepReader(uri)
     try:
         return reader, load_report(reader, experiment)
@@ -109,10 +111,17 @@ def ui(tracking_uri: str | None, port: int, host: str, workers: int) -> None:
     """
     import os
 
-    from sweeps.driver.tracking.store import resolve_tracking_uri
+    from sweeps.driver.tracking.store import (
+        check_reachable,
+        resolve_tracking_uri,
+        sqlite_path,
+    )
 
     with expected_errors():
         uri = resolve_tracking_uri(tracking_uri)
+        if sqlite_path(uri) is None:
+            raise BadInput(f"{uri} is a tracking server already: open it in a browser (`sweep ui` serves a sqlite store)")
+        check_reachable(uri, create=False)  # and, under the store's setup lock, its tables made before the server starts
     click.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", err=True)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", str(workers)]
     os.execvp(command[0], command)  # become the server: Ctrl-C and signals reach it directly

@@ -15,7 +15,7 @@ from cli.options import (
     tracking_uri_option,
     verbose_option,
 )
-from cli.summary import print_outcome_and_exit
+from cli.summary import exit_on_interruption, print_outcome_and_exit
 
 
 def live_panel(verbose: bool) -> bool:
@@ -68,7 +68,7 @@ def run(
     from sweeps.driver.launch import run_sweep
 
     click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
-    with expected_errors(prefix=config_path):
+    with expected_errors(prefix=config_path), exit_on_interruption(again=f"sweep run {config_path}"):
         outcome = run_sweep(config, tracking_uri=tracking_uri, address=address, resume=resume, verbose=verbose, live=live_panel(verbose), echo=click.echo)
     print_outcome_and_exit(outcome)
 
@@ -91,7 +91,7 @@ def resume(experiment_path: str, tracking_uri: str | None, address: str | None, 
     """
     from sweeps.driver.launch import resume_sweep
 
-    with expected_errors():
+    with expected_errors(), exit_on_interruption(again=f"sweep resume {experiment_path}"):
         outcome = resume_sweep(experiment_path, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live_panel(verbose), echo=click.echo)
     print_outcome_and_exit(outcome)
 
@@ -108,7 +108,7 @@ def sync(experiment_path: str) -> None:
     from sweeps.driver.launch import sync_sweep
 
     with expected_errors():
-        tracking_uri, unsent = sync_sweep(experiment_path)
+        tracking_uri, unsent = sync_sweep(experiment_path, echo=click.echo)
     if unsent:
         raise BadInput(f"{experiment_path}: MLflow at {tracking_uri} did not take {unsent} kept writes; try again later")
     click.echo(f"{experiment_path}: every kept MLflow write is sent to {tracking_uri}")

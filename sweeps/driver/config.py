@@ -19,14 +19,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
-from sweeps.driver.storage import storage_path_problem
 from sweeps.driver.distributions import (
     DISTRIBUTIONS,
     SCALAR_SCHEMA,
     DistributionError,
     split_spec,
 )
-from sweeps.driver.tracking.store import CREDENTIALS_HINT, has_credentials
+from sweeps.driver.storage import storage_path_problem
+from sweeps.driver.tracking.credentials import CREDENTIALS_HINT, has_credentials
+from sweeps.driver.webhook import forbidden_target
 from sweeps.errors import SweepError
 from sweeps.trial.data import DATASETS, PREPROCESSORS
 from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
@@ -192,6 +193,8 @@ class DiagnosticsConfig(_Section):
     activations_every_n_steps: PositiveInt = 50
     update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
     alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
+    # Link-local and cloud-metadata addresses are refused unless this says the user means it.
+    alert_webhook_allow_private: bool = False
     stop_on: Optional[Literal["too_high", "too_low", "any"]] = None
 
 
@@ -361,6 +364,9 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
         architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
         if architectures and config.model.arch not in architectures:
             problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
+    webhook = config.diagnostics.alert_webhook
+    if webhook and not config.diagnostics.alert_webhook_allow_private and (why := forbidden_target(webhook)) is not None:
+        problems.append(("diagnostics.alert_webhook", f"{why}; alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"))
     band = config.diagnostics.update_ratio
     if band.low >= band.high:
         problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))

@@ -25,6 +25,8 @@ class SweepOutcome:
     errors: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     unsent: int = 0  # MLflow writes still waiting in the spool when the sweep ended
+    interrupted_by: int | None = None  # the signal that stopped the sweep, if one did
+    not_started: int = 0  # trials an interruption kept from starting
 
     @property
     def succeeded(self) -> int:

@@ -3,9 +3,9 @@ filesystem or an object-store URI), checked before anything is written, and the
 whole-or-nothing file access the journal and the spool use there."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path, PurePosixPath
-
 from typing import TYPE_CHECKING
 
 from sweeps.errors import SweepError
@@ -71,6 +71,13 @@ def read_text(path: str) -> str | None:
         return None
 
 
+def exists(path: str) -> bool:
+    import pyarrow.fs
+
+    fs, fs_path = filesystem(path)
+    return fs.get_file_info(fs_path).type != pyarrow.fs.FileType.NotFound
+
+
 def read_bytes(path: str) -> bytes:
     fs, fs_path = filesystem(path)
     with fs.open_input_stream(fs_path) as stream:
@@ -113,6 +120,35 @@ def subfolders(path: str) -> list[str]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return [join(path, entry.base_name) for entry in entries if entry.type == pyarrow.fs.FileType.Directory]
+
+
+def new_experiment_folder(storage_path: str, name: str) -> str:
+    """A new experiment folder `name` under storage_path, made now so no other sweep takes it
+    (two started in the same second get `name-2`); on an object store, just its path."""
+    if is_uri(storage_path):
+        return join(storage_path, name)
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 100):
+        folder = Path(storage_path) / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return str(folder)
+    raise StorageError(f"storage.path: {storage_path} already holds 99 sweeps named {name}")
+
+
+def remove_empty_folder(path: str) -> None:
+    """Remove a folder this sweep made, if nothing was put in it but the sweep's lock."""
+    if is_uri(path):
+        return
+    folder = Path(path)
+    with contextlib.suppress(OSError):
+        for leftover in folder.iterdir():
+            if leftover.name != "sweep.lock":
+                return
+        (folder / "sweep.lock").unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def check_storage_writable(storage_path: str) -> None:

@@ -26,7 +26,7 @@ class SweepReader:
             try:
                 run = self.client.get_run(experiment_or_run)
             except MlflowException:
-                raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}") from None
+                raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}{self._did_you_mean(experiment_or_run)}") from None
             if MLFLOW_PARENT_RUN_ID in run.data.tags:
                 raise LookupError(f"run {experiment_or_run} is a trial; give its sweep's run id or experiment name")
             return run
@@ -36,6 +36,15 @@ class SweepReader:
         if not parents:
             raise LookupError(f"experiment {experiment_or_run!r} holds no sweep run")
         return parents[0]
+
+    def _did_you_mean(self, name: str) -> str:
+        import difflib
+
+        names = [experiment.name for experiment in self.client.search_experiments(max_results=1000)]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+        return f"; the store holds {', '.join(repr(name) for name in sorted(names)[:10])}" if names else "; the store holds no experiment"
 
     def trial_runs(self, parent: Any) -> list[Any]:
         """The trial runs nested under a sweep's parent run."""

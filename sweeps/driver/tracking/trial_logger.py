@@ -49,6 +49,7 @@ class MlflowTrialLogger(tune.Callback):
         self.journal: SweepJournal | None = None
         self.writer: MlflowWriter | None = None
         self._logged_epochs: dict[str, int] = {}
+        self._unfinished: set[str] = set()  # trials started and not yet ended
         self._histograms: dict[str, tuple[dict, dict]] = {}
         # Figures are drawn here, off Tune's event loop, which every running trial's report waits on.
         self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
@@ -70,8 +71,15 @@ class MlflowTrialLogger(tune.Callback):
             self._logged_epochs[trial_id] = max((metric.step for metric in history), default=0)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.journal.run_of(trial.trial_id) is not None:
-            return  # a retry, or a trial of a resumed sweep: it goes on in its run
+        self._unfinished.add(trial.trial_id)
+        existing = self.journal.run_of(trial.trial_id)
+        if existing is not None:
+            # A retry, or a trial of a resumed sweep: it goes on in its run, which an
+            # interruption may have closed.
+            self.writer.reopen_run(existing)
+            self.writer.log_batch(existing, tags=[RunTag("sweep.status", "running")])
+            self.journal.record_status(trial.trial_id, "running")
+            return
         live = {other.trial_id for other in trials if other is not trial}
         adopted = self.journal.adopt_run(trial.trial_id, trial.config, live)
         if adopted is not None:
@@ -118,13 +126,22 @@ class MlflowTrialLogger(tune.Callback):
         self._finish(trial, errored=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Every trial ends before the experiment does, unless the sweep was stopped
+        # (a signal, or the driver failing): close those runs as interrupted, not RUNNING.
+        for trial_id in sorted(self._unfinished):
+            run_id = self.journal.run_of(trial_id)
+            if run_id is not None:
+                self.writer.log_batch(run_id, tags=[RunTag("sweep.status", "interrupted")])
+                self.writer.set_terminated(run_id, "KILLED")
+                self.journal.record_status(trial_id, "interrupted")
+        self._unfinished.clear()
         self.close()
 
     def close(self) -> None:
         """Send what is queued (or keep it in the spool) before the sweep reports its end."""
         self._figures.shutdown(wait=True)
         if self.writer is not None:
-            self.writer.close()
+            self.writer.close(patience_s=0)  # the sweep's closing writer takes the spool over and waits for the store
         if self.on_alert is not None:
             self.on_alert.close()
 
@@ -155,10 +172,12 @@ class MlflowTrialLogger(tune.Callback):
         return [alert for alert in self.journal.alerts if alert["trial"] == str(trial)]
 
     def _finish(self, trial: Any, *, errored: bool) -> None:
+        self._unfinished.discard(trial.trial_id)
         run_id = self.journal.run_of(trial.trial_id)
         if run_id is None:
             return
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
+        self.journal.record_status(trial.trial_id, status)
         tags = [RunTag("sweep.status", status)]
         if (trial.last_result or {}).get("stop_reason"):
             tags.append(RunTag("sweep.stop_reason", trial.last_result["stop_reason"]))
