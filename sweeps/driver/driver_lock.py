@@ -69,6 +69,8 @@ def _take_on_filesystem(path: Path, holder: dict[str, Any]) -> None:
     for _ in range(3):  # a stale lock taken over by another process at the same moment: look again
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except (FileNotFoundError, NotADirectoryError):
+            raise DriverLockError(f"{path.parent}: no such experiment folder") from None
         except FileExistsError:
             current = _read(str(path))
             if current is not None and not _is_stale(current):

@@ -75,7 +75,9 @@ def resume_sweep(
     echo: Echo = print,
 ) -> SweepOutcome:
     """Continue an interrupted sweep with Tune's restore, in the same MLflow runs; first send what an outage kept back."""
+    store.check_no_credentials(tracking_uri, where="--tracking-uri")
     experiment_path = storage.resolve_storage_path(experiment_path)
+    SweepJournal.load(experiment_path)  # a folder that holds a sweep, before its lock is taken
     with stop_gracefully_on_signals(echo) as interruption, hold_sweep(experiment_path, command="sweep resume"):
         journal, config = _load_unfinished(experiment_path)
         ray_cluster.check_ray_reachable(address)
@@ -100,6 +102,7 @@ def resume_sweep(
 def sync_sweep(experiment_path: str, *, echo: Echo = print) -> tuple[str, int]:
     """Send the MLflow writes an outage kept with the experiment; returns the store and how many still wait."""
     experiment_path = storage.resolve_storage_path(experiment_path)
+    SweepJournal.load(experiment_path)  # a folder that holds a sweep, before its lock is taken
     with hold_sweep(experiment_path, command="sweep sync"):
         journal = SweepJournal.load(experiment_path)
         journal.tracking_uri = _tracking_uri_of(journal, None)
