@@ -13,7 +13,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from sweeps.driver import ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
-from sweeps.driver.distributions import build_search_space
+from sweeps.driver.distributions import build_search_space, sampled_names
 from sweeps.driver.journal import SweepJournal
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
@@ -99,7 +99,12 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         live=live,
     )
     return [
-        MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=WebhookSender(webhook, warn=echo) if webhook else None),
+        MlflowTrialLogger(
+            journal.experiment_path,
+            epochs=config.train.epochs,
+            sampled=tuple(sampled_names(config.params)),
+            on_alert=WebhookSender(webhook, warn=echo) if webhook else None,
+        ),
         progress,
         JsonLoggerCallback(),
         CSVLoggerCallback(),

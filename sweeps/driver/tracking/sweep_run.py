@@ -5,6 +5,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, truncate
+from sweeps.driver.tracking.experiment_view import artifact_location, mark_sweep_experiment, table_columns
 from sweeps.driver.tracking.store import StoreError, quiet_mlflow
 from sweeps.errors import first_line
 from sweeps.trial_status import SUCCEEDED
@@ -30,7 +31,8 @@ def open_sweep_run(
     quiet_mlflow()
     client = MlflowClient(tracking_uri)
     try:
-        experiment_id = _open_experiment(client, experiment_name)
+        experiment_id = _open_experiment(client, experiment_name, tracking_uri=tracking_uri)
+        mark_sweep_experiment(client, experiment_id, columns=table_columns(_sampled_names(params), params.get("search.metric", "val_acc")))
     except Exception as error:  # MLflow raises many types for a store it cannot reach
         raise StoreError(f"cannot reach the MLflow tracking store at {tracking_uri}: {first_line(error)}") from None
     tags = {"sweep.role": "parent"}
@@ -44,14 +46,19 @@ def open_sweep_run(
     return experiment_id, run_id
 
 
-def _open_experiment(client: Any, name: str) -> str:
+def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
     """The id of experiment `name`, created if missing (or restored if deleted)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name)
+    return client.create_experiment(name, artifact_location=artifact_location(tracking_uri))
+
+
+def _sampled_names(params: dict[str, Any]) -> list[str]:
+    """The trial params the sweep samples, from the parent run's params (`params.lr` = a distribution)."""
+    return [key.removeprefix("params.") for key, value in params.items() if key.startswith("params.") and isinstance(value, dict)]
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
@@ -100,3 +107,14 @@ def param_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+USER_SWEEP_FILE = "sweep-file.yaml"
+
+
+def log_user_sweep_file(tracking_uri: str, run_id: str, text: str) -> None:
+    """The sweep file as the user wrote it (comments and all), for `sweep refine` to edit."""
+    from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
+    MlflowClient(tracking_uri).log_text(run_id, text, USER_SWEEP_FILE)
