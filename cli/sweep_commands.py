@@ -70,7 +70,22 @@ def run(
     click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
     with expected_errors(prefix=config_path):
         outcome = run_sweep(config, tracking_uri=tracking_uri, address=address, resume=resume, verbose=verbose, live=live_panel(verbose), echo=click.echo)
+    keep_user_sweep_file(outcome, config_path)
     print_outcome_and_exit(outcome)
+
+
+def keep_user_sweep_file(outcome: object, config_path: str) -> None:
+    """The sweep file as written (comments and all) on the sweep's run, for `sweep refine` to edit."""
+    from pathlib import Path
+
+    from sweeps.driver.tracking.sweep_run import log_user_sweep_file
+
+    if outcome.unsent:
+        return  # MLflow is away; `sweep refine --from` takes the file instead
+    try:
+        log_user_sweep_file(outcome.tracking_uri, outcome.parent_run_id, Path(config_path).read_text(encoding="utf-8"))
+    except Exception as error:  # the sweep ran; this copy is a convenience for refine
+        click.echo(f"note: the sweep file was not logged with the sweep ({error}); use sweep refine --from {config_path}", err=True)
 
 
 @click.command()

@@ -10,7 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sweeps.driver.config import json_schema, validate_sweep
-from sweeps.driver.refine import refine_sweep
+from sweeps.driver.importance import Importance
+from sweeps.driver.refine import format_changes, refine_sweep
 from sweeps.driver.report import SweepReport, TrialRow
 from sweeps.driver.sweep_file import load_sweep
 from tests.conftest import REPO, invoke
@@ -133,38 +134,58 @@ def test_refine_narrows_around_the_top_trials_and_validates(finished_sweep, tmp_
     assert MlflowClient(tracking_uri).get_run(again.parent_run_id).data.tags["sweep.refined_from"] == outcome.parent_run_id
 
 
-def synthetic_report(best_lrs: list[float]) -> SweepReport:
+def synthetic_report(best_lrs: list[float], *, lr_matters: bool = True) -> SweepReport:
+    """Trials already compared at epoch 2, best first, with lr's importance as given."""
     rows = [
-        TrialRow(run_id=f"run{index}", name=f"trial{index}", status="completed", params={"lr": lr, "activation": "relu"}, best=0.9 - index / 100, epochs=3)
+        TrialRow(
+            run_id=f"run{index}", name=f"t{index:02d}", status="completed", params={"lr": lr, "activation": "relu"},
+            best=0.9 - index / 100, epochs=3, at_rung=0.8 - index / 100, rank_at_rung=index + 1,
+        )
         for index, lr in enumerate(best_lrs)
     ]
-    return SweepReport(parent_run_id="parent", name="s", metric="val_acc", mode="max", trials=rows)
+    importance = [Importance("lr", 0.5, 0.1, 0.9 if lr_matters else 0.05), Importance("activation", 0.01, 0.02, 0.02)]
+    return SweepReport(parent_run_id="parent", name="s", metric="val_acc", mode="max", trials=rows, rung=2, importance=importance)
+
+
+def refined_params(sweep: dict, refined) -> dict:
+    return {name: refined.changes.get(f"params.{name}", spec) for name, spec in sweep["params"].items()}
 
 
 def test_refine_warns_and_widens_when_the_best_lr_is_at_the_edge():
     sweep = {"name": "s", "params": {"lr": {"log_uniform": [1.0e-4, 1.0]}, "activation": {"choice": ["relu", "tanh"]}}}
     refined = refine_sweep(sweep, synthetic_report([1.2e-4, 3.0e-4, 5.0e-4]), k=3)
     assert len(refined.warnings) == 1 and "low edge" in refined.warnings[0]
-    low, high = refined.sweep["params"]["lr"]["log_uniform"]
+    low, high = refined.changes["params.lr"]["log_uniform"]
     assert low < 1.0e-4  # widened below the old range
     assert 5.0e-4 <= high < 1.0  # narrowed above
-    assert refined.sweep["params"]["activation"] == {"choice": ["relu"]}
-    validate_sweep(refined.sweep, source="refined")
+    assert "params.activation" not in refined.changes  # tanh was never tried: no evidence against it
+    assert refined.changes["name"] == "s-refine-1" and refined.changes["refines"] == "parent"
+    validate_sweep({**sweep, "params": refined_params(sweep, refined)}, source="refined")
 
 
 def test_refine_in_the_middle_narrows_without_warning():
     sweep = {"name": "s-refine-1", "params": {"lr": {"log_uniform": [1.0e-4, 1.0]}, "momentum": {"uniform": [0.5, 0.99]}}}
     report = synthetic_report([1.0e-2, 2.0e-2])
+    report.importance.append(Importance("momentum", 0.4, 0.1, 0.4))
     for row, momentum in zip(report.trials, (0.98, 0.9)):
         row.params["momentum"] = momentum
     refined = refine_sweep(sweep, report, k=2)
-    assert refined.sweep["name"] == "s-refine-2"
-    low, high = refined.sweep["params"]["lr"]["log_uniform"]
+    assert refined.changes["name"] == "s-refine-2"
+    low, high = refined.changes["params.lr"]["log_uniform"]
     assert 1.0e-4 < low <= 1.0e-2 and 2.0e-2 <= high < 1.0
     # momentum's best is at the high edge, but widening past 0.99 would leave [0, 1): the old bound stays.
-    assert refined.sweep["params"]["momentum"]["uniform"][1] == 0.99
+    assert refined.changes["params.momentum"]["uniform"][1] == 0.99
     assert any("momentum" in warning for warning in refined.warnings)
-    validate_sweep(refined.sweep, source="refined")
+
+
+def test_refine_leaves_a_range_wide_when_its_parameter_does_not_matter_and_draws_with_a_new_seed():
+    sweep = {"name": "s", "params": {"lr": {"log_uniform": [1.0e-4, 1.0]}}, "search": {"seed": 7}}
+    refined = refine_sweep(sweep, synthetic_report([1.0e-2, 2.0e-2, 3.0e-2], lr_matters=False), k=3)
+    assert "params.lr" not in refined.changes
+    assert ("params.lr", "log_uniform [0.0001, 1]", "log_uniform [0.0001, 1]", "kept: no clear effect on the metric in the coarse sweep") in refined.table
+    seed = refined.changes["search.seed"]
+    assert seed != 7 and seed == refine_sweep(sweep, synthetic_report([1.0e-2], lr_matters=False), k=3).changes["search.seed"]
+    assert "search.seed" in format_changes(refined) and str(seed) in format_changes(refined)
 
 
 def test_schema_accepts_the_default_sweep_and_rejects_a_bad_one():
