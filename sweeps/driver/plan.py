@@ -92,6 +92,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
             low=diagnostics.update_ratio.low,
             high=diagnostics.update_ratio.high,
             patience=diagnostics.update_ratio.patience,
+            warmup_steps=diagnostics.update_ratio.warmup_steps,
             stop_on=diagnostics.stop_on,
             histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
