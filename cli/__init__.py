@@ -5,7 +5,9 @@ Each command imports what it needs when it runs, so `sweep --help`, `validate` a
 """
 from __future__ import annotations
 
-import click
+from sweeps.driver import startup  # noqa: F401 -- first: the sweep's clock starts with the command
+
+import click  # noqa: E402
 
 from cli import k8s_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown

@@ -9,6 +9,7 @@ from sweeps.driver.config import ConfigError, SweepConfig, validate_sweep
 from sweeps.driver.journal import JournalError, Spool, SweepJournal, find_resumable
 from sweeps.driver.outcome import SweepOutcome, summarize_results
 from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
+from sweeps.driver.startup import announce
 from sweeps.driver.sweep_file import load_yaml
 from sweeps.driver.tracking import store
 from sweeps.errors import SweepError
@@ -41,8 +42,10 @@ def run_sweep(
     # What we can check without writing anything comes first: bad input must leave nothing behind.
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
-    prepare = lambda: _load_data_and_reach_store(plan, tracking_uri)  # noqa: E731
+    prepare = lambda: _load_data_and_reach_store(plan, tracking_uri, echo=echo)  # noqa: E731
+    announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
     with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as (data, resolved_uri):
+        announce(echo, f"Ray is up: {ray_cluster.alive_node_count()} node(s); the first trials start")
         storage.check_storage_reaches_every_node(storage_path, shared=config.storage.shared, nodes=ray_cluster.alive_node_count())
         journal = _open_sweep(plan, resolved_uri, storage_path)
         from sweeps.driver.tuner import new_tuner
@@ -106,15 +109,18 @@ def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     return journal, config
 
 
-def _load_data_and_reach_store(plan: SweepPlan, tracking_uri_flag: str | None) -> tuple[Any, str]:
+def _load_data_and_reach_store(plan: SweepPlan, tracking_uri_flag: str | None, *, echo: Echo) -> tuple[Any, str]:
     """What a sweep needs before its first trial, done while Ray starts."""
     if plan.config.diagnostics.enabled:
         # Pillow loads now, while Ray starts, not when the first trial's histogram figure
         # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
         import sweeps.driver.histogram_figure  # noqa: F401
 
+    announce(echo, f"loading the data: {plan.config.data.dataset}")
     data = load_sweep_data(plan.config)
+    announce(echo, f"data ready: {len(data.train_y)} training and {len(data.val_y)} validation examples, {data.num_classes} classes")
     tracking_uri = store.resolve_tracking_uri(tracking_uri_flag, configured=plan.config.mlflow.tracking_uri)
+    announce(echo, f"opening the MLflow store {tracking_uri}")
     store.check_reachable(tracking_uri)
     return data, tracking_uri
 

@@ -97,6 +97,7 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         mode=config.search.mode,
         echo=echo,
         live=live,
+        sampled=tuple(sampled_names(config.params)),
     )
     return [
         MlflowTrialLogger(
