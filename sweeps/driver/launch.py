@@ -119,9 +119,10 @@ def _load_data_and_reach_store(plan: SweepPlan, tracking_uri_flag: str | None, *
     announce(echo, f"loading the data: {plan.config.data.dataset}")
     data = load_sweep_data(plan.config)
     announce(echo, f"data ready: {len(data.train_y)} training and {len(data.val_y)} validation examples, {data.num_classes} classes")
+    announce(echo, "opening the MLflow store")
     tracking_uri = store.resolve_tracking_uri(tracking_uri_flag, configured=plan.config.mlflow.tracking_uri)
-    announce(echo, f"opening the MLflow store {tracking_uri}")
     store.check_reachable(tracking_uri)
+    announce(echo, f"MLflow store ready: {tracking_uri}")
     return data, tracking_uri
 
 

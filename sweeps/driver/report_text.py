@@ -111,7 +111,7 @@ def format_csv(report: SweepReport, k: int) -> str:
     rows = report.top(k)
     names = sorted({name for row in rows for name in row.params})
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")
     at = f"{report.metric}_at_epoch_{report.rung}" if report.rung is not None else f"{report.metric}_at_rung"
     writer.writerow(["rank", "run_id", "name", report.metric, at, "rank_at_rung", "status", "epochs", "at_chance", *names, "alerts"])
     for rank, row in enumerate(rows, 1):
@@ -121,7 +121,7 @@ def format_csv(report: SweepReport, k: int) -> str:
     writer.writerow(["importance_rank", "param", "importance", "std", "share", "matters"])
     for rank, item in enumerate(report.importance, 1):
         writer.writerow([rank, item.param, item.mean, item.std, item.share, item.matters])
-    return buffer.getvalue()
+    return buffer.getvalue().rstrip("\n")
 
 
 FORMATS = {"table": format_table, "json": format_json, "csv": format_csv}
