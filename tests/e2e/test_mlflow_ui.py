@@ -91,7 +91,7 @@ def test_the_printed_link_opens_the_runs_table_with_the_nested_trials_by_name(tm
 
     # The link `sweep run` printed lands on the runs table (not the GenAI overview), the sweep's columns shown.
     link = re.search(r"the trials: +(http\S+)", result.stdout).group(1)
-    assert link == f"{server_url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning&viewStateShareKey=sweep"
+    assert link == f"{server_url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep"
     browser.get(link)
     body = wait_for_text(browser, parent.info.run_name, "val_acc", "activation")
     assert not any(run.info.run_name in body for run in children)  # collapsed under the parent
@@ -104,7 +104,7 @@ def test_the_printed_link_opens_the_runs_table_with_the_nested_trials_by_name(tm
 
     # A trial's page names its parent run and shows its params and val_acc.
     child = children[0]
-    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}")
+    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}?workflowType=machine_learning")
     body = wait_for_text(browser, child.info.run_name, parent.info.run_name, "lr", "activation", "val_acc")
     assert f"{child.data.metrics['val_acc']:.4g}"[:4] in body or str(round(child.data.metrics["val_acc"], 3))[:4] in body
     scroll_to_top(browser)
@@ -112,11 +112,11 @@ def test_the_printed_link_opens_the_runs_table_with_the_nested_trials_by_name(tm
 
     # The compare view opens for the two trials, its charts in the screenshot.
     run_ids = ",".join(f'"{run.info.run_id}"' for run in children)
-    browser.get(f"{server_url}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]")
+    browser.get(f"{server_url}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]&workflowType=machine_learning")
     wait_for_text(browser, *(run.info.run_name for run in children), "val_acc", "lr")
     scroll_to_top(browser)
     charts = browser.find_elements("css selector", ".js-plotly-plot, .plot-container, canvas")
     assert charts, "the compare view drew no chart"
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", charts[0])
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", charts[0])
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare.png"))
     assert (SCREENSHOTS / "mlflow-compare.png").stat().st_size > 10_000

@@ -166,7 +166,7 @@ def check_what_a_person_reads(stdout: str, tracking_uri: str, path: Path, cwd: P
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     columns = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])["selectedColumns"]
     assert {"metrics.`val_acc`", "params.`lr`", "params.`activation`", "params.`batch_norm`"} <= set(columns)
-    assert f"#/experiments/{experiment.experiment_id}?workflowType=machine_learning&viewStateShareKey=sweep" in stdout
+    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep" in stdout
     assert "-o e2e-refine-1.yaml" in stdout
     database_folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
     assert experiment.artifact_location == f"file://{database_folder / 'mlruns'}" and not (cwd / "mlruns").exists()

@@ -6,14 +6,18 @@ Checked against MLflow 3.17.2's UI in headless Chromium (tests/e2e/test_mlflow_u
   `mlflow.experimentKind` marks it as model training too, but alone did not change
   the landing page in a fresh browser.
 - The runs table shows Source, Models and Dataset until a person picks columns. A
-  "shared view" is an experiment tag `mlflow.sharedViewState.<key>` holding the
-  table's state as JSON; a URL with `viewStateShareKey=<key>` opens with it. Each sweep
-  adds its varied params and its metric to the experiment's shared view.
+  saved view is an experiment tag `mlflow.sharedViewState.<key>` holding
+  `{name, createdAt, updatedAt, state}`, `state` the table's settings as a JSON string;
+  the UI lists it under Views, and a URL with `viewStateShareKey=<key>` opens with it.
+  Each sweep adds its varied params and its metric to the experiment's view.
+- The link goes to the runs tab itself (`/experiments/<id>/runs`): the experiment's
+  root redirects there and drops the view's key on the way.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
@@ -21,6 +25,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "sweep"
+VIEW_NAME = "sweep: varied params and metric"  # as the UI's Views menu lists it
 UI_PORT = 5000  # `sweep ui`'s default
 ALWAYS_SHOWN = ("tags.`sweep.status`",)
 
@@ -46,14 +51,24 @@ def mark_sweep_experiment(client: Any, experiment_id: str, *, columns: list[str]
     tags = client.get_experiment(experiment_id).tags
     if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-    try:
-        view = json.loads(tags.get(SHARED_VIEW_PREFIX + VIEW_KEY, "{}"))
-    except json.JSONDecodeError:
-        view = {}
-    shown = list(view.get("selectedColumns") or [])
+    envelope = _saved_view(tags.get(SHARED_VIEW_PREFIX + VIEW_KEY))
+    state = json.loads(envelope["state"])
+    shown = list(state.get("selectedColumns") or [])
     merged = shown + [column for column in columns if column not in shown]
     if merged != shown:
-        client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(view | {"selectedColumns": merged}))
+        envelope |= {"updatedAt": int(time.time() * 1000), "state": json.dumps(state | {"selectedColumns": merged})}
+        client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(envelope))
+
+
+def _saved_view(text: str | None) -> dict[str, Any]:
+    """The UI's saved-view envelope: {name, createdAt, updatedAt, state: the view's JSON as a string}."""
+    try:
+        envelope = json.loads(text or "")
+        json.loads(envelope["state"])
+        return envelope
+    except (ValueError, KeyError, TypeError):  # none yet, or not one we wrote
+        now = int(time.time() * 1000)
+        return {"name": VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps({})}
 
 
 def ui_base_url(tracking_uri: str, *, host: str = "127.0.0.1", port: int = UI_PORT) -> str:
@@ -65,7 +80,7 @@ def ui_base_url(tracking_uri: str, *, host: str = "127.0.0.1", port: int = UI_PO
 
 def experiment_url(base_url: str, experiment_id: str, *, shared_view: bool = True) -> str:
     """The experiment's runs table (not the GenAI overview), with the sweep's columns."""
-    url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     return f"{url}&viewStateShareKey={VIEW_KEY}" if shared_view else url
 
 
