@@ -2,6 +2,7 @@
 
     python bench/alert_precision.py SWEEP_FILE [--seeds 0 1 2] [--set key=value ...]
     python bench/alert_precision.py --tracking-uri URI --experiment NAME   # a sweep that already ran
+    python bench/alert_precision.py search.yaml --code ../main             # the same, with another checkout's sweep
 
 Runs the sweep once per seed, each with a fresh sqlite store in a temporary folder
 (`sweep run` as a subprocess), ranks its trials by their best val_acc as
@@ -42,14 +43,14 @@ def precision(tracking_uri: str, experiment: str) -> dict:
     }
 
 
-def run_once(sweep_file: str, seed: int, overrides: list[str]) -> dict:
+def run_once(sweep_file: str, seed: int, overrides: list[str], code: Path = REPO) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         uri = f"sqlite:///{folder}/mlflow.db"
         sets = [item for override in overrides for item in ("--set", override)]
         command = [sys.executable, "-m", "cli", "run", str(Path(sweep_file).resolve()), "--tracking-uri", uri, "--seed", str(seed), *sets]
         command += ["--set", f"storage.path={folder}/results", "--experiment", "bench"]
         started = time.monotonic()
-        result = subprocess.run(command, cwd=folder, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=folder, env=os.environ | {"PYTHONPATH": str(code)}, capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(result.stdout[-3000:] + result.stderr[-3000:])
         return precision(uri, "bench") | {"seed": seed, "wall_s": round(time.monotonic() - started, 1)}
@@ -62,11 +63,12 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--tracking-uri")
     parser.add_argument("--experiment")
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose `sweep run` trains (default: this one)")
     args = parser.parse_args()
     if args.tracking_uri:
         results = [precision(args.tracking_uri, args.experiment)]
     else:
-        results = [run_once(args.sweep_file, seed, args.overrides) for seed in args.seeds]
+        results = [run_once(args.sweep_file, seed, args.overrides, args.code.resolve()) for seed in args.seeds]
     for result in results:
         print(f"{result['sweep']} (seed {result.get('seed', '-')}): {result['trials']} trials, best {result['best']}, "
               f"alerted in the top 3: {result['alerted_in_top_3']}, alerted trials in the bottom half: {result['alerted_in_bottom_half']}")

@@ -46,10 +46,10 @@ def trial_run_name(trial_id: str, config: dict[str, Any], sampled: Iterable[str]
 
 
 def short_number(value: float) -> str:
-    """2 significant digits, small values as exponents without padding: 0.035 -> 3.5e-2, 0.9 -> 0.9."""
+    """Small values as exponents of 2 digits without padding (0.035 -> 3.5e-2), others to 3 digits (0.9, 250)."""
     if isinstance(value, int):
         return str(value)
     if value != 0 and not 0.1 <= abs(value) < 1e3:
         mantissa, exponent = f"{value:.1e}".split("e")
         return f"{mantissa}e{int(exponent)}"
-    return f"{value:.2g}"
+    return f"{value:.3g}"

@@ -56,7 +56,7 @@ def finished_sweep(tmp_path_factory, empty_mlflow_db, ray_connected):
         outcome = run_sweep(config, echo=lambda line: None)
     finally:
         os.chdir(here)
-    assert not (elsewhere / "mlruns").exists() and (folder / "mlruns").is_dir()
+    assert not (elsewhere / "mlruns").exists() and (folder / "mlruns" / "report-me").is_dir()
     return tracking_uri, outcome, folder
 
 

@@ -169,6 +169,6 @@ def check_what_a_person_reads(stdout: str, tracking_uri: str, path: Path, cwd: P
     assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep" in stdout
     assert "-o e2e-refine-1.yaml" in stdout
     database_folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    assert experiment.artifact_location == f"file://{database_folder / 'mlruns'}" and not (cwd / "mlruns").exists()
+    assert experiment.artifact_location == f"file://{database_folder / 'mlruns' / 'e2e'}" and not (cwd / "mlruns").exists()
     logged = client.download_artifacts(parents[0].info.run_id, "sweep-file.yaml", str(cwd))
     assert Path(logged).read_text() == path.read_text()  # as the user wrote it, for `sweep refine`

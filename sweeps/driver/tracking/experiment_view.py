@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -30,15 +31,17 @@ UI_PORT = 5000  # `sweep ui`'s default
 ALWAYS_SHOWN = ("tags.`sweep.status`",)
 
 
-def artifact_location(tracking_uri: str) -> str | None:
-    """Where a new experiment's artifacts go: beside a sqlite store's database (MLflow's
-    default is ./mlruns of whatever folder the command runs in); None: the store decides."""
+def artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
+    """Where a new experiment's artifacts go: `mlruns/<experiment>/` beside a sqlite store's
+    database (MLflow's default is ./mlruns of whatever folder the command runs in); None
+    for other stores, which decide for themselves."""
     from sweeps.driver.tracking.store import SQLITE_PREFIX
 
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return None
     database = tracking_uri[len(SQLITE_PREFIX) :]
-    return "file://" + os.path.join(os.path.dirname(os.path.abspath(database)), "mlruns")
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", experiment_name)
+    return "file://" + os.path.join(os.path.dirname(os.path.abspath(database)), "mlruns", folder)
 
 
 def table_columns(sampled: Iterable[str], metric: str) -> list[str]:

@@ -53,7 +53,7 @@ def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location(tracking_uri))
+    return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
 
 
 def _sampled_names(params: dict[str, Any]) -> list[str]:
