@@ -32,13 +32,19 @@ def precision(tracking_uri: str, experiment: str) -> dict:
     report = load_report(SweepReader(tracking_uri), experiment, importance=False)
     ranked = [row for row in report.trials if row.best is not None]
     alerted = [(rank, row) for rank, row in enumerate(ranked, 1) if row.alerts]
-    bottom = [rank for rank, _ in alerted if rank > len(ranked) / 2]
+    compared = len(report.at_rung())
     return {
         "sweep": report.name,
         "trials": len(ranked),
-        "alerted": [{"rank": rank, "trial": row.name, "best": round(row.best, 4), "alerts": row.alerts} for rank, row in alerted],
+        "rung": report.rung,
+        "alerted": [
+            {"rank": rank, "rank_at_rung": row.rank_at_rung, "trial": row.name, "best": round(row.best, 4), "alerts": row.alerts}
+            for rank, row in alerted
+        ],
         "alerted_in_top_3": sum(rank <= 3 for rank, _ in alerted),
-        "alerted_in_bottom_half": f"{len(bottom)}/{len(alerted)}",
+        # Ranked by best val_acc, and at the common rung (a trial ASHA let run on looks better by its best).
+        "alerted_in_bottom_half": f"{sum(rank > len(ranked) / 2 for rank, _ in alerted)}/{len(alerted)}",
+        "alerted_in_bottom_half_at_rung": f"{sum((row.rank_at_rung or 0) > compared / 2 for _, row in alerted)}/{len(alerted)}",
         "best": round(ranked[0].best, 4) if ranked else None,
     }
 
@@ -70,10 +76,13 @@ def main() -> None:
     else:
         results = [run_once(args.sweep_file, seed, args.overrides, args.code.resolve()) for seed in args.seeds]
     for result in results:
-        print(f"{result['sweep']} (seed {result.get('seed', '-')}): {result['trials']} trials, best {result['best']}, "
-              f"alerted in the top 3: {result['alerted_in_top_3']}, alerted trials in the bottom half: {result['alerted_in_bottom_half']}")
+        print(
+            f"{result['sweep']} (seed {result.get('seed', '-')}): {result['trials']} trials, best {result['best']}, "
+            f"alerted in the top 3: {result['alerted_in_top_3']}, alerted trials in the bottom half: {result['alerted_in_bottom_half']} "
+            f"(at epoch {result['rung']}: {result['alerted_in_bottom_half_at_rung']})"
+        )
         for alerted in result["alerted"]:
-            print(f"  #{alerted['rank']} {alerted['trial']} ({alerted['best']}): {alerted['alerts']}")
+            print(f"  #{alerted['rank']} (#{alerted['rank_at_rung']} at epoch {result['rung']}) {alerted['trial']} ({alerted['best']}): {alerted['alerts']}")
     print(json.dumps(results))
 
 
