@@ -122,7 +122,7 @@ def test_diagnostics_can_be_switched_off():
 
 
 @pytest.mark.slow
-def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook, monkeypatch):
+def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook):
     from sweeps.driver.config import validate_sweep
     from sweeps.driver.launch import run_sweep
 
@@ -141,7 +141,6 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
         },
         source="test",
     )
-    monkeypatch.chdir(tmp_path)  # the sqlite store's artifacts go under ./mlruns
     lines: list[str] = []
     outcome = run_sweep(config, echo=lines.append)
 
