@@ -164,7 +164,7 @@ def check_what_a_person_reads(stdout: str, tracking_uri: str, path: Path, cwd: P
         assert ("no-bn" in name) == (child.data.params["batch_norm"] == "false")
     experiment = client.get_experiment_by_name("e2e")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    columns = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])["selectedColumns"]
+    columns = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.sweep"])["state"])["selectedColumns"]
     assert {"metrics.`val_acc`", "params.`lr`", "params.`activation`", "params.`batch_norm`"} <= set(columns)
     assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep" in stdout
     assert "-o e2e-refine-1.yaml" in stdout
