@@ -5,11 +5,12 @@ Each command imports what it needs when it runs, so `sweep --help`, `validate` a
 """
 from __future__ import annotations
 
-import click
+import click  # noqa: E402
 
 from cli import k8s_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown
 from cli.redaction import redact_output
+from sweeps.driver import startup  # noqa: F401 -- first: the sweep's clock starts with the command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -68,11 +68,7 @@ def print_summary(outcome: Any) -> None:
         )
     elif outcome.succeeded:
         print_top_trials(outcome)
-    store = store_option(outcome.tracking_uri)
-    click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
-    click.echo(f"  open the UI:  sweep ui{store}")
-    click.echo(f"  plots:        sweep report {outcome.parent_run_id}{store}")
-    click.echo(f"  narrow:       sweep refine {outcome.parent_run_id}{store} -o refined.yaml")
+    print_next_commands(outcome)
     click.echo(f"Ray Tune results: {outcome.experiment_path}")
 
 
@@ -82,6 +78,25 @@ def store_option(tracking_uri: str) -> str:
     import os
 
     return "" if tracking_uri == os.environ.get("MLFLOW_TRACKING_URI") else f" --tracking-uri {tracking_uri}"
+
+
+def print_next_commands(outcome: Any) -> None:
+    """Where to look next: the UI on the sweep's runs, its report, and a refined sweep file that overwrites nothing."""
+    from sweeps.driver.refine import free_output_path, next_sweep_name
+    from sweeps.driver.tracking.credentials import without_credentials
+    from sweeps.driver.tracking.experiment_view import experiment_url, ui_base_url
+
+    uri = outcome.tracking_uri
+    store = store_option(uri)
+    click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
+    link = experiment_url(ui_base_url(without_credentials(uri)), outcome.experiment_id)
+    if ui_base_url(uri) == uri.rstrip("/"):  # a tracking server serves its own UI
+        click.echo(f"  the trials:   {link}")
+    else:
+        click.echo(f"  the trials:   sweep ui{store}   then open {link}")
+    click.echo(f"  plots:        sweep report {outcome.parent_run_id}{store}")
+    refined = free_output_path(f"{next_sweep_name(outcome.sweep_name)}.yaml")
+    click.echo(f"  narrow:       sweep refine {outcome.parent_run_id}{store} -o {refined}")
 
 
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
@@ -99,8 +114,9 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
 
 
 def print_top_trials(outcome: Any, k: int = 5) -> None:
-    from sweeps.driver.report import format_table, load_report
+    from sweeps.driver.report import load_report
+    from sweeps.driver.report_text import format_table
     from sweeps.driver.tracking.queries import SweepReader
 
-    sweep_report = load_report(SweepReader(outcome.tracking_uri), outcome.parent_run_id)
-    click.echo(f"\ntop {min(k, outcome.succeeded)}:\n{format_table(sweep_report, k)}\n")
+    sweep_report = load_report(SweepReader(outcome.tracking_uri), outcome.parent_run_id, importance=False)
+    click.echo(f"\ntop {min(k, outcome.succeeded)}:\n{format_table(sweep_report, k, with_importance=False)}\n")

@@ -16,6 +16,7 @@ from sweeps.driver.interruption import Interruption, stop_gracefully_on_signals
 from sweeps.driver.journal import Spool, SweepJournal, find_resumable
 from sweeps.driver.outcome import SweepOutcome
 from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
+from sweeps.driver.startup import announce
 from sweeps.driver.sweep_file import load_yaml
 from sweeps.driver.tracking import store
 from sweeps.errors import SweepError
@@ -50,9 +51,11 @@ def run_sweep(
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
     with stop_gracefully_on_signals(echo) as interruption:
-        prepare = lambda: _load_data_and_reach_store(plan, uri)  # noqa: E731
+        prepare = lambda: _load_data_and_reach_store(plan, uri, echo=echo)  # noqa: E731
+        announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
         with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as data:
             interruption.reclaim()
+            announce(echo, f"Ray is up: {ray_cluster.alive_node_count()} node(s); the first trials start")
             _check_the_cluster_can_run(config, storage_path)
             run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             experiment_path = storage.new_experiment_folder(storage_path, run_name)
@@ -133,15 +136,19 @@ def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     return journal, config
 
 
-def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str) -> Any:
+def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str, *, echo: Echo) -> Any:
     """What a sweep needs before its first trial, done while Ray starts."""
     if plan.config.diagnostics.enabled:
         # Pillow loads now, while Ray starts, not when the first trial's histogram figure
         # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
         import sweeps.driver.histogram_figure  # noqa: F401
 
+    announce(echo, f"loading the data: {plan.config.data.dataset}")
     data = load_sweep_data(plan.config)
+    announce(echo, f"data ready: {len(data.train_y)} training and {len(data.val_y)} validation examples, {data.num_classes} classes")
+    announce(echo, "opening the MLflow store")
     store.check_reachable(tracking_uri, create=True)
+    announce(echo, f"MLflow store ready: {tracking_uri}")
     return data
 
 

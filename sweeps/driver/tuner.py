@@ -13,7 +13,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from sweeps.driver import ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
-from sweeps.driver.distributions import build_search_space
+from sweeps.driver.distributions import build_search_space, sampled_names
 from sweeps.driver.journal import SweepJournal
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
@@ -101,9 +101,15 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         mode=config.search.mode,
         echo=echo,
         live=live,
+        sampled=tuple(sampled_names(config.params)),
     )
     return [
-        MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=webhook or None),
+        MlflowTrialLogger(
+            journal.experiment_path,
+            epochs=config.train.epochs,
+            sampled=tuple(sampled_names(config.params)),
+            on_alert=webhook or None,
+        ),
         progress,
         JsonLoggerCallback(),
         CSVLoggerCallback(),

@@ -57,11 +57,14 @@ class SweepReader:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(metric.step, metric.value) for metric in self.client.get_metric_history(run_id, key)]
 
-    def sweep_file(self, parent_run_id: str) -> str:
-        """The resolved sweep file logged with the sweep's parent run."""
+    def sweep_file(self, parent_run_id: str, name: str = "search.yaml") -> str | None:
+        """A sweep file logged with the sweep's parent run: the resolved one (search.yaml) or the
+        user's own (USER_SWEEP_FILE); None if the run has no such file."""
         import mlflow.artifacts
 
-        return mlflow.artifacts.load_text(f"{self.client.get_run(parent_run_id).info.artifact_uri}/search.yaml")
+        if name not in {item.path for item in self.client.list_artifacts(parent_run_id)}:
+            return None
+        return mlflow.artifacts.load_text(f"{self.client.get_run(parent_run_id).info.artifact_uri}/{name}")
 
     def log_report_files(self, parent_run_id: str, paths: list[str]) -> None:
         for path in paths:

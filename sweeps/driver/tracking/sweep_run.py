@@ -5,6 +5,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, truncate
+from sweeps.driver.tracking.experiment_view import (
+    artifact_location,
+    mark_sweep_experiment,
+    table_columns,
+)
 from sweeps.driver.tracking.store import with_store
 from sweeps.trial_status import SUCCEEDED
 
@@ -25,7 +30,14 @@ def open_sweep_run(
     params and its sweep file as an artifact; returns (experiment id, run id)."""
     from mlflow.entities import Param
 
-    client, experiment_id = with_store(tracking_uri, lambda client: (client, _open_experiment(client, experiment_name)))
+    columns = table_columns(_sampled_names(params), params.get("search.metric", "val_acc"))
+
+    def open_experiment(client: Any) -> tuple[Any, str]:
+        experiment_id = _open_experiment(client, experiment_name, tracking_uri=tracking_uri)
+        mark_sweep_experiment(client, experiment_id, columns=columns)
+        return client, experiment_id
+
+    client, experiment_id = with_store(tracking_uri, open_experiment)
     tags = {"sweep.role": "parent", "sweep.state": "running"}
     if refines:
         tags["sweep.refined_from"] = refines
@@ -37,14 +49,19 @@ def open_sweep_run(
     return experiment_id, run_id
 
 
-def _open_experiment(client: Any, name: str) -> str:
+def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
     """The id of experiment `name`, created if missing (or restored if deleted)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name)
+    return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+
+
+def _sampled_names(params: dict[str, Any]) -> list[str]:
+    """The trial params the sweep samples, from the parent run's params (`params.lr` = a distribution)."""
+    return [key.removeprefix("params.") for key, value in params.items() if key.startswith("params.") and isinstance(value, dict)]
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
@@ -107,3 +124,11 @@ def param_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+USER_SWEEP_FILE = "sweep-file.yaml"
+
+
+def log_user_sweep_file(tracking_uri: str, run_id: str, text: str) -> None:
+    """The sweep file as the user wrote it (comments and all), for `sweep refine` to edit."""
+    with_store(tracking_uri, lambda client: client.log_text(run_id, text, USER_SWEEP_FILE))

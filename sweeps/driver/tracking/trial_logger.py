@@ -20,6 +20,7 @@ from ray import tune
 
 from sweeps.alerts import alert_summary
 from sweeps.driver.journal import Spool, SweepJournal
+from sweeps.driver.run_names import trial_run_name
 from sweeps.driver.tracking.batching import truncate
 from sweeps.driver.tracking.sweep_run import param_text
 from sweeps.driver.tracking.writer import MlflowWriter
@@ -39,9 +40,10 @@ class MlflowTrialLogger(tune.Callback):
     from the sweep's journal there when the experiment starts (or starts again).
     """
 
-    def __init__(self, experiment_path: str, *, epochs: int, on_alert: WebhookSender | None = None) -> None:
+    def __init__(self, experiment_path: str, *, epochs: int, sampled: tuple[str, ...] = (), on_alert: WebhookSender | None = None) -> None:
         self.experiment_path = experiment_path
         self.epochs = epochs
+        self.sampled = sampled  # the params a trial's run name shows
         self.on_alert = on_alert
         self._reset()
 
@@ -55,7 +57,7 @@ class MlflowTrialLogger(tune.Callback):
         self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "on_alert": self.on_alert}
+        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "sampled": self.sampled, "on_alert": self.on_alert}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -90,7 +92,7 @@ class MlflowTrialLogger(tune.Callback):
             self.journal.experiment_id,
             tags={
                 MLFLOW_PARENT_RUN_ID: self.journal.parent_run_id,
-                MLFLOW_RUN_NAME: str(trial),
+                MLFLOW_RUN_NAME: self._name(trial),
                 "sweep.trial_id": trial.trial_id,
                 "sweep.status": "running",
             },
@@ -154,7 +156,7 @@ class MlflowTrialLogger(tune.Callback):
     def _record_alerts(self, trial: Any, run_id: str, alerts: list[dict[str, Any]]) -> None:
         if not alerts:
             return
-        alerts = [{"trial": str(trial), "run_id": run_id, **alert} for alert in alerts]
+        alerts = [{"trial": self._name(trial), "run_id": run_id, **alert} for alert in alerts]
         for alert in alerts:
             if not math.isfinite(alert["value"]):
                 alert["value"] = str(alert["value"])  # JSON has no NaN or inf
@@ -169,7 +171,10 @@ class MlflowTrialLogger(tune.Callback):
 
     def _alerts_of(self, trial: Any) -> list[dict[str, Any]]:
         # By trial, not run id: the sender may swap a run's pending id for its real one at any time.
-        return [alert for alert in self.journal.alerts if alert["trial"] == str(trial)]
+        return [alert for alert in self.journal.alerts if alert["trial"] == self._name(trial)]
+
+    def _name(self, trial: Any) -> str:
+        return trial_run_name(trial.trial_id, trial.config, self.sampled)
 
     def _finish(self, trial: Any, *, errored: bool) -> None:
         self._unfinished.discard(trial.trial_id)
@@ -187,7 +192,7 @@ class MlflowTrialLogger(tune.Callback):
             # Run ids still pending here are resolved by the writer when it sends the file.
             self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
         if trial.trial_id in self._histograms:
-            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
+            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{self._name(trial)}: hidden activations")
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
     def _log_histogram_figure(self, run_id: str, snapshots: tuple[dict, dict], *, title: str) -> None:
