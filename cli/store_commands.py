@@ -103,7 +103,7 @@ def refined_sweep_text(reader: Any, sweep_report: Any, *, k: int, source: str | 
 
     coarse_text = reader.sweep_file(sweep_report.parent_run_id)
     user_text = Path(source).read_text(encoding="utf-8") if source else reader.sweep_file(sweep_report.parent_run_id, USER_SWEEP_FILE)
-    coarse = load_yaml(coarse_text)
+    coarse = load_yaml(coarse_text, source="the coarse sweep (search.yaml on its run)")
     try:
         refined = refine_sweep(coarse, sweep_report, k=k)
         text = refined_file(user_text or coarse_text, coarse, refined.changes, comments=refined.comments)
@@ -114,7 +114,7 @@ def refined_sweep_text(reader: Any, sweep_report: Any, *, k: int, source: str | 
     if user_text is None:
         refined.warnings.append("the sweep's own file was not logged (not run by `sweep run`?): writing its resolved settings; --from FILE keeps your comments")
     try:
-        validate_sweep(load_yaml(text), source=output)
+        validate_sweep(load_yaml(text, source=output), source=output)
     except SweepError as error:  # a bug here, not the user's: say so plainly
         raise click.ClickException(f"the refined sweep does not validate:\n{error}") from None
     return refined, text

@@ -28,7 +28,7 @@ def refined_file(user_text: str, coarse: dict[str, Any], changes: dict[str, Any]
     # null as the sweep files write it, not an empty value.
     yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     document = yaml.load(user_text)
-    written = validate_sweep(load_yaml(user_text), source="the coarse sweep file").model_dump(mode="json")
+    written = validate_sweep(load_yaml(user_text, source="the coarse sweep file"), source="the coarse sweep file").model_dump(mode="json")
     for dotted, value in {**differences(written, coarse), **changes}.items():
         _set(document, dotted, value, comment=(comments or {}).get(dotted))
     out = io.StringIO()
