@@ -23,14 +23,6 @@ VALID_SWEEP = yaml.safe_load(SEARCH_YAML)
 ALIAS_BOMB = "{a: &a [x,x,x,x,x,x,x,x,x,x], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], d: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]}"
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 def assert_refused_in_one_line(result, *, names: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

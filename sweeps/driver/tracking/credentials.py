@@ -33,25 +33,28 @@ def has_credentials(uri: str) -> bool:
 
 def without_credentials(uri: str) -> str:
     """The URI with its user name, password and token-like query parameters removed: what a journal keeps."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return MASK
-    host = parts.netloc.rsplit("@", 1)[-1]
-    query = "&".join(f"{key}={value}" for key, value in parse_qsl(parts.query) if key.lower() not in SECRET_QUERY_KEYS)
-    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
+    return _rewritten(uri, masked=False)
 
 
 def shown(uri: str) -> str:
     """The URI as sweep prints it: `https://***@host/...`, token-like parameters as ***."""
+    return _rewritten(uri, masked=True)
+
+
+def _rewritten(uri: str, *, masked: bool) -> str:
+    """The URI with its credentials replaced by *** (`masked`) or dropped."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         return MASK
     host = parts.netloc.rsplit("@", 1)[-1]
-    netloc = f"{MASK}@{host}" if "@" in parts.netloc else host
-    query = "&".join(f"{key}={MASK if key.lower() in SECRET_QUERY_KEYS else value}" for key, value in parse_qsl(parts.query))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    netloc = f"{MASK}@{host}" if masked and "@" in parts.netloc else host
+    query = [
+        (key, MASK if key.lower() in SECRET_QUERY_KEYS else value)
+        for key, value in parse_qsl(parts.query)
+        if masked or key.lower() not in SECRET_QUERY_KEYS
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(f"{key}={value}" for key, value in query), parts.fragment))
 
 
 def storable(uri: str) -> str:
