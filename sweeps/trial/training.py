@@ -14,7 +14,7 @@ from torch import nn
 
 from models import build_model
 from sweeps.trial.data import SplitData
-from sweeps.trial.diagnostics import TrialDiagnostics
+from sweeps.trial.diagnostics import PROBE_EXAMPLES, TrialDiagnostics
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
@@ -117,7 +117,7 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     seen = 0
     for idx in batch_indices(len(data.train_y), batch_size, generator, placement.device):
-        x, y = data.train_x[idx], data.train_y[idx]
+        x, y = data.inputs(data.train_x[idx]), data.train_y[idx]
         logits = placement.forward(model, x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -139,7 +139,7 @@ def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, place
     loss_sum = torch.zeros((), device=placement.device)
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     for start in range(0, len(data.val_y), batch_size):
-        x, y = data.val_x[start : start + batch_size], data.val_y[start : start + batch_size]
+        x, y = data.inputs(data.val_x[start : start + batch_size]), data.val_y[start : start + batch_size]
         logits = placement.forward(model, x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -182,7 +182,7 @@ class TrialState:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats},
+            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats, "full_scale": self.data.full_scale},
             "params": self.params,
         }
 
@@ -229,7 +229,8 @@ def run_training(
     diagnostics = None
     if settings.diagnostics.enabled:
         done_steps = (state.next_epoch - 1) * steps_per_epoch(len(state.data.train_y), state.params["batch_size"])
-        diagnostics = TrialDiagnostics(state.model, state.data.train_x, settings.diagnostics, start_step=done_steps)
+        probe = state.data.inputs(state.data.train_x[:PROBE_EXAMPLES])
+        diagnostics = TrialDiagnostics(state.model, probe, settings.diagnostics, start_step=done_steps)
     last_checkpoint_at = time.monotonic()
     for epoch in range(state.next_epoch, settings.epochs + 1):
         metrics = train_and_evaluate_epoch(state, epoch, diagnostics=diagnostics, placement=placement)

@@ -17,7 +17,7 @@ def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
     backbone = torchvision.models.resnet18(num_classes=1000)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01)
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(backbone(source.train_x), source.train_y)
+        loss = torch.nn.functional.cross_entropy(backbone(source.inputs(source.train_x)), source.train_y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
