@@ -7,22 +7,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.backbone_weights import is_weights_name
 from models.blocks import Parts
 
 
 def load_backbone(name: str, weights: str | None) -> nn.Module:
-    """torchvision model `name` with `weights`: a state_dict file, a torchvision weights
-    name (fetched or from the torch hub cache), or None for random init."""
+    """torchvision model `name` with `weights`: a torchvision weights name (fetched, or from
+    the torch hub cache), a state_dict file, or None for random init."""
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"unknown backbone {name!r}; choose from torchvision's classification models, e.g. resnet18")
-    if weights is not None and Path(weights).expanduser().is_file():
-        model = torchvision.models.get_model(name, weights=None)
-        state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        return model
-    return torchvision.models.get_model(name, weights=weights)
+    if weights is None or is_weights_name(weights):
+        return torchvision.models.get_model(name, weights=weights)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: no state_dict file {weights} (nor a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1)")
+    model = torchvision.models.get_model(name, weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
 
 
 def _head_slot(backbone: nn.Module) -> tuple[nn.Module, str]:

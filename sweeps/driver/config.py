@@ -10,15 +10,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PositiveFloat,
     PositiveInt,
     Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
+from sweeps.driver import transfer_config
 from sweeps.driver.distributions import (
     DISTRIBUTIONS,
     SCALAR_SCHEMA,
@@ -95,12 +98,24 @@ class SyntheticConfig(_Section):
     shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=3, max_length=3)
 
 
+class NormalizationConfig(_Section):
+    """A per-channel mean and std in [0, 1] units (one value serves every channel)."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[PositiveFloat] = Field(min_length=1)
+
+
 class DataConfig(_Section):
     dataset: _names(DATASETS) = "digits"
     root: Optional[str] = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
     download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    preprocess: _names(PREPROCESSORS) = "per_channel_mean"
+    # Unset, model.arch: pretrained with weights means backbone (SweepConfig._preprocess_for_the_backbone).
+    preprocess: _names(PREPROCESSORS) = Field(
+        "per_channel_mean", description="per_channel_mean, or backbone for model.arch: pretrained with weights"
+    )
+    # What `backbone` applies when the weights do not say (a state_dict file); stated, it wins over named weights'.
+    normalization: Optional[NormalizationConfig] = None
     max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
@@ -228,6 +243,12 @@ class SweepConfig(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     refines: Optional[str] = None  # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
+
+    @model_validator(mode="after")
+    def _preprocess_for_the_backbone(self) -> SweepConfig:
+        if "preprocess" not in self.data.model_fields_set and transfer_config.wants_backbone_preprocess(self.model):
+            self.data.preprocess = "backbone"
+        return self
 
     @property
     def experiment_name(self) -> str:
@@ -358,7 +379,7 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
     if metric_is_loss != (config.search.mode == "min"):
         expected = "min" if metric_is_loss else "max"
         problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
-    return problems
+    return problems + transfer_config.normalization_problems(config)
 
 
 def json_schema() -> dict[str, Any]:
