@@ -30,6 +30,7 @@ from sweeps.driver.distributions import (
 )
 from sweeps.driver.tracking.store import CREDENTIALS_HINT, has_credentials
 from sweeps.errors import SweepError
+from sweeps.trial.augmentation import AUGMENTATIONS
 from sweeps.trial.data import DATASETS, PREPROCESSORS
 from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
 
@@ -116,6 +117,7 @@ class DataConfig(_Section):
     )
     # What `backbone` applies when the weights do not say (a state_dict file); stated, it wins over named weights'.
     normalization: Optional[NormalizationConfig] = None
+    augment: _names(AUGMENTATIONS) = "none"  # each training batch, on the trial's device, seeded per trial
     max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)

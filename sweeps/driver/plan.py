@@ -113,6 +113,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
             stop_on=diagnostics.stop_on,
             histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
+        augment=config.data.augment,
     )
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import build_model
+from sweeps.trial.augmentation import BatchAugmenter
 from sweeps.trial.data import SplitData
 from sweeps.trial.diagnostics import PROBE_EXAMPLES, TrialDiagnostics
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
@@ -110,6 +111,7 @@ def train_one_epoch(
     generator: torch.Generator,
     diagnostics: TrialDiagnostics | None = None,
     placement: Placement = Placement(torch.device("cpu")),
+    augment: BatchAugmenter | None = None,
 ) -> dict[str, float]:
     """One pass over the training split, on data already on the trial's device; stops early if `diagnostics` asks to."""
     model.train()
@@ -117,7 +119,8 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     seen = 0
     for idx in batch_indices(len(data.train_y), batch_size, generator, placement.device):
-        x, y = data.inputs(data.train_x[idx]), data.train_y[idx]
+        images = data.train_x[idx]
+        x, y = data.inputs(augment(images) if augment is not None else images), data.train_y[idx]
         logits = placement.forward(model, x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -173,6 +176,7 @@ class TrialState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the shuffling order
     data: SplitData  # on the trial's device
+    augment: BatchAugmenter | None = None  # its random stream is checkpointed with the shuffling order's
     next_epoch: int = 1
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
@@ -184,12 +188,15 @@ class TrialState:
             "generator": self.generator.get_state(),
             "preprocess": {"name": self.data.preprocess, "stats": self.data.stats, "full_scale": self.data.full_scale},
             "params": self.params,
+            "augment": self.augment.state() if self.augment is not None else None,
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.generator.set_state(checkpoint["generator"])
+        if self.augment is not None:
+            self.augment.restore(checkpoint["augment"])
         self.next_epoch = checkpoint["epoch"] + 1
 
 
@@ -203,7 +210,8 @@ def build_trial_state(sampled: dict[str, Any], settings: TrialSettings, data: Sp
     data = data.to(placement.device, memory_format=memory_format)
     model = build_trial_model(settings, params, data).to(placement.device, memory_format=memory_format)
     optimizer = build_optimizer(model, name=settings.optimizer, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
-    return TrialState(params, model, optimizer, generator, data)
+    augment = BatchAugmenter(settings.augment, seed=trial_seed(sampled, settings.seed + 2)) if settings.augment != "none" else None
+    return TrialState(params, model, optimizer, generator, data, augment)
 
 
 def run_training(
@@ -256,6 +264,7 @@ def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Tria
         generator=state.generator,
         diagnostics=diagnostics,
         placement=placement,
+        augment=state.augment,
     )
     stop_reason = None
     if diagnostics is not None:
