@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from sweeps.driver import ray_cluster, storage
+from sweeps.driver import feature_cache, ray_cluster, storage
 from sweeps.driver.config import ConfigError, SweepConfig, validate_sweep
 from sweeps.driver.journal import JournalError, Spool, SweepJournal, find_resumable
 from sweeps.driver.outcome import SweepOutcome, summarize_results
@@ -44,10 +44,11 @@ def run_sweep(
     prepare = lambda: _load_data_and_reach_store(plan, tracking_uri)  # noqa: E731
     with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as (data, resolved_uri):
         storage.check_storage_reaches_every_node(storage_path, shared=config.storage.shared, nodes=ray_cluster.alive_node_count())
+        features = feature_cache.cache_frozen_features(config, plan.trial_settings, data, echo=echo)
         journal = _open_sweep(plan, resolved_uri, storage_path)
         from sweeps.driver.tuner import new_tuner
 
-        tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose)
+        tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose, features=features)
         return _train_and_close(plan, journal, tuner, echo=echo)
 
 
@@ -79,7 +80,8 @@ def resume_sweep(
         from sweeps.driver.tuner import restored_tuner
 
         journal = SweepJournal.load(experiment_path)
-        return _train_and_close(plan, journal, restored_tuner(plan, journal, data), echo=echo)
+        features = feature_cache.cache_frozen_features(config, plan.trial_settings, data, echo=echo)
+        return _train_and_close(plan, journal, restored_tuner(plan, journal, data, features), echo=echo)
 
 
 def sync_sweep(experiment_path: str) -> tuple[str, int]:

@@ -94,7 +94,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
     diagnostics = config.diagnostics
     return TrialSettings(
         arch=config.model.arch,
-        model_options=config.model.model_dump(exclude={"arch"}),
+        model_options=config.model.model_dump(exclude={"arch", "cache_features"}),  # the driver's, not the model's
         epochs=config.train.epochs,
         optimizer=config.train.optimizer,
         threads=max(1, int(config.resources.cpus_per_trial)),

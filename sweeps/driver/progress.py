@@ -27,6 +27,7 @@ class ProgressPrinter(tune.Callback):
         mode: str,
         echo: Callable[[str], None],
         live: bool = False,
+        notes: list[str] | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.epochs = epochs
@@ -38,6 +39,7 @@ class ProgressPrinter(tune.Callback):
         self.running: set[str] = set()
         self.best: tuple[float, dict[str, Any]] | None = None
         self.live = live
+        self.notes = notes or []  # lines the live panel shows under its counts, e.g. what is cached
         self._panel: _LivePanel | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -124,6 +126,8 @@ class _LivePanel:
         text = Text()
         text.append(progress.counts() + "\n")
         text.append(progress.best_text() + "\n", style="bold green" if progress.best else "")
+        for note in progress.notes:
+            text.append(note + "\n", style="dim")
         text.append(f"elapsed {progress.elapsed():.0f} s", style="dim")
         return Panel(text, title="sweep", expand=False)
 

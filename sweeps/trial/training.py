@@ -16,6 +16,7 @@ from models import build_model
 from sweeps.trial.augmentation import BatchAugmenter
 from sweeps.trial.data import SplitData
 from sweeps.trial.diagnostics import PROBE_EXAMPLES, TrialDiagnostics
+from sweeps.trial.frozen_features import FrozenFeatures, train_on_features
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
@@ -200,15 +201,21 @@ class TrialState:
         self.next_epoch = checkpoint["epoch"] + 1
 
 
-def build_trial_state(sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement) -> TrialState:
-    """The trial's seeded model, optimizer and shuffling order, with its data on its device."""
+def build_trial_state(
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement, features: FrozenFeatures | None = None
+) -> TrialState:
+    """The trial's seeded model, optimizer and shuffling order, with its data on its device;
+    with `features`, the model cut after its frozen prefix and the features in place of the images."""
     params = resolve_trial_params(sampled)
     torch.manual_seed(trial_seed(sampled, settings.seed))
     generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
     memory_format = torch.channels_last if placement.channels_last else torch.contiguous_format
+    model = build_trial_model(settings, params, data)
+    if features is not None:
+        data = train_on_features(model, data, features)
     # The whole (small) data set moves to the device once; batches are indexed there.
     data = data.to(placement.device, memory_format=memory_format)
-    model = build_trial_model(settings, params, data).to(placement.device, memory_format=memory_format)
+    model = model.to(placement.device, memory_format=memory_format)
     optimizer = build_optimizer(model, name=settings.optimizer, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
     augment = BatchAugmenter(settings.augment, seed=trial_seed(sampled, settings.seed + 2)) if settings.augment != "none" else None
     return TrialState(params, model, optimizer, generator, data, augment)
@@ -221,17 +228,19 @@ def run_training(
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
     *,
     resume_from: dict[str, Any] | None = None,
+    features: FrozenFeatures | None = None,
 ) -> None:
     """Train one trial for `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
 
     `checkpoint` is a plain dict (TrialState.checkpoint) every `settings.checkpoint_every`
     epochs, no sooner than `settings.checkpoint_min_interval_s` after the previous one,
     and at the last epoch or one that ends the trial; else None. Passing one back as
-    `resume_from` continues exactly where it left off.
+    `resume_from` continues exactly where it left off. With `features` (the frozen prefix's
+    output for this trial's trainable_layers) it trains only what follows the prefix.
     """
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)
-    state = build_trial_state(sampled, settings, data, placement)
+    state = build_trial_state(sampled, settings, data, placement, features)
     if resume_from is not None:
         state.restore(resume_from)
     diagnostics = None
