@@ -144,8 +144,8 @@ class PretrainedConfig(_Section):
     backbone: str = "resnet18"  # a torchvision classification model name
     weights: Optional[str] = None  # a state_dict file, or a torchvision weights name the machine has cached
     min_input_size: PositiveInt = 32  # smaller inputs are resized up to this
-    # auto: the frozen blocks' output computed once per sweep where it is no larger than the image (feature_cache.py)
-    cache_features: Literal["auto", "off"] = "auto"
+    # The frozen blocks' output computed once per sweep where it can be (the rules: sweeps/driver/feature_cache.py)
+    cache_features: bool = True
 
 
 MODEL_CONFIGS = {config.model_fields["arch"].default: config for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)}

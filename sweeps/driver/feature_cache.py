@@ -45,8 +45,8 @@ def why_not_cached(config: SweepConfig) -> str | None:
     """Why this sweep caches no frozen features at all (None: it caches what it can)."""
     if config.model.arch != "pretrained":
         return "model.arch is not pretrained"
-    if config.model.cache_features == "off":
-        return "model.cache_features is off"
+    if not config.model.cache_features:
+        return "model.cache_features is false"
     if config.model.weights is None:
         return "model.weights is null: each trial's frozen backbone is a random initialization of its own"
     if config.data.augment != "none":

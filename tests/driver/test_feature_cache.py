@@ -32,7 +32,7 @@ def test_the_prefixes_needed_are_those_of_the_trials_the_sweep_will_sample():
     ("model", "data", "reason"),
     [
         ({"arch": "mlp"}, {}, "model.arch is not pretrained"),
-        ({"cache_features": "off"}, {}, "model.cache_features is off"),
+        ({"cache_features": False}, {}, "model.cache_features is false"),
         ({"weights": None}, {}, "model.weights is null: each trial's frozen backbone is a random initialization of its own"),
         ({}, {"augment": "flip"}, "data.augment: flip changes every batch's images, so every batch runs the whole backbone"),
         ({}, {"augment": "crop_flip"}, "data.augment: crop_flip changes every batch's images, so every batch runs the whole backbone"),

@@ -68,3 +68,17 @@ def test_a_normalization_for_other_channels_names_the_field():
     with pytest.raises(DataError, match="has 2 values per field; the images have 3 channels") as refused:
         load_sweep_data(config)
     assert refused.value.field == "data.normalization"
+
+
+def test_the_transfer_example_names_imagenet_weights_and_normalizes_with_them():
+    from sweeps.driver.feature_cache import sampled_trainable_layers, why_not_cached
+    from sweeps.driver.plan import backbone_normalization
+    from sweeps.driver.sweep_file import load_sweep
+    from tests.conftest import REPO
+
+    config = load_sweep(str(REPO / "examples" / "transfer_learning.yaml"))
+    assert config.data.dataset == "image_folder" and config.model.weights == "ResNet18_Weights.IMAGENET1K_V1"
+    assert config.data.preprocess == "backbone"  # by default, not written in the file
+    normalization = backbone_normalization(config)
+    assert list(normalization.mean) == IMAGENET_MEAN and list(normalization.std) == IMAGENET_STD
+    assert why_not_cached(config) is None and sampled_trainable_layers(config) == [0, 1]
