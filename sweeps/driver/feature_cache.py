@@ -23,10 +23,9 @@ from sweeps.trial_settings import TrialSettings
 @dataclass(frozen=True)
 class SweepFeatures:
     """What trials get: trainable_layers -> the object store's reference to its frozen features
-    (values whose prefix is not cached are absent), and what to tell a person."""
+    (values whose prefix is not cached are absent)."""
 
     refs: dict[int, Any] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
 
     def note(self) -> str | None:
         """One line for the progress panel, or None when nothing is cached."""
@@ -92,7 +91,7 @@ def cache_frozen_features(config: SweepConfig, settings: TrialSettings, data: Sp
         lines.append(f"frozen features: {len(features)} set(s), {megabytes:.1f} MB, computed once in {seconds:.1f} s and shared by the trials that use them")
     for line in lines:
         echo(line)
-    return SweepFeatures({decision.trainable_layers: features[decision.frozen_prefix] for decision in decisions if decision.cached}, lines)
+    return SweepFeatures({decision.trainable_layers: features[decision.frozen_prefix] for decision in decisions if decision.cached})
 
 
 def _get(refs: Any) -> Any:
