@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import numpy as np
 
 from sweeps.errors import SweepError
-from sweeps.trial.preprocessing import PREPROCESSORS, Normalization, StatisticsError, fit_preprocessing  # noqa: F401 (the registry, re-exported)
+from sweeps.trial.preprocessing import (  # noqa: F401 (the registry, re-exported)
+    PREPROCESSORS,
+    Normalization,
+    StatisticsError,
+    fit_preprocessing,
+)
 
 if TYPE_CHECKING:
     import torch

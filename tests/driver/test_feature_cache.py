@@ -8,7 +8,11 @@ import pytest
 from rich.console import Console
 
 from sweeps.driver.config import validate_sweep
-from sweeps.driver.feature_cache import SweepFeatures, sampled_trainable_layers, why_not_cached
+from sweeps.driver.feature_cache import (
+    SweepFeatures,
+    sampled_trainable_layers,
+    why_not_cached,
+)
 from sweeps.driver.progress import ProgressPrinter, _LivePanel
 from tests.conftest import REPO
 
