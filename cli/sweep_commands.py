@@ -167,6 +167,7 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
     """
     config = load_config(config_path, overrides)
     from sweeps.driver.distributions import representative_params
+    from sweeps.driver.feature_cache import describe_frozen_features
     from sweeps.driver.plan import build_trial_settings, load_sweep_data
     from sweeps.trial.sanity import run_sanity_checks
     from sweeps.trial_params import format_params
@@ -175,7 +176,10 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
         data = load_sweep_data(config)
     params = representative_params(config.params)
     click.echo(f"checking {config.model.arch} on {config.data.dataset} with {format_params(params)}")
-    results = run_sanity_checks(params, build_trial_settings(config), data)
+    settings = build_trial_settings(config)
+    for line in describe_frozen_features(config, settings, data):
+        click.echo(line)
+    results = run_sanity_checks(params, settings, data)
     for result in results:
         click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.measured}, expected {result.expected}")
     if not all(result.passed for result in results):

@@ -40,3 +40,4 @@ class TrialSettings:
     device: str  # auto | cpu | cuda
     precision: str  # fp32 | bf16 (autocast)
     diagnostics: DiagnosticsSettings
+    augment: str  # none | flip | crop_flip, per training batch on the device

@@ -1,7 +1,6 @@
 """The sweep file's schema: plain values validated at the door, one-line errors that name the field."""
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal, Optional, Union
 
 from pydantic import (
@@ -10,31 +9,37 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PositiveFloat,
     PositiveInt,
     Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import Annotated
 
+from sweeps.driver import transfer_config
+from sweeps.driver.config_checks import (
+    check_cross_fields,
+    check_params,
+    did_you_mean,
+    field_path,
+)
 from sweeps.driver.distributions import (
     DISTRIBUTIONS,
     SCALAR_SCHEMA,
     DistributionError,
-    split_spec,
 )
 from sweeps.driver.storage import storage_path_problem
 from sweeps.driver.tracking.credentials import CREDENTIALS_HINT, has_credentials
-from sweeps.driver.webhook import forbidden_target
 from sweeps.errors import SweepError
+from sweeps.trial.augmentation import AUGMENTATIONS
 from sweeps.trial.data import DATASETS, PREPROCESSORS
-from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
 
 GRID_KEYS = ("grid", "grid_search")
 REPORTED_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
-DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 
 RANDOM_SEARCH_WHY = (
     "grid search is not supported: sweep samples every parameter at random on purpose, "
@@ -61,7 +66,7 @@ def _parse_param_spec(value: Any) -> Any:
     if kind in GRID_KEYS:
         raise PydanticCustomError("grid_search", RANDOM_SEARCH_WHY)
     if kind not in DISTRIBUTIONS:
-        hint = _did_you_mean(str(kind), DISTRIBUTIONS)
+        hint = did_you_mean(str(kind), DISTRIBUTIONS)
         raise _spec_error(f"unknown distribution {kind!r}{hint}; choose from {list(DISTRIBUTIONS)} (all are sampled at random)")
     try:
         DISTRIBUTIONS[kind].check(args)
@@ -97,12 +102,25 @@ class SyntheticConfig(_Section):
     shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=3, max_length=3)
 
 
+class NormalizationConfig(_Section):
+    """A per-channel mean and std in [0, 1] units (one value serves every channel)."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[PositiveFloat] = Field(min_length=1)
+
+
 class DataConfig(_Section):
     dataset: _names(DATASETS) = "digits"
     root: Optional[str] = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
     download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    preprocess: _names(PREPROCESSORS) = "per_channel_mean"
+    # Unset, model.arch: pretrained with weights means backbone (SweepConfig._preprocess_for_the_backbone).
+    preprocess: _names(PREPROCESSORS) = Field(
+        "per_channel_mean", description="per_channel_mean, or backbone for model.arch: pretrained with weights"
+    )
+    # What `backbone` applies when the weights do not say (a state_dict file); stated, it wins over named weights'.
+    normalization: Optional[NormalizationConfig] = None
+    augment: _names(AUGMENTATIONS) = "none"  # each training batch, on the trial's device, seeded per trial
     max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
@@ -132,6 +150,8 @@ class PretrainedConfig(_Section):
     backbone: str = "resnet18"  # a torchvision classification model name
     weights: Optional[str] = None  # a state_dict file, or a torchvision weights name the machine has cached
     min_input_size: PositiveInt = 32  # smaller inputs are resized up to this
+    # The frozen blocks' output computed once per sweep where it can be (the rules: sweeps/driver/feature_cache.py)
+    cache_features: bool = True
 
 
 MODEL_CONFIGS = {config.model_fields["arch"].default: config for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)}
@@ -249,6 +269,12 @@ class SweepConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     refines: Optional[str] = None  # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
 
+    @model_validator(mode="after")
+    def _preprocess_for_the_backbone(self) -> SweepConfig:
+        if "preprocess" not in self.data.model_fields_set and transfer_config.wants_backbone_preprocess(self.model):
+            self.data.preprocess = "backbone"
+        return self
+
     @property
     def experiment_name(self) -> str:
         return self.mlflow.experiment or self.name
@@ -279,9 +305,9 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
             # A key that is not a string was reported above (pydantic names null as 'None').
             parsed = {name: spec for name, spec in raw["params"].items() if isinstance(name, str) and (name,) not in unparsed}
             if () not in unparsed:
-                problems += _check_params(parsed)
+                problems += check_params(parsed)
         raise ConfigError(source, problems) from None
-    problems = _check_params(config.params) + _check_cross_fields(config)
+    problems = check_params(config.params) + check_cross_fields(config)
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -294,13 +320,13 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         loc = loc[:1] + loc[2:]  # pydantic names the architecture's schema; the file does not
     kind = error["type"]
     if loc[-1:] == ("[key]",):  # pydantic's marker for a bad key, e.g. `params: {null: 0.1}`
-        return _field_path(loc[:-1]), f"key must be a string, got {error['input']!r}"
-    path = _field_path(loc)
+        return field_path(loc[:-1]), f"key must be a string, got {error['input']!r}"
+    path = field_path(loc)
     if kind in ("union_tag_invalid", "union_tag_not_found"):  # not_found: `arch: null`
         return f"{path}.arch", f"unknown architecture {_architecture_of(error['input'])!r}; choose from {sorted(MODEL_CONFIGS)}"
     if kind == "extra_forbidden":
         valid = _field_names_at(loc[:-1], raw)
-        return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
+        return path, f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
     if kind in ("param_spec", "grid_search", "credentials_in_uri", "storage_path"):
@@ -309,11 +335,6 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
     if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password
         return path, f"{message}, got a {type(error['input']).__name__} (not shown: it may hold credentials)"
     return path, f"{message}, got {error['input']!r}"
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    """A dotted field path on one line: a key with a newline or tab in it is shown quoted."""
-    return ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in loc)
 
 
 def _field_names_at(loc: tuple[Any, ...], raw: Any) -> list[str]:
@@ -325,63 +346,6 @@ def _field_names_at(loc: tuple[Any, ...], raw: Any) -> list[str]:
             return []
         model = MODEL_CONFIGS.get(_architecture_of(raw.get("model"))) if part == "model" else field.annotation
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
-
-
-def _did_you_mean(word: str, valid: Any) -> str:
-    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every parameter is one the trainer understands, and every value it may take is valid."""
-    problems = []
-    for name, spec in params.items():
-        path = _field_path(("params", name))
-        if name not in TRIAL_PARAMS:
-            valid = sorted(TRIAL_PARAMS)
-            problems.append((path, f"unknown parameter {name!r}{_did_you_mean(name, valid)}; valid parameters: {valid}"))
-            continue
-        if not isinstance(spec, dict):
-            if (why := check_param_value(name, spec)) is not None:
-                problems.append((path, why))
-            continue
-        distribution, args = split_spec(spec)
-        refusal = distribution.refusal_for(TRIAL_PARAMS[name].kind, name)
-        if refusal is not None:
-            problems.append((f"{path}.{distribution.name}", refusal))
-            continue
-        for where, value in distribution.values(args):
-            if (why := check_param_value(name, value)) is not None:
-                problems.append((f"{path}.{where}", why))
-    return problems
-
-
-def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
-    problems = []
-    if config.early_stopping.scheduler == "asha" and config.early_stopping.grace_period > config.train.epochs:
-        problems.append(
-            (
-                "early_stopping.grace_period",
-                f"must be at most train.epochs ({config.train.epochs}), got {config.early_stopping.grace_period}",
-            )
-        )
-    if config.data.dataset in DATASETS_WITH_ROOT and config.data.root is None:
-        problems.append(("data.root", f"dataset {config.data.dataset} needs data.root, the folder that holds it"))
-    for name in config.params:
-        architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
-        if architectures and config.model.arch not in architectures:
-            problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
-    webhook = config.diagnostics.alert_webhook
-    if webhook and not config.diagnostics.alert_webhook_allow_private and (why := forbidden_target(webhook)) is not None:
-        problems.append(("diagnostics.alert_webhook", f"{why}; alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"))
-    band = config.diagnostics.update_ratio
-    if band.low >= band.high:
-        problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))
-    metric_is_loss = config.search.metric.endswith("loss")
-    if metric_is_loss != (config.search.mode == "min"):
-        expected = "min" if metric_is_loss else "max"
-        problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
-    return problems
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from sweeps.driver import closing, ray_cluster, storage
+from sweeps.driver import closing, feature_cache, ray_cluster, storage
 from sweeps.driver.config import SweepConfig, validate_sweep
 from sweeps.driver.driver_lock import hold_sweep
 from sweeps.driver.interruption import Interruption, stop_gracefully_on_signals
@@ -57,6 +57,7 @@ def run_sweep(
             interruption.reclaim()
             announce(echo, f"Ray is up: {ray_cluster.alive_node_count()} node(s); the first trials start")
             _check_the_cluster_can_run(config, storage_path)
+            features = feature_cache.cache_frozen_features(config, plan.trial_settings, data, echo=echo)
             run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             experiment_path = storage.new_experiment_folder(storage_path, run_name)
             with hold_sweep(experiment_path, command="sweep run"):
@@ -64,7 +65,7 @@ def run_sweep(
                 from sweeps.driver.tuner import new_tuner
 
                 with closing.on_failure(journal, echo=echo):
-                    tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose)
+                    tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose, features=features)
                     return _train_and_close(plan, journal, tuner, interruption, echo=echo)
 
 
@@ -99,7 +100,8 @@ def resume_sweep(
                 _check_the_cluster_can_run(config, None)
                 from sweeps.driver.tuner import restored_tuner
 
-                return _train_and_close(plan, journal, restored_tuner(plan, journal, data), interruption, echo=echo)
+                features = feature_cache.cache_frozen_features(config, plan.trial_settings, data, echo=echo)
+                return _train_and_close(plan, journal, restored_tuner(plan, journal, data, features), interruption, echo=echo)
 
 
 def sync_sweep(experiment_path: str, *, echo: Echo = print) -> tuple[str, int]:

@@ -13,7 +13,8 @@ from typing import Any
 
 from sweeps.driver.config import SweepConfig
 from sweeps.driver.sweep_file import dump_sweep
-from sweeps.trial.data import DataSpec, SplitData, load_split
+from sweeps.trial.data import DataError, DataSpec, SplitData, load_split
+from sweeps.trial.preprocessing import Normalization
 from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
 
 
@@ -69,14 +70,31 @@ def load_sweep_data(config: SweepConfig) -> SplitData:
         preprocess=data.preprocess,
         seed=config.search.seed,
         max_examples=data.max_examples,
+        normalization=backbone_normalization(config),
     )
+
+
+def backbone_normalization(config: SweepConfig) -> Normalization | None:
+    """What `data.preprocess: backbone` applies: the file's data.normalization, else the named
+    weights' own, read from torchvision's weights metadata (imports torchvision; downloads nothing)."""
+    if config.data.preprocess != "backbone":
+        return None
+    stated = config.data.normalization
+    if stated is not None:
+        return Normalization(tuple(stated.mean), tuple(stated.std))
+    from models.backbone_weights import WeightsError, weights_normalization
+
+    try:
+        return Normalization(*weights_normalization(config.model.backbone, config.model.weights))
+    except WeightsError as error:
+        raise DataError(error.field, str(error)) from None
 
 
 def build_trial_settings(config: SweepConfig) -> TrialSettings:
     diagnostics = config.diagnostics
     return TrialSettings(
         arch=config.model.arch,
-        model_options=config.model.model_dump(exclude={"arch"}),
+        model_options=config.model.model_dump(exclude={"arch", "cache_features"}),  # the driver's, not the model's
         epochs=config.train.epochs,
         optimizer=config.train.optimizer,
         threads=max(1, int(config.resources.cpus_per_trial)),
@@ -96,6 +114,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
             stop_on=diagnostics.stop_on,
             histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
+        augment=config.data.augment,
     )
 
 

@@ -28,6 +28,7 @@ class ProgressPrinter(tune.Callback):
         echo: Callable[[str], None],
         live: bool = False,
         sampled: tuple[str, ...] = (),
+        notes: list[str] | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.epochs = epochs
@@ -39,6 +40,7 @@ class ProgressPrinter(tune.Callback):
         self.running: set[str] = set()
         self.best: tuple[float, str] | None = None  # the best value so far, and the name of its trial
         self.live = live
+        self.notes = notes or []  # lines the live panel shows under its counts, e.g. what is cached
         self._panel: _LivePanel | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,6 +131,8 @@ class _LivePanel:
         text = Text()
         text.append(progress.counts() + "\n")
         text.append(progress.best_text() + "\n", style="bold green" if progress.best else "")
+        for note in progress.notes:
+            text.append(note + "\n", style="dim")
         text.append(f"{progress.elapsed():.0f} s since launch", style="dim")
         return Panel(text, title="sweep", expand=False)
 

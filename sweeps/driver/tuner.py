@@ -14,6 +14,7 @@ from ray.tune.search import BasicVariantGenerator
 from sweeps.driver import ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
 from sweeps.driver.distributions import build_search_space, sampled_names
+from sweeps.driver.feature_cache import SweepFeatures
 from sweeps.driver.journal import SweepJournal
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
@@ -25,11 +26,13 @@ from sweeps.trial.trainable import train_trial
 KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
 
 
-def new_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: Callable[[str], None], live: bool, verbose: bool) -> tune.Tuner:
+def new_tuner(
+    plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: Callable[[str], None], live: bool, verbose: bool, features: SweepFeatures = SweepFeatures()
+) -> tune.Tuner:
     config = plan.config
     storage_path, run_name = journal.experiment_path.rsplit("/", 1)
     return tune.Tuner(
-        _trainable(plan, data),
+        _trainable(plan, data, features),
         param_space=build_search_space(config.params),
         tune_config=tune.TuneConfig(
             metric=config.search.metric,
@@ -44,7 +47,7 @@ def new_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: 
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=storage_path,
-            callbacks=_callbacks(plan, journal, echo=echo, live=live),
+            callbacks=_callbacks(plan, journal, echo=echo, live=live, features=features),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
             verbose=2 if verbose else 0,
@@ -52,19 +55,19 @@ def new_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: 
     )
 
 
-def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData) -> tune.Tuner:
+def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, features: SweepFeatures = SweepFeatures()) -> tune.Tuner:
     """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal."""
     _prepare_tune()
     return tune.Tuner.restore(
-        journal.experiment_path, _trainable(plan, data), resume_unfinished=True, param_space=build_search_space(plan.config.params)
+        journal.experiment_path, _trainable(plan, data, features), resume_unfinished=True, param_space=build_search_space(plan.config.params)
     )
 
 
-def _trainable(plan: SweepPlan, data: SplitData) -> Any:
+def _trainable(plan: SweepPlan, data: SplitData, features: SweepFeatures) -> Any:
     _prepare_tune()
     resources = plan.config.resources
     return tune.with_resources(
-        tune.with_parameters(train_trial, data=data, settings=plan.trial_settings),
+        tune.with_parameters(train_trial, data=data, settings=plan.trial_settings, features=features.refs),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
 
@@ -90,7 +93,7 @@ def _scheduler(asha: AshaSettings | None) -> Any:
     )
 
 
-def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], None], live: bool) -> list[tune.Callback]:
+def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], None], live: bool, features: SweepFeatures) -> list[tune.Callback]:
     config = plan.config
     diagnostics = config.diagnostics
     webhook = diagnostics.alert_webhook and WebhookSender(diagnostics.alert_webhook, allow_private=diagnostics.alert_webhook_allow_private, warn=echo)
@@ -102,6 +105,7 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         echo=echo,
         live=live,
         sampled=tuple(sampled_names(config.params)),
+        notes=[note] if (note := features.note()) else [],
     )
     return [
         MlflowTrialLogger(

@@ -1,11 +1,13 @@
 """Data sets by name, the deterministic train/validation split, and preprocessing.
 
 Loaded once per sweep by the driver and shipped to trials through Ray's object
-store, so no trial reads from disk. Only the training split's statistics are
-used to preprocess, and they are applied identically to validation images. The
-driver works in numpy (it never imports torch for the data sets that need no
-torchvision); a trial turns the arrays into tensors on its device, without a copy
-on the CPU.
+store, so no trial reads from disk. Images stay as stored, 8-bit where the source
+is, from loading to the trial's device (a quarter of float32's memory in the
+driver, the object store and every trial); each batch becomes floats and is
+normalized there. Only the training split's statistics are used to preprocess,
+and they are applied identically to validation images. The driver works in numpy
+(it never imports torch for the data sets that need no torchvision); a trial turns
+the arrays into tensors on its device, without a copy on the CPU.
 """
 from __future__ import annotations
 
@@ -14,11 +16,17 @@ import importlib.util
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
 from sweeps.errors import SweepError
+from sweeps.trial.preprocessing import (  # noqa: F401 (the registry, re-exported)
+    PREPROCESSORS,
+    Normalization,
+    StatisticsError,
+    fit_preprocessing,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +55,9 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class SplitData:
-    """A preprocessed train/validation split, ready to index into batches: numpy
-    arrays as the driver loads them, tensors once `to()` puts them on a device."""
+    """A train/validation split, ready to index into batches: numpy arrays as the driver
+    loads them, tensors once `to()` puts them on a device. Images are kept as stored;
+    `inputs()` turns a batch of them into what the model takes."""
 
     train_x: np.ndarray | torch.Tensor
     train_y: np.ndarray | torch.Tensor
@@ -56,12 +65,28 @@ class SplitData:
     val_y: np.ndarray | torch.Tensor
     num_classes: int
     preprocess: str
-    # Statistics from the training split only, applied identically to validation.
+    # Statistics from the training split only, applied identically to validation; in the
+    # units of an image scaled to [0, 1].
     stats: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
+    full_scale: float = 1.0  # the stored value of a full-intensity pixel: 255 for 8-bit images, 16 for digits, 1 for floats
+    inputs_ready: bool = False  # train_x and val_x are already model inputs (frozen features), not images
+    # inputs = stored * factor + offset, on the device (set by `to()`): scaling and normalization in one.
+    affine: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs from a batch of stored images on the device: float32, scaled, normalized."""
+        if self.inputs_ready:
+            return x
+        if self.affine is None:
+            raise RuntimeError("SplitData.inputs needs the split on a device: call to() first")
+        import torch
+
+        factor, offset = self.affine
+        return x.to(torch.float32) * factor + offset
 
     def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
         """This split as tensors on `device` (images in `memory_format`, default contiguous)."""
@@ -76,31 +101,48 @@ class SplitData:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                     array = torch.from_numpy(array)
-            return array.to(device, memory_format=memory_format) if images else array.to(device)
+            if images and array.ndim == 4:  # frozen features may be flat vectors
+                return array.to(device, memory_format=memory_format)
+            return array.to(device)
 
+        stats = {name: move(value) for name, value in self.stats.items()}
         return replace(
             self,
             train_x=move(self.train_x, images=True),
             train_y=move(self.train_y),
             val_x=move(self.val_x, images=True),
             val_y=move(self.val_y),
-            stats={name: move(value) for name, value in self.stats.items()},
+            stats=stats,
+            affine=_affine(stats, self.full_scale, device),
         )
 
 
-Images = tuple[np.ndarray, np.ndarray]  # (N, C, H, W) float32 in [0, 1], (N,) int64 labels
+def _affine(stats: dict[str, torch.Tensor], full_scale: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(factor, offset) with stored * factor + offset == (stored / full_scale - mean) / std."""
+    import torch
+
+    one = torch.ones((), device=device)
+    mean, std = stats.get("mean", 0 * one), stats.get("std", one)
+    return 1 / (full_scale * std), -mean / std
+
+
+class Images(NamedTuple):
+    """A data set as loaded: (N, C, H, W) pixels as stored, (N,) int64 labels, and the value of a full-intensity pixel."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    full_scale: float
 
 
 def load_digits(spec: DataSpec) -> Images:
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes)."""
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): whole numbers 0 to 16, kept as bytes."""
     table = _bundled_digits_table()
     if table is None:
         from sklearn.datasets import load_digits as sklearn_digits
 
         bunch = sklearn_digits()
         table = np.column_stack([bunch.data, bunch.target])
-    images = table[:, :-1].astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
-    return images, table[:, -1].astype(np.int64)
+    return Images(table[:, :-1].astype(np.uint8).reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64), 16.0)
 
 
 def _bundled_digits_table() -> np.ndarray | None:
@@ -144,8 +186,7 @@ def _idx_loader(torchvision_name: str) -> Callable[[DataSpec], Images]:
                 f"no {spec.dataset} files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in {root} "
                 f"or {root / torchvision_name / 'raw'}; set data.download: true on a machine with internet",
             )
-        images = read_idx(images_file).astype(np.float32)[:, None, :, :] / 255.0
-        return images, read_idx(labels_file).astype(np.int64)
+        return Images(read_idx(images_file)[:, None, :, :], read_idx(labels_file).astype(np.int64), 255.0)
 
     return load
 
@@ -158,24 +199,27 @@ def load_cifar10(spec: DataSpec) -> Images:
         dataset = torchvision.datasets.CIFAR10(str(root), train=True, download=spec.download)
     except RuntimeError as error:
         raise DataError("data.root", f"{error} under {root}; set data.download: true on a machine with internet") from None
-    images = dataset.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    return images, np.asarray(dataset.targets, dtype=np.int64)
+    return Images(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)), np.asarray(dataset.targets, dtype=np.int64), 255.0)
 
 
 def load_image_folder(spec: DataSpec) -> Images:
-    """A person's own images, one sub-folder per class, resized to image_size x image_size."""
-    import torch
+    """A person's own images, one sub-folder per class, resized to image_size x image_size as 8-bit RGB."""
     import torchvision
     from torchvision.transforms import v2
 
     root = _require_root(spec)
-    transform = v2.Compose([v2.ToImage(), v2.Resize((spec.image_size, spec.image_size)), v2.ToDtype(torch.float32, scale=True)])
+    size = spec.image_size
+    # Resizing an 8-bit tensor image gives 8-bit pixels (antialiased, rounded).
+    transform = v2.Compose([v2.ToImage(), v2.Resize((size, size))])
     try:
         dataset = torchvision.datasets.ImageFolder(str(root), transform=lambda image: transform(image.convert("RGB")))
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError("data.root", f"{error}") from None
-    images = torch.stack([image for image, _ in dataset]).numpy()
-    return images, np.asarray(dataset.targets, dtype=np.int64)
+    # Filled in place: no list of every image beside the stacked copy.
+    pixels = np.empty((len(dataset), 3, size, size), dtype=np.uint8)
+    for index, (image, _) in enumerate(dataset):
+        pixels[index] = image.numpy()
+    return Images(pixels, np.asarray(dataset.targets, dtype=np.int64), 255.0)
 
 
 def load_synthetic(spec: DataSpec) -> Images:
@@ -184,7 +228,7 @@ def load_synthetic(spec: DataSpec) -> Images:
     templates = rng.uniform(0, 1, size=(spec.num_classes, *spec.shape)).astype(np.float32)
     labels = rng.integers(0, spec.num_classes, size=spec.num_examples)
     noise = rng.normal(0, 0.5, size=(spec.num_examples, *spec.shape)).astype(np.float32)
-    return np.clip(templates[labels] + noise, 0, 1), labels.astype(np.int64)
+    return Images(np.clip(templates[labels] + noise, 0, 1), labels.astype(np.int64), 1.0)
 
 
 DATASETS: dict[str, Callable[[DataSpec], Images]] = {
@@ -203,36 +247,6 @@ def _require_root(spec: DataSpec) -> Path:
     return Path(spec.root).expanduser()
 
 
-# Each preprocessor fits its statistics on training images (N, C, H, W).
-PREPROCESSORS: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {
-    "none": lambda train_x: {},
-    "mean_image": lambda train_x: {"mean": train_x.mean(axis=0, keepdims=True)},
-    "per_channel_mean": lambda train_x: {"mean": train_x.mean(axis=(0, 2, 3), keepdims=True)},
-    "standardize": lambda train_x: {
-        "mean": train_x.mean(axis=(0, 2, 3), keepdims=True),
-        # ddof=1 as torch.std; the floor: a constant channel (e.g. a blank border) must not divide by zero.
-        "std": np.maximum(train_x.std(axis=(0, 2, 3), keepdims=True, ddof=1), np.float32(1e-6)),
-    },
-}
-
-
-def fit_preprocessing(name: str, train_x: np.ndarray) -> dict[str, np.ndarray]:
-    """The statistics preprocessing `name` needs, computed from training images only."""
-    try:
-        fit = PREPROCESSORS[name]
-    except KeyError:
-        raise ValueError(f"unknown preprocess {name!r}; choose from {sorted(PREPROCESSORS)}") from None
-    return fit(train_x)
-
-
-def apply_preprocessing(x: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
-    if "mean" in stats:
-        x = x - stats["mean"]
-    if "std" in stats:
-        x = x / stats["std"]
-    return x
-
-
 def split_indices(num_examples: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A shuffled split that depends only on the size, fraction and seed."""
     order = np.random.default_rng(seed).permutation(num_examples)
@@ -247,14 +261,16 @@ def load_split(
     preprocess: str,
     seed: int,
     max_examples: int | None = None,
+    normalization: Normalization | None = None,
 ) -> SplitData:
-    """Load the data set, keep at most `max_examples`, split by `seed`, preprocess with
-    training statistics; as numpy arrays (`to()` makes them tensors)."""
+    """Load the data set, keep at most `max_examples`, split by `seed`, fit the preprocessing
+    on the training split (`normalization`: the backbone's own, for `backbone`); as numpy
+    arrays, images as stored (`to()` makes them tensors, `inputs()` model inputs)."""
     try:
         loader = DATASETS[spec.dataset]
     except KeyError:
         raise ValueError(f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}") from None
-    images, labels = loader(spec)
+    images, labels, full_scale = loader(spec)
     if len(labels) < 2:
         raise DataError("data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2")
     train_idx, val_idx = split_indices(len(labels), val_fraction=val_fraction, seed=seed)
@@ -262,13 +278,17 @@ def load_split(
         keep_val = max(1, round(max_examples * val_fraction))
         train_idx, val_idx = train_idx[: max_examples - keep_val], val_idx[:keep_val]
     train_x, val_x = images[train_idx], images[val_idx]
-    stats = fit_preprocessing(preprocess, train_x)
+    try:
+        stats = fit_preprocessing(preprocess, train_x, full_scale=full_scale, normalization=normalization)
+    except StatisticsError as error:
+        raise DataError(error.field, str(error)) from None
     return SplitData(
-        train_x=np.ascontiguousarray(apply_preprocessing(train_x, stats), dtype=np.float32),
+        train_x=train_x,
         train_y=labels[train_idx],
-        val_x=np.ascontiguousarray(apply_preprocessing(val_x, stats), dtype=np.float32),
+        val_x=val_x,
         val_y=labels[val_idx],
         num_classes=int(labels.max()) + 1,
         preprocess=preprocess,
         stats=stats,
+        full_scale=full_scale,
     )

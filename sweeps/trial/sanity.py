@@ -48,7 +48,7 @@ def check_initial_loss(params: dict[str, Any], settings: TrialSettings, data: Sp
     model = _fresh_model(params, settings, data)
     model.train()
     with torch.no_grad():
-        loss = F.cross_entropy(model(data.train_x[:256]), data.train_y[:256]).item()
+        loss = F.cross_entropy(model(data.inputs(data.train_x[:256])), data.train_y[:256]).item()
     expected = math.log(data.num_classes)
     passed = math.isfinite(loss) and abs(loss - expected) <= INITIAL_LOSS_TOLERANCE * expected
     return CheckResult(
@@ -67,7 +67,7 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
     model = _fresh_model(params, settings, data)
     model.train()
     optimizer = build_optimizer(model, name="adam", lr=OVERFIT_LR, momentum=0.0, weight_decay=0.0)
-    x, y = data.train_x[:OVERFIT_EXAMPLES], data.train_y[:OVERFIT_EXAMPLES]
+    x, y = data.inputs(data.train_x[:OVERFIT_EXAMPLES]), data.train_y[:OVERFIT_EXAMPLES]
     accuracy, steps = 0.0, 0
     for steps in range(1, OVERFIT_MAX_STEPS + 1):
         logits = model(x)
@@ -89,7 +89,7 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
 def check_gradients_finite(params: dict[str, Any], settings: TrialSettings, data: SplitData) -> CheckResult:
     model = _fresh_model(params, settings, data)
     model.train()
-    loss = F.cross_entropy(model(data.train_x[:256]), data.train_y[:256])
+    loss = F.cross_entropy(model(data.inputs(data.train_x[:256])), data.train_y[:256])
     loss.backward()
     grads = [param.grad for param in model.parameters() if param.grad is not None]
     bad = sum(not torch.isfinite(grad).all().item() for grad in grads)

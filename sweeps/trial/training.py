@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import build_model
+from sweeps.trial.augmentation import BatchAugmenter
 from sweeps.trial.data import SplitData
-from sweeps.trial.diagnostics import TrialDiagnostics
+from sweeps.trial.diagnostics import PROBE_EXAMPLES, TrialDiagnostics
+from sweeps.trial.frozen_features import FrozenFeatures, train_on_features
 from sweeps.trial_params import ARCHITECTURE_PARAMS, resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
@@ -110,6 +112,7 @@ def train_one_epoch(
     generator: torch.Generator,
     diagnostics: TrialDiagnostics | None = None,
     placement: Placement = Placement(torch.device("cpu")),
+    augment: BatchAugmenter | None = None,
 ) -> dict[str, float]:
     """One pass over the training split, on data already on the trial's device; stops early if `diagnostics` asks to."""
     model.train()
@@ -117,7 +120,8 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     seen = 0
     for idx in batch_indices(len(data.train_y), batch_size, generator, placement.device):
-        x, y = data.train_x[idx], data.train_y[idx]
+        images = data.train_x[idx]
+        x, y = data.inputs(augment(images) if augment is not None else images), data.train_y[idx]
         logits = placement.forward(model, x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -139,7 +143,7 @@ def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, place
     loss_sum = torch.zeros((), device=placement.device)
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     for start in range(0, len(data.val_y), batch_size):
-        x, y = data.val_x[start : start + batch_size], data.val_y[start : start + batch_size]
+        x, y = data.inputs(data.val_x[start : start + batch_size]), data.val_y[start : start + batch_size]
         logits = placement.forward(model, x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -173,6 +177,7 @@ class TrialState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the shuffling order
     data: SplitData  # on the trial's device
+    augment: BatchAugmenter | None = None  # its random stream is checkpointed with the shuffling order's
     next_epoch: int = 1
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
@@ -182,28 +187,38 @@ class TrialState:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats},
+            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats, "full_scale": self.data.full_scale},
             "params": self.params,
+            "augment": self.augment.state() if self.augment is not None else None,
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.generator.set_state(checkpoint["generator"])
+        if self.augment is not None:
+            self.augment.restore(checkpoint["augment"])
         self.next_epoch = checkpoint["epoch"] + 1
 
 
-def build_trial_state(sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement) -> TrialState:
-    """The trial's seeded model, optimizer and shuffling order, with its data on its device."""
+def build_trial_state(
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement, features: FrozenFeatures | None = None
+) -> TrialState:
+    """The trial's seeded model, optimizer and shuffling order, with its data on its device;
+    with `features`, the model cut after its frozen prefix and the features in place of the images."""
     params = resolve_trial_params(sampled)
     torch.manual_seed(trial_seed(sampled, settings.seed))
     generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
     memory_format = torch.channels_last if placement.channels_last else torch.contiguous_format
+    model = build_trial_model(settings, params, data)
+    if features is not None:
+        data = train_on_features(model, data, features)
     # The whole (small) data set moves to the device once; batches are indexed there.
     data = data.to(placement.device, memory_format=memory_format)
-    model = build_trial_model(settings, params, data).to(placement.device, memory_format=memory_format)
+    model = model.to(placement.device, memory_format=memory_format)
     optimizer = build_optimizer(model, name=settings.optimizer, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
-    return TrialState(params, model, optimizer, generator, data)
+    augment = BatchAugmenter(settings.augment, seed=trial_seed(sampled, settings.seed + 2)) if settings.augment != "none" else None
+    return TrialState(params, model, optimizer, generator, data, augment)
 
 
 def run_training(
@@ -213,23 +228,26 @@ def run_training(
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
     *,
     resume_from: dict[str, Any] | None = None,
+    features: FrozenFeatures | None = None,
 ) -> None:
     """Train one trial for `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
 
     `checkpoint` is a plain dict (TrialState.checkpoint) every `settings.checkpoint_every`
     epochs, no sooner than `settings.checkpoint_min_interval_s` after the previous one,
     and at the last epoch or one that ends the trial; else None. Passing one back as
-    `resume_from` continues exactly where it left off.
+    `resume_from` continues exactly where it left off. With `features` (the frozen prefix's
+    output for this trial's trainable_layers) it trains only what follows the prefix.
     """
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)
-    state = build_trial_state(sampled, settings, data, placement)
+    state = build_trial_state(sampled, settings, data, placement, features)
     if resume_from is not None:
         state.restore(resume_from)
     diagnostics = None
     if settings.diagnostics.enabled:
         done_steps = (state.next_epoch - 1) * steps_per_epoch(len(state.data.train_y), state.params["batch_size"])
-        diagnostics = TrialDiagnostics(state.model, state.data.train_x, settings.diagnostics, start_step=done_steps)
+        probe = state.data.inputs(state.data.train_x[:PROBE_EXAMPLES])
+        diagnostics = TrialDiagnostics(state.model, probe, settings.diagnostics, start_step=done_steps)
     last_checkpoint_at = time.monotonic()
     for epoch in range(state.next_epoch, settings.epochs + 1):
         metrics = train_and_evaluate_epoch(state, epoch, diagnostics=diagnostics, placement=placement)
@@ -255,6 +273,7 @@ def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Tria
         generator=state.generator,
         diagnostics=diagnostics,
         placement=placement,
+        augment=state.augment,
     )
     stop_reason = None
     if diagnostics is not None:

@@ -116,7 +116,9 @@ def test_file_that_is_no_sweep_file_exits_2(make, command, workdir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["yaml_unclosed_bracket", "unknown_nested_key", "tracking_uri_credentials", "binary"])
+@pytest.mark.parametrize(
+    "name", ["yaml_unclosed_bracket", "unknown_nested_key", "tracking_uri_credentials", "binary", "backbone_state_dict_without_normalization"]
+)
 def test_installed_cli_refuses_like_in_process(name, tmp_path):
     path = REPO / "tests" / "bad_inputs" / f"{name}.yaml"
     expected, secret = expectations(path)

@@ -41,3 +41,27 @@ def test_check_takes_the_same_overrides_and_errors_as_run():
     assert result.output.startswith("checking cnn on digits")
     bad = check("--set", "params.lr=-1")
     assert bad.exit_code == 2 and "params.lr: must be > 0, got -1" in bad.output
+
+
+def test_check_says_which_frozen_features_a_sweep_caches(tmp_path):
+    import torch
+    import torchvision
+
+    from tests.conftest import write_sweep
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "backbone.pt")
+    path = write_sweep(tmp_path, {
+        "name": "probe",
+        "data": {"dataset": "synthetic", "synthetic": {"num_examples": 64, "shape": [3, 32, 32]},
+                 "normalization": {"mean": [0.5], "std": [0.25]}},
+        "model": {"arch": "pretrained", "weights": str(tmp_path / "backbone.pt")},
+        "params": {"lr": 0.01, "trainable_layers": {"choice": [0, 5]}},
+        "search": {"num_samples": 8},
+    })
+    result = CliRunner().invoke(cli, ["check", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output  # a random backbone may fail a check
+    lines = result.output.splitlines()
+    assert "frozen features: trainable_layers=0: cached, conv1 to avgpool of resnet18 frozen, 512 numbers per image" in lines
+    assert "frozen features: trainable_layers=5: not cached, conv1 gives 16384 numbers per image, more than the 3072 of the image the backbone sees" in lines
+    augmented = CliRunner().invoke(cli, ["check", str(path), "--set", "data.augment=crop_flip"])
+    assert "frozen features: not cached: data.augment: crop_flip changes every batch's images, so every batch runs the whole backbone" in augmented.output

@@ -75,3 +75,31 @@ def test_trials_run_on_both_nodes_and_local_storage_is_refused(tmp_path, trackin
     children = [run for run in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
     nodes = {run.data.tags["sweep.node_id"] for run in children}
     assert len(children) == 6 and len(nodes) == 2 and second_node in nodes
+
+
+@pytest.mark.slow
+def test_frozen_features_computed_once_reach_trials_on_both_nodes(tmp_path, tracking_uri, ray_address, second_node):
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "backbone.pt")
+    sweep = {
+        **SWEEP,
+        "name": "two-nodes-features",
+        "data": {"dataset": "synthetic", "synthetic": {"num_examples": 96, "num_classes": 3, "shape": [3, 32, 32]},
+                 "normalization": {"mean": [0.5], "std": [0.25]}},
+        "model": {"arch": "pretrained", "backbone": "resnet18", "weights": str(tmp_path / "backbone.pt")},
+        "params": {"lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+        "storage": {"path": str(tmp_path / "shared"), "shared": True},
+    }
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    result = run_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # One set of features, computed by one task on one node, for the trials of both.
+    assert "frozen features: trainable_layers=0: cached" in result.stdout and "frozen features: 1 set(s)" in result.stdout
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("two-nodes-features")
+    children = [run for run in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
+    assert len(children) == 6 and all(run.data.tags["sweep.status"] in ("completed", "diverged") for run in children)
+    assert second_node in {run.data.tags["sweep.node_id"] for run in children}

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sweeps.trial.data import PREPROCESSORS, DataError, DataSpec, load_split
+from sweeps.trial import preprocessing
+from sweeps.trial.data import DATASETS, PREPROCESSORS, DataError, DataSpec, load_split
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -40,7 +41,9 @@ def test_mnist_format_from_a_flat_folder_or_torchvision_layout(tmp_path, layout,
     assert data.input_shape == (1, 28, 28)
     assert len(data.train_y) + len(data.val_y) == 50
     assert data.num_classes == 10
-    assert 0 <= data.train_x.min() and data.train_x.max() <= 1
+    assert data.train_x.dtype == torch.uint8 and data.full_scale == 255
+    inputs = data.inputs(data.train_x)
+    assert inputs.dtype == torch.float32 and 0 <= inputs.min() and inputs.max() <= 1
 
 
 def test_missing_files_name_the_root_field(tmp_path):
@@ -57,8 +60,9 @@ def test_image_folder_one_class_per_subfolder(tmp_path):
     data = split(DataSpec("image_folder", root=str(tmp_path), image_size=16))
     assert data.input_shape == (3, 16, 16)
     assert data.num_classes == 2
-    reds = data.train_x[data.train_y == 0]
+    reds = data.inputs(data.train_x[data.train_y == 0])
     assert torch.allclose(reds[:, 0], torch.ones_like(reds[:, 0]))  # class 0 is `cats`, all red
+    assert torch.all(reds[:, 1:] == 0)
 
 
 def test_synthetic_has_the_configured_shape_and_classes():
@@ -73,10 +77,10 @@ def test_digits_read_from_scikit_learns_file_are_the_images_it_loads():
     from sweeps.trial.data import _bundled_digits_table, load_digits
 
     assert _bundled_digits_table() is not None  # the fast path, not the fallback, is what is compared
-    images, labels = load_digits(DataSpec("digits"))
+    images, labels, full_scale = load_digits(DataSpec("digits"))
     bunch = sklearn_digits()
-    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
-    assert np.array_equal(images[:, 0], bunch.images.astype(np.float32) / 16.0)
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.uint8 and full_scale == 16  # whole numbers 0..16, as bytes
+    assert np.array_equal(images[:, 0], bunch.images)
     assert np.array_equal(labels, bunch.target)
 
 
@@ -86,21 +90,72 @@ def test_max_examples_keeps_a_deterministic_subset():
     assert torch.equal(first.val_x, split(DataSpec("digits"), max_examples=100).val_x)
 
 
-@pytest.mark.parametrize("preprocess", sorted(PREPROCESSORS))
+FITTED = sorted(set(PREPROCESSORS) - {"backbone"})  # backbone's statistics are stated, not fitted
+
+
+@pytest.mark.parametrize("preprocess", FITTED)
 def test_statistics_come_from_the_training_split_only(preprocess):
     raw = split(DataSpec("synthetic"), "none")
     data = split(DataSpec("synthetic"), preprocess)
-    mean = raw.train_x.mean(dim=0, keepdim=True) if preprocess == "mean_image" else raw.train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = raw.train_x.std(dim=(0, 2, 3), keepdim=True)
-    expected_val = {"none": raw.val_x, "mean_image": raw.val_x - mean, "per_channel_mean": raw.val_x - mean,
-                    "standardize": (raw.val_x - mean) / std}[preprocess]
+    raw_train, raw_val = raw.inputs(raw.train_x), raw.inputs(raw.val_x)
+    mean = raw_train.mean(dim=0, keepdim=True) if preprocess == "mean_image" else raw_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = raw_train.std(dim=(0, 2, 3), keepdim=True)
+    expected_val = {"none": raw_val, "mean_image": raw_val - mean, "per_channel_mean": raw_val - mean,
+                    "standardize": (raw_val - mean) / std}[preprocess]
     # Validation images are transformed with the training statistics, exactly...
-    assert torch.allclose(data.val_x, expected_val, atol=1e-5)
+    assert torch.allclose(data.inputs(data.val_x), expected_val, atol=1e-5)
     # ...so the training split is centred and the validation split, in general, is not.
     if preprocess != "none":
-        assert data.train_x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
-        val_mean = raw.val_x.mean(dim=(0, 2, 3), keepdim=True)
+        assert data.inputs(data.train_x).mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        val_mean = raw_val.mean(dim=(0, 2, 3), keepdim=True)
         assert not torch.allclose(data.stats["mean"].mean(dim=(2, 3), keepdim=True), val_mean, atol=1e-4)
+
+
+def image_folder(root: Path, *, per_class: int = 6) -> Path:
+    """Photos of three classes in a person's folder layout: noisy colours, varied sizes."""
+    rng = np.random.default_rng(1)
+    for label, colour in enumerate(((200, 30, 30), (30, 160, 40), (20, 40, 220))):
+        (root / f"class_{label}").mkdir(parents=True)
+        for index in range(per_class):
+            size = (int(rng.integers(20, 50)), int(rng.integers(20, 50)))
+            pixels = np.clip(np.asarray(colour) + rng.normal(0, 40, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class_{label}" / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize("preprocess", FITTED)
+@pytest.mark.parametrize("source", ["digits", "mnist", "image_folder"])
+def test_stored_bytes_give_the_inputs_float_images_gave(tmp_path, source, preprocess):
+    """8-bit storage with per-batch conversion equals what the float pipeline fed models
+    (images scaled to [0, 1] as float32, float32 statistics, normalized on the CPU)."""
+    if source == "mnist":
+        fake_mnist(tmp_path, gz=False)
+    spec = DataSpec(source, root=str(image_folder(tmp_path / "photos") if source == "image_folder" else tmp_path), image_size=16)
+    data = split(spec, preprocess)
+    assert data.train_x.dtype == torch.uint8 and data.val_x.dtype == torch.uint8  # bytes on the device
+    images, _, full_scale = DATASETS[source](spec)
+    floats = images.astype(np.float32) / np.float32(full_scale)
+    train, val = (torch.from_numpy(floats[index]) for index in _split_indices(len(images)))
+    stats = {"none": {}, "mean_image": {"mean": train.mean(0, keepdim=True)}, "per_channel_mean": {"mean": train.mean((0, 2, 3), keepdim=True)},
+             "standardize": {"mean": train.mean((0, 2, 3), keepdim=True), "std": train.std((0, 2, 3), keepdim=True)}}[preprocess]
+    expected = (val - stats.get("mean", 0)) / stats.get("std", 1)
+    assert torch.allclose(data.inputs(data.val_x), expected, atol=1e-6, rtol=1e-5)
+    for name, value in stats.items():
+        assert torch.allclose(data.stats[name], value, atol=1e-6)
+
+
+def _split_indices(count: int):
+    from sweeps.trial.data import split_indices
+
+    return split_indices(count, val_fraction=0.2, seed=0)
+
+
+def test_statistics_fitted_a_chunk_at_a_time_equal_one_pass(monkeypatch):
+    whole = split(DataSpec("digits"), "standardize")
+    monkeypatch.setattr(preprocessing, "CHUNK_VALUES", 64 * 7)  # 7 digits per chunk: many chunks and a ragged last one
+    chunked = split(DataSpec("digits"), "standardize")
+    for name in ("mean", "std"):
+        assert torch.allclose(whole.stats[name], chunked.stats[name], rtol=1e-6)
 
 
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist package is not installed")

@@ -23,9 +23,9 @@ def test_per_channel_mean_uses_training_statistics_only():
     data = digits()
     raw = digits("none")
     # Training images are centred exactly; validation is shifted by the same training mean.
-    assert abs(data.train_x.mean().item()) < 1e-5
-    assert torch.allclose(data.val_x, raw.val_x - data.stats["mean"])
-    assert not torch.allclose(data.stats["mean"], raw.val_x.mean(dim=(0, 2, 3), keepdim=True))
+    assert abs(data.inputs(data.train_x).mean().item()) < 1e-5
+    assert torch.allclose(data.inputs(data.val_x), raw.inputs(raw.val_x) - data.stats["mean"], atol=1e-6)
+    assert not torch.allclose(data.stats["mean"], raw.inputs(raw.val_x).mean(dim=(0, 2, 3), keepdim=True))
 
 
 def test_a_trial_learns_digits_and_reports_every_epoch():
@@ -70,6 +70,7 @@ def test_resuming_from_a_checkpoint_continues_exactly():
     saved = checkpoints[2]
     assert saved["preprocess"]["name"] == "per_channel_mean"
     assert torch.equal(saved["preprocess"]["stats"]["mean"], digits().stats["mean"])
+    assert saved["preprocess"]["full_scale"] == 16  # digits are stored as whole numbers 0..16
 
     resumed = []
     run_training(params, settings, digits(), lambda metrics, _: resumed.append(metrics), resume_from=saved)

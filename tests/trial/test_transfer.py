@@ -17,7 +17,7 @@ def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
     backbone = torchvision.models.resnet18(num_classes=1000)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01)
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(backbone(source.train_x), source.train_y)
+        loss = torch.nn.functional.cross_entropy(backbone(source.inputs(source.train_x)), source.train_y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -26,7 +26,8 @@ def test_fine_tuning_changes_the_head_and_top_block_only(tmp_path):
 
     # Fine-tune on another data set: grayscale 8x8 digits with 10 classes.
     target = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0, max_examples=128).to(torch.device("cpu"))
-    settings = trial_settings({"model": {"arch": "pretrained", "backbone": "resnet18", "weights": str(weights), "min_input_size": 32}})
+    settings = trial_settings({"model": {"arch": "pretrained", "backbone": "resnet18", "weights": str(weights), "min_input_size": 32},
+                               "data": {"preprocess": "per_channel_mean"}})
     params = resolve_trial_params({"trainable_layers": 1, "init": "xavier"})
     model = build_trial_model(settings, params, target)
     before = {name: value.clone() for name, value in model.state_dict().items()}
