@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from sweeps.driver import ray_cluster, storage
 from sweeps.driver.config import ConfigError, SweepConfig, validate_sweep
+from sweeps.driver.fusion import FUSABLE_ARCHITECTURES
 from sweeps.driver.journal import JournalError, Spool, SweepJournal, find_resumable
 from sweeps.driver.outcome import SweepOutcome, summarize_results
 from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
@@ -38,6 +39,8 @@ def run_sweep(
         return resume_sweep(unfinished, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live, echo=echo)
     store.check_no_credentials(tracking_uri, where="--tracking-uri")
     plan = plan_sweep(config)
+    if plan.fusion is not None or (config.train.fuse != "off" and config.model.arch not in FUSABLE_ARCHITECTURES):
+        echo(plan.fusion_note)
     # What we can check without writing anything comes first: bad input must leave nothing behind.
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
@@ -159,9 +162,14 @@ def _train_and_close(plan: SweepPlan, journal: SweepJournal, tuner: Any, *, echo
         raise
     journal = SweepJournal.load(journal.experiment_path)  # as the trial logger left it
     search = plan.config.search
-    outcome = summarize_results(
-        results, journal, experiment_name=plan.config.experiment_name, metric=search.metric, mode=search.mode, epochs=plan.config.train.epochs
-    )
+    if plan.fusion is not None:
+        from sweeps.driver.fused_sweep import summarize_members
+
+        outcome = summarize_members(results, journal, plan)
+    else:
+        outcome = summarize_results(
+            results, journal, experiment_name=plan.config.experiment_name, metric=search.metric, mode=search.mode, epochs=plan.config.train.epochs
+        )
     writer = MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
     sweep_run.close_sweep_run(
         writer,

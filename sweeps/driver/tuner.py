@@ -11,10 +11,11 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search import BasicVariantGenerator
 
-from sweeps.driver import ray_cluster
+from sweeps.driver import fused_sweep, fusion, gpu_share, ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
 from sweeps.driver.distributions import build_search_space
 from sweeps.driver.journal import SweepJournal
+from sweeps.driver.member_events import MemberEvents
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
 from sweeps.driver.tracking.trial_logger import MlflowTrialLogger
@@ -28,15 +29,16 @@ KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn writ
 def new_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: Callable[[str], None], live: bool, verbose: bool) -> tune.Tuner:
     config = plan.config
     storage_path, run_name = journal.experiment_path.rsplit("/", 1)
+    fused = plan.fusion is not None  # one Tune trial per group, early stopping per member in the groups
     return tune.Tuner(
         _trainable(plan, data),
-        param_space=build_search_space(config.params),
+        param_space=_param_space(plan),
         tune_config=tune.TuneConfig(
-            metric=config.search.metric,
-            mode=config.search.mode,
-            num_samples=config.search.num_samples,
+            metric=None if fused else config.search.metric,
+            mode=None if fused else config.search.mode,
+            num_samples=1 if fused else config.search.num_samples,
             search_alg=BasicVariantGenerator(random_state=config.search.seed, max_concurrent=config.search.max_concurrent),
-            scheduler=_scheduler(plan.asha),
+            scheduler=None if fused else _scheduler(plan.asha),
             # A trial reuses a finished trial's worker: no new process importing torch per
             # trial. run_training seeds and builds everything afresh, so nothing carries over.
             reuse_actors=True,
@@ -56,17 +58,22 @@ def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData) -> t
     """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal."""
     _prepare_tune()
     return tune.Tuner.restore(
-        journal.experiment_path, _trainable(plan, data), resume_unfinished=True, param_space=build_search_space(plan.config.params)
+        journal.experiment_path, _trainable(plan, data, resumed_from=journal.experiment_path), resume_unfinished=True, param_space=_param_space(plan)
     )
 
 
-def _trainable(plan: SweepPlan, data: SplitData) -> Any:
+def _param_space(plan: SweepPlan) -> dict[str, Any]:
+    return build_search_space(plan.config.params) if plan.fusion is None else fusion.param_space(plan.fusion)
+
+
+def _trainable(plan: SweepPlan, data: SplitData, *, resumed_from: str | None = None) -> Any:
     _prepare_tune()
     resources = plan.config.resources
-    return tune.with_resources(
-        tune.with_parameters(train_trial, data=data, settings=plan.trial_settings),
-        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
-    )
+    if plan.fusion is None:
+        trainable = tune.with_parameters(train_trial, data=data, settings=plan.trial_settings)
+    else:
+        trainable = fused_sweep.group_trainable(plan, data, fused_sweep.start_rung_record(plan, resumed_from=resumed_from))
+    return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": gpu_share.gpus_per_trial(plan, data)})
 
 
 def _prepare_tune() -> None:
@@ -98,9 +105,12 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         echo=echo,
         live=live,
     )
-    return [
+    per_trial = [
         MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=WebhookSender(webhook, warn=echo) if webhook else None),
         progress,
+    ]
+    return [
+        *(per_trial if plan.fusion is None else [MemberEvents(per_trial, plan.fusion.groups)]),
         JsonLoggerCallback(),
         CSVLoggerCallback(),
         ResumeFromNewestCheckpoint(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -38,6 +38,7 @@ class GroupState:
     generators: list[torch.Generator]  # each active member's shuffling order
     data: SplitData  # on the group's device
     next_epoch: int = 1
+    ended: dict[str, dict[str, Any]] = field(default_factory=dict)  # member key -> its last epoch's metrics
 
     @property
     def members(self) -> list[MemberSpec]:
@@ -59,12 +60,14 @@ class GroupState:
             "generators": [generator.get_state() for generator in self.generators],
             "preprocess": {"name": self.data.preprocess, "stats": self.data.stats},
             "params": {member.index: member.sampled for member in self.members},
+            "ended": dict(self.ended),
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         indices = [member.index for member in self.members]
         self.keep([indices.index(index) for index in checkpoint["members"]])
         self.next_epoch = checkpoint["epoch"] + 1
+        self.ended = dict(checkpoint["ended"])
         if not self.members:
             return
         self.model.load_state_dict(checkpoint["model"])
@@ -196,9 +199,11 @@ def run_group_training(
 ) -> None:
     """Train a group for up to `settings.epochs`, calling `report(metrics, checkpoint)` each epoch.
 
-    `metrics` holds `members` (JSON: each member's metrics this epoch, with `ended` for one
-    that ends after it) and `diagnostics` (each member's); checkpoints follow run_training's
-    cadence and are taken after the ended members left, and at the group's end.
+    `metrics` holds `members` (JSON: each training member's metrics this epoch), `ended`
+    (JSON: every member that has ended, with its last epoch's metrics), `active` (the
+    members still training) and `diagnostics` (each member's). Checkpoints follow
+    run_training's cadence, are taken after this epoch's ended members left, and always at
+    the group's end; passing one back as `resume_from` continues exactly where it left off.
     """
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)
@@ -225,14 +230,19 @@ def run_group_training(
         if due or epoch == settings.epochs or not state.members:
             last_checkpoint_at = now
             checkpoint = state.checkpoint(epoch)
-        group_metrics = {"epoch": epoch, "members": json.dumps(metrics), "active": [member.index for member in state.members]}
+        group_metrics = {
+            "epoch": epoch,
+            "members": json.dumps(metrics),
+            "ended": json.dumps(state.ended),
+            "active": [member.index for member in state.members],
+        }
         if member_diagnostics is not None:
             group_metrics["diagnostics"] = member_diagnostics
         report(group_metrics, checkpoint)
 
 
 def end_members(state: GroupState, metrics: dict[str, dict], epoch: int, *, epochs: int, decide: Decide | None) -> list[int]:
-    """Mark in `metrics` the members that end after this epoch; the positions of those that stay."""
+    """Record in `state.ended` the members that end after this epoch; the positions of those that stay."""
     ends_itself = [epoch >= epochs or "stop_reason" in metrics[member.key] for member in state.members]
     stopped = [False] * len(state.members)
     if decide is not None:
@@ -242,7 +252,7 @@ def end_members(state: GroupState, metrics: dict[str, dict], epoch: int, *, epoc
         if stopped[position] and not ends_itself[position]:
             metrics[member.key]["early_stopped"] = True
         if stopped[position] or ends_itself[position]:
-            metrics[member.key]["ended"] = True
+            state.ended[member.key] = {"epoch": epoch, **metrics[member.key]}
         else:
             staying.append(position)
     return staying
