@@ -97,7 +97,7 @@ class MemberBatchNorm(MemberLayer):
         self.set_members(batch_norm, [])
 
     def set_members(self, batch_norm: list[bool], activation: list[str]) -> None:
-        self.segments = runs(batch_norm)
+        self.segments = [(stop - start, normed) for start, stop, normed in runs(batch_norm)]
 
     def load_member(self, m: int, solo: nn.Module) -> None:
         if isinstance(solo, nn.modules.batchnorm._BatchNorm):
@@ -105,31 +105,28 @@ class MemberBatchNorm(MemberLayer):
                 getattr(self, name).data[m] = getattr(solo, name).detach()
 
     def forward(self, x: Tensor) -> Tensor:
-        if not any(normed for _, _, normed in self.segments):
+        if not any(normed for _, normed in self.segments):
             return x
-        parts = [self._normalize(x, start, stop) if normed else self._slice(x, start, stop) for start, stop, normed in self.segments]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0 if self.layout == ROWS else 1)
+        dim = 0 if self.layout == ROWS else 1
+        if len(self.segments) == 1:
+            return self._normalize(x, self.weight, self.bias, self.running_mean, self.running_var)
+        # split, not slices: its backward is one cat, where each slice's would be a zero-filled copy.
+        sizes = [count for count, _ in self.segments]
+        width = x.shape[dim] // len(self.weight)
+        pieces = zip(
+            x.split([count * width for count in sizes], dim=dim),
+            *(tensor.split(sizes) for tensor in (self.weight, self.bias, self.running_mean, self.running_var)),
+        )
+        parts = [self._normalize(*piece) if normed else piece[0] for piece, (_, normed) in zip(pieces, self.segments)]
+        return torch.cat(parts, dim=dim)
 
-    def _slice(self, x: Tensor, start: int, stop: int) -> Tensor:
-        if self.layout == ROWS:
-            return x[start:stop]
-        width = self.weight.shape[1]
-        return x[:, start * width : stop * width]
-
-    def _normalize(self, x: Tensor, start: int, stop: int) -> Tensor:
-        part = self._slice(x, start, stop)
+    def _normalize(self, x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:
         if self.layout == ROWS:  # (k, B, C) -> (B, k*C): batch norm wants the channels in dim 1
-            count, batch, width = part.shape
-            part = part.transpose(0, 1).reshape(batch, count * width)
+            count, batch, width = x.shape
+            x = x.transpose(0, 1).reshape(batch, count * width)
+        # The statistics are views of the buffers: batch norm updates them in place.
         out = F.batch_norm(
-            part,
-            self.running_mean[start:stop].view(-1),  # views: batch norm updates them in place
-            self.running_var[start:stop].view(-1),
-            self.weight[start:stop].reshape(-1),
-            self.bias[start:stop].reshape(-1),
-            self.training,
-            BATCH_NORM_MOMENTUM,
-            BATCH_NORM_EPS,
+            x, running_mean.view(-1), running_var.view(-1), weight.reshape(-1), bias.reshape(-1), self.training, BATCH_NORM_MOMENTUM, BATCH_NORM_EPS
         )
         return out.view(batch, count, width).transpose(0, 1) if self.layout == ROWS else out
 
@@ -146,23 +143,25 @@ class MemberActivation(MemberLayer):
     def set_members(self, batch_norm: list[bool], activation: list[str]) -> None:
         self.activation = list(activation)
         # Plain attributes, not submodules: the activations hold no parameters.
-        self.runs = [(start, stop, get_activation(name)()) for start, stop, name in runs(activation)]
+        self.runs = [(stop - start, get_activation(name)()) for start, stop, name in runs(activation)]
 
     def load_member(self, m: int, solo: nn.Module) -> None:
         pass  # nothing to copy: the choice itself came with the member
 
     def forward(self, x: Tensor) -> Tensor:
-        members = len(self.activation)
-        parts = []
-        for start, stop, act in self.runs:
-            if self.layout == ROWS:
-                part = x if (start, stop) == (0, members) else x[start:stop]
-                count, batch, width = part.shape
-                parts.append(act(part.reshape(count * batch, width)).view(count, batch, -1))
-            else:
-                width = x.shape[1] // members
-                parts.append(act(x if (start, stop) == (0, members) else x[:, start * width : stop * width]))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0 if self.layout == ROWS else 1)
+        members, dim = len(self.activation), 0 if self.layout == ROWS else 1
+        if len(self.runs) == 1:
+            return self._activate(self.runs[0][1], x)
+        # split, not slices: its backward is one cat, where each slice's would be a zero-filled copy.
+        width = x.shape[dim] // members
+        parts = x.split([count * width for count, _ in self.runs], dim=dim)
+        return torch.cat([self._activate(act, part) for (_, act), part in zip(self.runs, parts)], dim=dim)
+
+    def _activate(self, act: nn.Module, x: Tensor) -> Tensor:
+        if self.layout == ROWS and getattr(act, "pieces", 1) > 1:  # maxout pairs units along dim 1
+            count, batch, width = x.shape
+            return act(x.reshape(count * batch, width)).view(count, batch, -1)
+        return act(x)
 
 
 def channels_to_rows(x: Tensor, members: int) -> Tensor:

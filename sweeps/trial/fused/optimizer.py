@@ -19,7 +19,8 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as the
 
 
 class MemberOptimizer:
-    """Per-member SGD or Adam over a fused model's trainable parameters."""
+    """Per-member SGD or Adam over a fused model's trainable parameters, every step a few
+    torch._foreach calls over all of them (on a small model the per-tensor calls would cost more than the math)."""
 
     def __init__(self, params: list[nn.Parameter], members: list[MemberSpec], *, name: str) -> None:
         if name not in ("sgd", "adam"):
@@ -31,11 +32,23 @@ class MemberOptimizer:
         self.hyper = {key: torch.tensor([member.params[key] for member in members], dtype=torch.float64, device=device) for key in ("lr", "weight_decay", "momentum")}
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
         self.steps = 0
+        self._hyper_changed()
 
-    def per_member(self, values: Tensor, param: Tensor) -> Tensor:
-        """(M,) values, computed in float64 as torch.optim computes its Python floats, shaped to
-        broadcast over `param`'s member slices in its dtype."""
-        return values.to(param.dtype).view(-1, *([1] * (param.ndim - 1)))
+    def _hyper_changed(self) -> None:
+        # Decided here, not each step: reading a tensor's values would sync with a GPU.
+        self.decays = bool((self.hyper["weight_decay"] != 0).any())
+        self._views: dict[tuple[str, int, torch.dtype], Tensor] = {}
+
+    def per_member(self, name: str, values: Tensor, param: Tensor) -> Tensor:
+        """(M,) `values` (computed in float64, as torch.optim computes with Python floats) shaped to
+        broadcast over `param`'s member slices in its dtype; made once per name, rank and dtype."""
+        key = (name, param.ndim, param.dtype)
+        if key not in self._views:
+            self._views[key] = values.to(param.dtype).view(-1, *([1] * (param.ndim - 1)))
+        return self._views[key]
+
+    def _each(self, name: str, values: Tensor, params: list[Tensor]) -> list[Tensor]:
+        return [self.per_member(name, values, param) for param in params]
 
     def zero_grad(self) -> None:
         for param in self.params:
@@ -44,37 +57,49 @@ class MemberOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
-        for param, state in zip(self.params, self.state):
-            if param.grad is None:
-                continue  # unused this step (no member of the group has this batch norm)
-            grad = torch.addcmul(param.grad, param, self.per_member(self.hyper["weight_decay"], param))
-            if self.name == "sgd":
-                self._sgd(param, grad, state)
-            else:
-                self._adam(param, grad, state)
-
-    def _sgd(self, param: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
-        # torch: buf = grad on the first step, then buf * momentum + grad; a momentum of 0
-        # makes that grad, as torch's momentum-free step.
-        buffer = state.get("momentum_buffer")
-        if buffer is None:
-            buffer = state["momentum_buffer"] = grad.clone()
+        # A parameter without a gradient was unused this step (no member has that batch norm).
+        live = [(param, state) for param, state in zip(self.params, self.state) if param.grad is not None]
+        if not live:
+            return
+        params, states = [param for param, _ in live], [state for _, state in live]
+        grads = [param.grad for param in params]  # ours to change: zero_grad drops them before the next backward
+        if self.decays:  # torch adds no decay term at weight_decay 0
+            torch._foreach_addcmul_(grads, params, self._each("weight_decay", self.hyper["weight_decay"], params))
+        if self.name == "sgd":
+            self._sgd(params, grads, states)
         else:
-            buffer.mul_(self.per_member(self.hyper["momentum"], param)).add_(grad)
-        param.addcmul_(buffer, self.per_member(-self.hyper["lr"], param))
+            self._adam(params, grads, states)
 
-    def _adam(self, param: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
+    def _sgd(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Tensor]]) -> None:
+        # torch: buf = grad on a parameter's first step, then buf * momentum + grad; a momentum
+        # of 0 makes that grad, as torch's momentum-free step.
+        going = [position for position, state in enumerate(states) if "momentum_buffer" in state]
+        if going:
+            buffers = [states[position]["momentum_buffer"] for position in going]
+            torch._foreach_mul_(buffers, self._each("momentum", self.hyper["momentum"], [params[position] for position in going]))
+            torch._foreach_add_(buffers, [grads[position] for position in going])
+        for state, grad in zip(states, grads):
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.clone()
+        torch._foreach_addcmul_(params, [state["momentum_buffer"] for state in states], self._each("-lr", -self.hyper["lr"], params))
+
+    def _adam(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Tensor]]) -> None:
         beta1, beta2 = ADAM_BETAS
-        if "exp_avg" not in state:
-            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        for state, param in zip(states, params):
+            if "exp_avg" not in state:
+                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
+        exp_avgs, exp_avg_sqs = [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
         bias_correction1 = 1 - beta1**self.steps
         bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_correction2_sqrt)
+        torch._foreach_add_(denoms, ADAM_EPS)
         # torch: param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1), whose value is one number.
-        param.addcdiv_(exp_avg * self.per_member(-self.hyper["lr"] / bias_correction1, param), denom)
+        step_sizes = [(-self.hyper["lr"] / bias_correction1).to(param.dtype).view(-1, *([1] * (param.ndim - 1))) for param in params]
+        torch._foreach_addcdiv_(params, torch._foreach_mul(exp_avgs, step_sizes), denoms)
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "steps": self.steps, "hyper": self.hyper, "state": self.state}
@@ -84,6 +109,7 @@ class MemberOptimizer:
         self.steps = saved["steps"]
         self.hyper = {key: value.to(device) for key, value in saved["hyper"].items()}
         self.state = [{key: value.to(device) for key, value in state.items()} for state in saved["state"]]
+        self._hyper_changed()
 
     def keep(self, positions: list[int], params: list[nn.Parameter]) -> None:
         """Only the members at `positions` stay, now training `params` (the model's, after FusedModel.keep)."""
@@ -91,6 +117,7 @@ class MemberOptimizer:
         self.params = list(params)
         self.hyper = {key: value[index] for key, value in self.hyper.items()}
         self.state = [{key: value[index] for key, value in state.items()} for state in self.state]
+        self._hyper_changed()
 
     def member_state(self, m: int) -> list[dict[str, Tensor]]:
         """A copy of member m's slice of every state tensor (to put back with set_member_state)."""
