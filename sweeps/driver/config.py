@@ -97,7 +97,7 @@ def _keyword_or_number(keywords: tuple[str, ...], *, minimum: float, whole: bool
             return "off"  # YAML 1.1, which PyYAML reads, makes a bare `off` false
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not whole)
         if not number or not value >= minimum:  # `not >=` refuses NaN too
-            wanted = " or ".join(repr(keyword) for keyword in keywords)
+            wanted = ", ".join(repr(keyword) for keyword in keywords)
             raise PydanticCustomError("keyword_or_number", "must be {wanted} or a {kind} >= {minimum}, got {value}", {
                 "wanted": wanted, "kind": kind, "minimum": minimum, "value": repr(value),
             })
