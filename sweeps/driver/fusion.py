@@ -11,7 +11,10 @@ choice is one contiguous run of members: one kernel per choice, not per member.
 `train.fuse: auto` groups ceil(num_samples / max_concurrent) trials, at most
 AUTO_MAX_MEMBERS: about one group per concurrent slot, so the slots stay busy while each
 trains many members at once. Below 2 trials per slot it does not fuse: running those
-trials side by side uses the slots as well. `train.fuse: N` makes groups of up to N.
+trials side by side uses the slots as well. On the CPU it fuses MLPs only: a fused conv
+net's grouped convolutions and wider batch norms ran slower there than the same trials
+one by one on CIFAR-sized images (resnet-small 0.7x, a CNN 1.0x; bench/RESULTS.md).
+`train.fuse: N` makes groups of up to N whatever the device.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from sweeps.trial_params import resolve_trial_params
 # The architectures sweeps.trial.fused.model can fuse (a test holds the two lists equal;
 # the driver does not import the trial side's torch modules).
 FUSABLE_ARCHITECTURES = ("cnn", "mlp", "resnet")
+AUTO_ON_CPU = ("mlp",)  # what `auto` fuses when trials get no GPU
 AUTO_MAX_MEMBERS = 32
 
 Member = tuple[int, dict[str, Any]]  # (the trial's index in sampling order, its sampled params)
@@ -56,6 +60,8 @@ def plan_fusion(config: SweepConfig) -> tuple[FusionPlan | None, str]:
         return None, "not fused (train.fuse: off): each trial trains on its own"
     if config.model.arch not in FUSABLE_ARCHITECTURES:
         return None, f"not fused: model.arch {config.model.arch} cannot be fused (fusable: {', '.join(FUSABLE_ARCHITECTURES)}); each trial trains on its own"
+    if setting == "auto" and config.model.arch not in AUTO_ON_CPU and not gets_a_gpu(config):
+        return None, f"not fused (train.fuse: auto): {config.model.arch} trials on the CPU train faster one by one; train.fuse: N fuses them anyway"
     size = members_per_group(setting, num_samples=config.search.num_samples, max_concurrent=config.search.max_concurrent)
     if size < 2:
         why = "groups of 1" if setting != "auto" else f"{config.search.num_samples} trials at {config.search.max_concurrent} at a time are under 2 a slot"
@@ -63,6 +69,11 @@ def plan_fusion(config: SweepConfig) -> tuple[FusionPlan | None, str]:
     trials = preview_trial_configs(config.params, seed=config.search.seed, num_samples=config.search.num_samples)
     plan = FusionPlan(groups=pack(list(enumerate(trials)), size), members_per_group=size)
     return plan, plan.describe(setting)
+
+
+def gets_a_gpu(config: SweepConfig) -> bool:
+    """Whether the sweep's trials ask for a GPU (`auto` counts: the sweep means to use one where there is)."""
+    return config.train.device != "cpu" and config.resources.gpus_per_trial != 0
 
 
 def members_per_group(setting: Any, *, num_samples: int, max_concurrent: int) -> int:

@@ -62,11 +62,18 @@ def test_a_class_of_compatible_trials_splits_evenly_and_the_largest_group_goes_f
         ({"train": {"fuse": 1}}, "not fused (train.fuse: 1: groups of 1)"),
         ({"search": {"num_samples": 2, "max_concurrent": 2}}, "not fused (train.fuse: auto: 2 trials at 2 at a time are under 2 a slot)"),
         ({"model": {"arch": "pretrained"}, "params": {"lr": 0.1}}, "not fused: model.arch pretrained cannot be fused"),
+        ({"model": {"arch": "resnet"}}, "not fused (train.fuse: auto): resnet trials on the CPU train faster one by one"),
     ],
 )
 def test_when_trials_are_not_fused_the_note_says_why(sections, why):
     plan, note = plan_fusion(sweep(**sections))
     assert plan is None and note.startswith(why)
+
+
+def test_auto_fuses_conv_nets_when_their_trials_get_a_gpu_and_n_fuses_them_anyway():
+    for sections in ({"resources": {"gpus_per_trial": 0.5}}, {"resources": {"gpus_per_trial": "auto"}}, {"train": {"fuse": 4}}):
+        plan, _ = plan_fusion(sweep(model={"arch": "cnn"}, **sections))
+        assert plan is not None, sections
 
 
 def test_a_fixed_group_size_and_tunes_param_space():
