@@ -6,7 +6,6 @@ from typing import Any, Callable
 
 from sweeps.driver import ray_cluster, storage
 from sweeps.driver.config import ConfigError, SweepConfig, validate_sweep
-from sweeps.driver.fusion import FUSABLE_ARCHITECTURES
 from sweeps.driver.journal import JournalError, Spool, SweepJournal, find_resumable
 from sweeps.driver.outcome import SweepOutcome, summarize_results
 from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
@@ -39,8 +38,8 @@ def run_sweep(
         return resume_sweep(unfinished, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live, echo=echo)
     store.check_no_credentials(tracking_uri, where="--tracking-uri")
     plan = plan_sweep(config)
-    if plan.fusion is not None or (config.train.fuse != "off" and config.model.arch not in FUSABLE_ARCHITECTURES):
-        echo(plan.fusion_note)
+    if config.train.fuse != "off":
+        echo(plan.fusion_note)  # fused or not, and why
     # What we can check without writing anything comes first: bad input must leave nothing behind.
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)

@@ -92,6 +92,8 @@ class MemberEvents(tune.Callback):
             self._each("on_trial_recover", iteration=iteration, trials=self._all(trials), trial=member, **info)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "members" not in result:
+            return  # not a group's report (Tune's own bookkeeping result)
         members = {member.key: member for member in self.members_of(trial)}
         diagnostics = result.get("diagnostics")
         diagnostics = json.loads(diagnostics) if isinstance(diagnostics, str) else diagnostics
