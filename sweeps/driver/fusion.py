@@ -8,13 +8,16 @@ Activation, batch norm, initializer, learning rate, weight decay, momentum and b
 may differ. Each group lists its members by (activation, batch_norm), so each distinct
 choice is one contiguous run of members: one kernel per choice, not per member.
 
-`train.fuse: auto` groups ceil(num_samples / max_concurrent) trials, at most
-AUTO_MAX_MEMBERS: about one group per concurrent slot, so the slots stay busy while each
-trains many members at once. Below 2 trials per slot it does not fuse: running those
+`train.fuse: auto` packs each class of compatible trials into as many groups as make the
+sweep end soonest on its search.max_concurrent slots, by a cost model measured on the
+digits MLP on one CPU core: a group of M members trains in (PER_MEMBER x M + PER_GROUP)
+solo trials' time (twice that for maxout's double widths), so fewer, larger groups cost
+less, while one group too many or too few leaves a slot idle at the end. Groups hold at
+most AUTO_MAX_MEMBERS. With fewer than 2 trials a slot it does not fuse: running those
 trials side by side uses the slots as well. On the CPU it fuses MLPs only: a fused conv
 net's grouped convolutions and wider batch norms ran slower there than the same trials
 one by one on CIFAR-sized images (resnet-small 0.7x, a CNN 1.0x; bench/RESULTS.md).
-`train.fuse: N` makes groups of up to N whatever the device.
+`train.fuse: N` makes groups of up to N whatever the device, as even as each class allows.
 """
 from __future__ import annotations
 
@@ -31,14 +34,17 @@ from sweeps.trial_params import resolve_trial_params
 FUSABLE_ARCHITECTURES = ("cnn", "mlp", "resnet")
 AUTO_ON_CPU = ("mlp",)  # what `auto` fuses when trials get no GPU
 AUTO_MAX_MEMBERS = 32
+# A group's training time, in solo trials' time: PER_MEMBER x members + PER_GROUP. Fitted to
+# the fused digits MLP's step on one CPU core: 1.0, 0.52, 0.42 and 0.37 of a solo step per
+# member at 1, 4, 8 and 16 members (bench/RESULTS.md).
+PER_MEMBER, PER_GROUP = 0.35, 0.65
 
 Member = tuple[int, dict[str, Any]]  # (the trial's index in sampling order, its sampled params)
 
 
 @dataclass(frozen=True)
 class FusionPlan:
-    groups: list[list[Member]]  # each group one Ray Tune trial; its members in training order
-    members_per_group: int  # the most a group holds
+    groups: list[list[Member]]  # each group one Ray Tune trial, costliest first; its members in training order
 
     @property
     def num_trials(self) -> int:
@@ -62,12 +68,16 @@ def plan_fusion(config: SweepConfig) -> tuple[FusionPlan | None, str]:
         return None, f"not fused: model.arch {config.model.arch} cannot be fused (fusable: {', '.join(FUSABLE_ARCHITECTURES)}); each trial trains on its own"
     if setting == "auto" and config.model.arch not in AUTO_ON_CPU and not gets_a_gpu(config):
         return None, f"not fused (train.fuse: auto): {config.model.arch} trials on the CPU train faster one by one; train.fuse: N fuses them anyway"
-    size = members_per_group(setting, num_samples=config.search.num_samples, max_concurrent=config.search.max_concurrent)
-    if size < 2:
-        why = "groups of 1" if setting != "auto" else f"{config.search.num_samples} trials at {config.search.max_concurrent} at a time are under 2 a slot"
-        return None, f"not fused (train.fuse: {setting}: {why}): each trial trains on its own"
-    trials = preview_trial_configs(config.params, seed=config.search.seed, num_samples=config.search.num_samples)
-    plan = FusionPlan(groups=pack(list(enumerate(trials)), size), members_per_group=size)
+    slots = config.search.max_concurrent
+    if setting == "auto" and config.search.num_samples < 2 * slots:
+        return None, f"not fused (train.fuse: auto): {config.search.num_samples} trials at {slots} at a time are under 2 a slot; each trial trains on its own"
+    if setting != "auto" and setting < 2:
+        return None, f"not fused (train.fuse: {setting}): groups of 1; each trial trains on its own"
+    trials = list(enumerate(preview_trial_configs(config.params, seed=config.search.seed, num_samples=config.search.num_samples)))
+    classes = compatible_classes(trials)
+    counts = fastest_group_counts(classes, slots) if setting == "auto" else [math.ceil(len(members) / setting) for members in classes]
+    groups = [group for members, count in zip(classes, counts) for group in split(members, count)]
+    plan = FusionPlan(groups=sorted(groups, key=lambda group: (-cost(group), min(index for index, _ in group))))
     return plan, plan.describe(setting)
 
 
@@ -76,16 +86,10 @@ def gets_a_gpu(config: SweepConfig) -> bool:
     return config.train.device != "cpu" and config.resources.gpus_per_trial != 0
 
 
-def members_per_group(setting: Any, *, num_samples: int, max_concurrent: int) -> int:
-    if setting == "auto":
-        return min(AUTO_MAX_MEMBERS, math.ceil(num_samples / max_concurrent))
-    return int(setting)
-
-
 def compatibility(sampled: dict[str, Any]) -> tuple[Any, ...]:
     """Trials with equal keys can share a group."""
     params = resolve_trial_params(sampled)
-    return params["batch_size"], params["activation"] == "maxout", params["trainable_layers"]
+    return params["batch_size"], params["activation"] == "maxout"
 
 
 def training_order(member: Member) -> tuple[Any, ...]:
@@ -93,23 +97,51 @@ def training_order(member: Member) -> tuple[Any, ...]:
     return params["activation"], params["batch_norm"], member[0]
 
 
-def pack(trials: list[Member], size: int) -> list[list[Member]]:
-    """Groups of at most `size` compatible trials, as even as each class of compatible trials allows,
-    the largest first (they take longest, so they start first)."""
+def compatible_classes(trials: list[Member]) -> list[list[Member]]:
+    """The trials by compatibility, each class in training order (so a group of it has each choice as one run)."""
     classes: dict[tuple[Any, ...], list[Member]] = {}
     for member in trials:
         classes.setdefault(compatibility(member[1]), []).append(member)
-    groups = []
-    for members in classes.values():
-        members = sorted(members, key=training_order)
-        count = math.ceil(len(members) / size)
-        small, extra = divmod(len(members), count)
-        start = 0
-        for number in range(count):
-            stop = start + small + (number < extra)
-            groups.append(members[start:stop])
-            start = stop
-    return sorted(groups, key=lambda group: (-len(group), min(index for index, _ in group)))
+    return [sorted(members, key=training_order) for members in classes.values()]
+
+
+def split(members: list[Member], count: int) -> list[list[Member]]:
+    """`members` in `count` contiguous groups whose sizes differ by at most one."""
+    small, extra = divmod(len(members), count)
+    bounds = [0]
+    for number in range(count):
+        bounds.append(bounds[-1] + small + (number < extra))
+    return [members[start:stop] for start, stop in zip(bounds, bounds[1:])]
+
+
+def cost(group: list[Member]) -> float:
+    """A group's training time in solo trials' time (the module's cost model)."""
+    widths = 2.0 if compatibility(group[0][1])[1] else 1.0  # maxout doubles the layers' widths
+    return widths * (PER_MEMBER * len(group) + PER_GROUP)
+
+
+def makespan(costs: list[float], slots: int) -> float:
+    """When the last slot is done, giving each group, largest first, to the slot free soonest (as Tune starts them)."""
+    loads = [0.0] * slots
+    for value in sorted(costs, reverse=True):
+        loads[loads.index(min(loads))] += value
+    return max(loads)
+
+
+def fastest_group_counts(classes: list[list[Member]], slots: int) -> list[int]:
+    """How many groups each class makes: from the fewest (AUTO_MAX_MEMBERS each) up, one more at a
+    time for the class with the costliest group, keeping the counts that end soonest (fewer groups on a tie)."""
+    counts = [math.ceil(len(members) / AUTO_MAX_MEMBERS) for members in classes]
+    best: tuple[float, list[int]] | None = None
+    while True:
+        groups = [group for members, count in zip(classes, counts) for group in split(members, count)]
+        span = makespan([cost(group) for group in groups], slots)
+        if best is None or span < best[0] - 1e-9:
+            best = (span, list(counts))
+        costliest = max(range(len(classes)), key=lambda number: cost(split(classes[number], counts[number])[0]))
+        if counts[costliest] == len(classes[costliest]):
+            return best[1]
+        counts[costliest] += 1
 
 
 def param_space(plan: FusionPlan) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import pytest
 
 from sweeps.driver.config import validate_sweep
 from sweeps.driver.distributions import preview_trial_configs
-from sweeps.driver.fusion import AUTO_MAX_MEMBERS, members_per_group, pack, param_space, plan_fusion
+from sweeps.driver.fusion import AUTO_MAX_MEMBERS, compatible_classes, cost, fastest_group_counts, makespan, param_space, plan_fusion, split
 from sweeps.driver.sweep_file import load_sweep
 from tests.conftest import REPO
 
@@ -41,26 +41,40 @@ def test_only_compatible_trials_share_a_group_and_each_choice_is_one_run():
     assert mixed and any(len({trial["batch_norm"] for _, trial in group}) > 1 for group in mixed)  # they may differ
 
 
-def test_auto_makes_about_one_group_per_concurrent_slot():
-    assert members_per_group("auto", num_samples=16, max_concurrent=2) == 8
-    assert members_per_group("auto", num_samples=5, max_concurrent=2) == 3
-    assert members_per_group("auto", num_samples=1000, max_concurrent=1) == AUTO_MAX_MEMBERS
-    assert members_per_group(5, num_samples=16, max_concurrent=2) == 5
+def test_a_schedule_ends_when_its_busiest_slot_does():
+    assert makespan([3.0, 2.0, 2.0, 1.0], 2) == 4.0  # 3 + 1 and 2 + 2
+    assert makespan([3.0, 2.0, 2.0, 1.0], 1) == 8.0
 
 
-def test_a_class_of_compatible_trials_splits_evenly_and_the_largest_group_goes_first():
-    trials = [(index, {"activation": "relu", "lr": 0.1 * index}) for index in range(13)] + [(13 + index, {"activation": "maxout"}) for index in range(3)]
-    groups = pack(trials, 8)
-    assert [len(group) for group in groups] == [7, 6, 3]
-    assert sorted(index for group in groups for index, _ in group) == list(range(16))
+def test_auto_packs_each_class_into_the_groups_that_end_soonest():
+    relu = [(index, {"activation": "relu"}) for index in range(12)]
+    maxout = [(12 + index, {"activation": "maxout"}) for index in range(4)]
+    classes = compatible_classes(relu + maxout)
+    # Two slots: 12 plain members and 4 maxout ones (twice the widths) cost about the same as one group
+    # each, and run side by side; 6 + 6 + 4 would leave a slot idle while the third group trains.
+    assert fastest_group_counts(classes, 2) == [1, 1]
+    assert makespan([cost(group) for group in split(classes[0], 1) + split(classes[1], 1)], 2) < makespan(
+        [cost(group) for group in split(classes[0], 2) + split(classes[1], 1)], 2
+    )
+    # Eight slots: a group for each, so that none waits.
+    assert sum(fastest_group_counts(classes, 8)) == 8
+    # One slot: the fewest groups, as large as allowed.
+    many = [(index, {"activation": "relu"}) for index in range(70)]
+    assert fastest_group_counts(compatible_classes(many), 1) == [3] and AUTO_MAX_MEMBERS * 3 >= 70
+
+
+def test_a_class_splits_into_groups_that_differ_by_at_most_one():
+    members = [(index, {}) for index in range(13)]
+    assert [len(group) for group in split(members, 2)] == [7, 6]
+    assert [index for group in split(members, 3) for index, _ in group] == list(range(13))
 
 
 @pytest.mark.parametrize(
     ("sections", "why"),
     [
         ({"train": {"fuse": "off"}}, "not fused (train.fuse: off)"),
-        ({"train": {"fuse": 1}}, "not fused (train.fuse: 1: groups of 1)"),
-        ({"search": {"num_samples": 2, "max_concurrent": 2}}, "not fused (train.fuse: auto: 2 trials at 2 at a time are under 2 a slot)"),
+        ({"train": {"fuse": 1}}, "not fused (train.fuse: 1): groups of 1"),
+        ({"search": {"num_samples": 3, "max_concurrent": 2}}, "not fused (train.fuse: auto): 3 trials at 2 at a time are under 2 a slot"),
         ({"model": {"arch": "pretrained"}, "params": {"lr": 0.1}}, "not fused: model.arch pretrained cannot be fused"),
         ({"model": {"arch": "resnet"}}, "not fused (train.fuse: auto): resnet trials on the CPU train faster one by one"),
     ],
