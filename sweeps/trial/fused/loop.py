@@ -246,7 +246,13 @@ def end_members(state: GroupState, metrics: dict[str, dict], epoch: int, *, epoc
     ends_itself = [epoch >= epochs or "stop_reason" in metrics[member.key] for member in state.members]
     stopped = [False] * len(state.members)
     if decide is not None:
-        stopped = decide([(member.index, epoch, metrics[member.key], own) for member, own in zip(state.members, ends_itself)])
+        # In sampling order, as the unfused sweep's trials reach a rung: asynchronous early stopping
+        # depends on the order (the first at a rung has no one to fall behind), and training order
+        # would put one activation's members all first.
+        order = sorted(range(len(state.members)), key=lambda position: state.members[position].index)
+        decided = decide([(state.members[position].index, epoch, metrics[state.members[position].key], ends_itself[position]) for position in order])
+        for position, stop in zip(order, decided):
+            stopped[position] = stop
     staying = []
     for position, member in enumerate(state.members):
         if stopped[position] and not ends_itself[position]:

@@ -156,6 +156,7 @@ def test_a_member_stopped_by_early_stopping_leaves_and_the_others_train_on_uncha
     reports, checkpoints = [], []
     run_group_training(group, settings, digits(), lambda metrics, checkpoint: (reports.append(metrics), checkpoints.append(checkpoint)), decide=decide)
     assert len(decided[0]) == len(group) and len(decided[1]) == len(group) - 2  # the stopped members report no more
+    assert [index for index, _, _ in decided[0]] == sorted(index for index, _ in group)  # in sampling order, as unfused trials arrive
     assert [ends for *_, ends in decided[-1]] == [True] * (len(group) - 2)  # the last epoch ends every member
     ended = json.loads(reports[-1]["ended"])
     for index in stop:
