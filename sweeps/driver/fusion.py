@@ -11,7 +11,7 @@ choice is one contiguous run of members: one kernel per choice, not per member.
 `train.fuse: auto` packs each class of compatible trials into as many groups as make the
 sweep end soonest on its search.max_concurrent slots, by a cost model measured on the
 digits MLP on one CPU core: a group of M members trains in (PER_MEMBER x M + PER_GROUP)
-solo trials' time (twice that for maxout's double widths), so fewer, larger groups cost
+solo trials' time (MAXOUT_WIDTHS times that for maxout), so fewer, larger groups cost
 less, while one group too many or too few leaves a slot idle at the end. Groups hold at
 most AUTO_MAX_MEMBERS. With fewer than 2 trials a slot it does not fuse: running those
 trials side by side uses the slots as well. On the CPU it fuses MLPs only: a fused conv
@@ -34,10 +34,12 @@ from sweeps.trial_params import resolve_trial_params
 FUSABLE_ARCHITECTURES = ("cnn", "mlp", "resnet")
 AUTO_ON_CPU = ("mlp",)  # what `auto` fuses when trials get no GPU
 AUTO_MAX_MEMBERS = 32
-# A group's training time, in solo trials' time: PER_MEMBER x members + PER_GROUP. Fitted to
-# the fused digits MLP's step on one CPU core: 1.0, 0.52, 0.42 and 0.37 of a solo step per
-# member at 1, 4, 8 and 16 members (bench/RESULTS.md).
-PER_MEMBER, PER_GROUP = 0.35, 0.65
+# A group's training time, in solo trials' time: PER_MEMBER x members + PER_GROUP, times
+# MAXOUT_WIDTHS for maxout. Fitted to groups of the default sweep's trials (mixed activations
+# and batch norm, diagnostics on) training on one CPU core: 0.85, 0.71, 0.68, 0.55 and 0.59 of
+# a solo trial's time per member at 4, 8, 16, 24 and 32 members; a maxout group cost 1.57x a
+# plain one of as many members (bench/RESULTS.md).
+PER_MEMBER, PER_GROUP, MAXOUT_WIDTHS = 0.55, 1.2, 1.5
 
 Member = tuple[int, dict[str, Any]]  # (the trial's index in sampling order, its sampled params)
 
@@ -116,7 +118,7 @@ def split(members: list[Member], count: int) -> list[list[Member]]:
 
 def cost(group: list[Member]) -> float:
     """A group's training time in solo trials' time (the module's cost model)."""
-    widths = 2.0 if compatibility(group[0][1])[1] else 1.0  # maxout doubles the layers' widths
+    widths = MAXOUT_WIDTHS if compatibility(group[0][1])[1] else 1.0  # maxout doubles the layers' widths
     return widths * (PER_MEMBER * len(group) + PER_GROUP)
 
 
