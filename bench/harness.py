@@ -145,11 +145,13 @@ class Bench:
         return self._once("ray-startup", measure)
 
     def sweep(
-        self, *, scheduler: str, seed: int, trials: int, epochs: int, diagnostics: bool = True, repeat: int = 0
+        self, *, scheduler: str, seed: int, trials: int, epochs: int, diagnostics: bool = True, repeat: int = 0, fuse: str = "auto"
     ) -> dict[str, Any]:
-        """`sweep run` on bench/digits.yaml; its figure, plus `per_trial` (each trial's epochs, best val_acc, lr)."""
+        """`sweep run` on bench/digits.yaml (fused, as it is by default, or `fuse="off"`); its figure,
+        plus `per_trial` (each trial's epochs, best val_acc, lr)."""
         startup = self.ray_startup()
         name = f"sweep, {scheduler}, seed {seed}, {trials}x{epochs}" + ("" if diagnostics else ", diagnostics off")
+        name += "" if fuse == "auto" else f", fuse {fuse}"
         name += f", repeat {repeat + 1}" if repeat else ""
 
         def run(folder: Path) -> dict[str, Any]:
@@ -158,6 +160,7 @@ class Bench:
                 "train.epochs": epochs,
                 "early_stopping.scheduler": scheduler,
                 "diagnostics.enabled": str(diagnostics).lower(),
+                "train.fuse": fuse,
                 "storage.path": folder / "results",
             }
             command = [sys.executable, "-m", "cli", "run", str(SWEEP_FILE), "--tracking-uri", tracking_uri]
@@ -173,6 +176,7 @@ class Bench:
                 "trials": trials,
                 "epochs": epochs,
                 "diagnostics": diagnostics,
+                "fuse": fuse,
                 "repeat": repeat + 1,
                 "wall_s": round(wall_s, 3),
                 "run_phase_s": round(wall_s - startup["ready_s"] - startup["ray_shutdown_s"], 3),

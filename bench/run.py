@@ -1,17 +1,19 @@
 """Issue 8's benchmark in one go: `sweep run` against an idiomatic Ray Tune peer and a plain-PyTorch floor.
 
-    python bench/run.py [--quick] [--only compare|asha|diagnostics|per-trial] [--workdir DIR]
+    python bench/run.py [--quick] [--only compare|fusion|asha|diagnostics|per-trial] [--workdir DIR]
 
 Every run is a fresh process on bench/digits.yaml's workload (16 trials of a 3x128 MLP
 on digits, 20 epochs, 2 trials at a time on 1 CPU each) with its own new sqlite MLflow
 store and Ray storage folder in the work folder (a temporary one unless --workdir):
 
-  compare      `sweep run` with ASHA and with `scheduler: none` (also with diagnostics
-               off, whose MLflow content is the closest to the peer's); bench/peer.py,
-               the same sweep written as Ray Tune's PyTorch examples write it, on both;
-               the floor (bench/floor.py: the same trials' epochs in one plain PyTorch
-               process, divided by the concurrency); Ray's start-up; the ratios
-               sweep/peer and sweep/floor.
+  compare      `sweep run` fused (train.fuse: auto, the default) and unfused (off), with
+               ASHA and with `scheduler: none` (and fused with diagnostics off, whose
+               MLflow content is the closest to the peer's); bench/peer.py, the same
+               sweep written as Ray Tune's PyTorch examples write it, on both; the
+               unfused floor (bench/floor.py: the same trials' epochs in one plain
+               PyTorch process, divided by the concurrency); Ray's start-up; the ratios
+               unfused/fused, peer/fused and run phase/floor.
+  fusion       fused against unfused with ASHA on 3 seeds: best val_acc, epochs, wall time.
   asha         ASHA against no early stopping on 3 seeds: best val_acc, epochs trained.
   diagnostics  `sweep run` with diagnostics on and off, end to end (3 pairs, medians),
                and the training loop's own figure from bench/diagnostics_overhead.py.
@@ -47,35 +49,70 @@ from harness import FULL, QUICK, Bench, BenchError, fit_line, machine
 
 def compare(bench: Bench) -> None:
     trials, epochs = bench.workload.trials, bench.workload.epochs
-    # The peer logs each trial's params and metrics; `sweep run` also logs diagnostics
-    # unless they are off, which makes its MLflow content the closest to the peer's.
-    for scheduler, diagnostics in (("none", True), ("none", False), ("asha", True)):
-        sweep = bench.sweep(scheduler=scheduler, seed=0, trials=trials, epochs=epochs, diagnostics=diagnostics)
+    for scheduler in ("none", "asha"):
+        fused = bench.sweep(scheduler=scheduler, seed=0, trials=trials, epochs=epochs)
+        unfused = bench.sweep(scheduler=scheduler, seed=0, trials=trials, epochs=epochs, fuse="off")
         peer = bench.peer(scheduler=scheduler, seed=0)
-        if [trial["lr"] for trial in peer["per_trial"]] != [trial["lr"] for trial in sweep["per_trial"]]:
-            raise BenchError(f"the peer sampled other trials than the sweep (compare their lr in {bench.workdir})")
-        floor = bench.floor(of=sweep)
+        for sweep in (fused, unfused):
+            if [trial["lr"] for trial in peer["per_trial"]] != [trial["lr"] for trial in sweep["per_trial"]]:
+                raise BenchError(f"the peer sampled other trials than the sweep (compare their lr in {bench.workdir})")
+        floor = bench.floor(of=unfused)  # the unfused floor: each trial for the epochs the unfused sweep gave it
         figure = {
             "figure": "ratios",
             "scheduler": scheduler,
-            "diagnostics": diagnostics,
-            "sweep_over_peer": round(sweep["wall_s"] / peer["process_wall_s"], 4),
-            "peer_over_sweep": round(peer["process_wall_s"] / sweep["wall_s"], 3),
-            "sweep_run_phase_over_floor": round(sweep["run_phase_s"] / floor["floor_s"], 3),
-            "sweep_over_floor": round(sweep["wall_s"] / floor["floor_s"], 3),
+            "unfused_over_fused": round(unfused["wall_s"] / fused["wall_s"], 3),
+            "peer_over_fused": round(peer["process_wall_s"] / fused["wall_s"], 3),
+            "peer_over_unfused": round(peer["process_wall_s"] / unfused["wall_s"], 3),
+            "fused_run_phase_over_floor": round(fused["run_phase_s"] / floor["floor_s"], 3),
+            "unfused_run_phase_over_floor": round(unfused["run_phase_s"] / floor["floor_s"], 3),
+            "epochs_fused": fused["total_epochs"],
+            "epochs_unfused": unfused["total_epochs"],
         }
-        which = scheduler + ("" if diagnostics else ", diagnostics off")
         bench.figure(figure)
         bench.row(
-            f"sweep/peer, {which}, whole process",
-            f"{figure['sweep_over_peer']:.3f}",
-            f"the peer takes {figure['peer_over_sweep']:.1f}x as long" + (" (target: at least 5x)" if scheduler == "none" else ""),
+            f"unfused/fused, {scheduler}, whole process",
+            f"{figure['unfused_over_fused']:.2f}x",
+            f"{unfused['wall_s']:.1f} s against {fused['wall_s']:.1f} s" + (" (target: at least 1.7x)" if scheduler == "asha" else ""),
         )
         bench.row(
-            f"sweep/floor, {which}, run phase",
-            f"{figure['sweep_run_phase_over_floor']:.2f}",
-            f"whole process {figure['sweep_over_floor']:.2f} (target for the run phase: at most 2)",
+            f"peer/fused, {scheduler}, whole process",
+            f"{figure['peer_over_fused']:.1f}x",
+            f"unfused: {figure['peer_over_unfused']:.1f}x" + (" (target: at least 8x fused)" if scheduler == "asha" else ""),
         )
+        bench.row(
+            f"run phase / unfused floor, {scheduler}",
+            f"{figure['fused_run_phase_over_floor']:.2f}",
+            f"fused {fused['run_phase_s']:.1f} s ({fused['total_epochs']} epochs), unfused {figure['unfused_run_phase_over_floor']:.2f} "
+            f"({unfused['total_epochs']} epochs), floor {floor['floor_s']:.1f} s (target: fused at most 1)",
+        )
+    diagnostics_off = bench.sweep(scheduler="none", seed=0, trials=trials, epochs=epochs, diagnostics=False)
+    peer = bench.peer(scheduler="none", seed=0)
+    bench.figure({"figure": "ratios", "scheduler": "none", "diagnostics": False, "peer_over_fused": round(peer["process_wall_s"] / diagnostics_off["wall_s"], 3)})
+    bench.row("peer/fused, none, diagnostics off", f"{peer['process_wall_s'] / diagnostics_off['wall_s']:.1f}x", "the MLflow content closest to the peer's")
+
+
+def fusion(bench: Bench) -> None:
+    """Fused against unfused, both with ASHA, on 3 seeds: the best val_acc and the epochs each trained."""
+    trials, epochs = bench.workload.trials, bench.workload.epochs
+    seeds = []
+    for seed in bench.workload.seeds:
+        fused = bench.sweep(scheduler="asha", seed=seed, trials=trials, epochs=epochs)
+        unfused = bench.sweep(scheduler="asha", seed=seed, trials=trials, epochs=epochs, fuse="off")
+        seeds.append({
+            "seed": seed,
+            "best_val_acc_fused": fused["best_val_acc"],
+            "best_val_acc_unfused": unfused["best_val_acc"],
+            "points": round(100 * (fused["best_val_acc"] - unfused["best_val_acc"]), 2),
+            "epochs_fused": fused["total_epochs"],
+            "epochs_unfused": unfused["total_epochs"],
+            "unfused_over_fused": round(unfused["wall_s"] / fused["wall_s"], 3),
+        })
+    figure = {"figure": "fused_vs_unfused", "seeds": seeds}
+    bench.figure(figure)
+    per_seed = ", ".join(f"seed {seed['seed']}: {seed['points']:+.1f}" for seed in seeds)
+    bench.row(f"fused - unfused, ASHA, best val_acc, {len(seeds)} seeds", f"{max(abs(seed['points']) for seed in seeds):.2f} pts", f"{per_seed} (target: within 0.5 points)")
+    walls = ", ".join(f"{seed['unfused_over_fused']:.2f}x" for seed in seeds)
+    bench.row(f"unfused/fused, ASHA, whole process, {len(seeds)} seeds", walls, ", ".join(f"{seed['epochs_fused']} vs {seed['epochs_unfused']} epochs" for seed in seeds))
 
 
 def asha(bench: Bench) -> None:
@@ -173,7 +210,7 @@ def per_trial(bench: Bench) -> None:
     )
 
 
-PARTS: dict[str, Callable[[Bench], None]] = {"compare": compare, "asha": asha, "diagnostics": diagnostics, "per-trial": per_trial}
+PARTS: dict[str, Callable[[Bench], None]] = {"compare": compare, "fusion": fusion, "asha": asha, "diagnostics": diagnostics, "per-trial": per_trial}
 
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:

@@ -140,12 +140,14 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
     """
     config = load_config(config_path, overrides)
     from sweeps.driver.distributions import preview_trial_configs, sampled_names
+    from sweeps.driver.fusion import plan_fusion
     from sweeps.driver.sweep_file import dump_sweep
     from sweeps.trial_params import format_params
 
     click.echo(f"{config_path}: valid")
     click.echo(dump_sweep(config).rstrip())
     click.echo(f"\nsampled at random: {', '.join(sampled_names(config.params)) or 'nothing (every param is fixed)'}")
+    click.echo(plan_fusion(config)[1])
     click.echo(f"trials: {config.search.num_samples} (seed {config.search.seed}), first ones:")
     for index, trial in enumerate(preview_trial_configs(config.params, seed=config.search.seed, num_samples=min(3, config.search.num_samples))):
         click.echo(f"  {index:>3}: {format_params(trial)}")

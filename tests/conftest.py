@@ -30,8 +30,25 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 SWEEP = [sys.executable, "-m", "cli"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuse", choices=["off", "auto"], default=None,
+        help="train.fuse for every sweep file a test writes that does not set it (default: the schema's default)",
+    )
+
+
+FUSE: str | None = None  # --fuse
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global FUSE
+    FUSE = config.getoption("--fuse")
+
+
 def write_sweep(folder: Path, sweep: dict, name: str = "search.yaml") -> Path:
-    """A sweep file in `folder`, as a person would write it."""
+    """A sweep file in `folder`, as a person would write it (with --fuse's train.fuse unless it sets its own)."""
+    if FUSE is not None and "fuse" not in sweep.get("train", {}):
+        sweep = {**sweep, "train": {**sweep.get("train", {}), "fuse": FUSE}}
     path = folder / name
     path.write_text(yaml.safe_dump(sweep))
     return path
@@ -99,7 +116,8 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     """
     temp_dir = tmp_path_factory.mktemp("ray")
     port = free_port()
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    # Its workers import this checkout's modules, whichever copy of the project is installed.
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     head = subprocess.Popen(
         [
             "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",

@@ -104,6 +104,10 @@ def close_interrupted(plan: SweepPlan, journal: SweepJournal, *, signum: int, ec
 
 
 def _outcome(plan: SweepPlan, journal: SweepJournal, results: Any) -> SweepOutcome:
+    if plan.fusion is not None:  # Tune's trials are groups: the members are the sweep's trials
+        from sweeps.driver.fused_sweep import summarize_members
+
+        return summarize_members(results, journal, plan)
     search = plan.config.search
     return summarize_results(
         results, journal, experiment_name=plan.config.experiment_name, metric=search.metric, mode=search.mode, epochs=plan.config.train.epochs

@@ -92,6 +92,29 @@ _PARAM_SPEC_SCHEMA = {
 ParamSpec = Annotated[Any, BeforeValidator(_parse_param_spec), WithJsonSchema(_PARAM_SPEC_SCHEMA)]
 
 
+def _keyword_or_number(keywords: tuple[str, ...], *, minimum: float, whole: bool) -> Any:
+    """A field that takes one of `keywords` or a number >= `minimum`, refused in one line (a plain
+    Union would report one line per alternative)."""
+    kind = "whole number" if whole else "number"
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and value in keywords:
+            return value
+        if value is False and "off" in keywords:
+            return "off"  # YAML 1.1, which PyYAML reads, makes a bare `off` false
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not whole)
+        if not number or not value >= minimum:  # `not >=` refuses NaN too
+            wanted = ", ".join(repr(keyword) for keyword in keywords)
+            raise PydanticCustomError("keyword_or_number", "must be {wanted} or a {kind} >= {minimum}, got {value}", {
+                "wanted": wanted, "kind": kind, "minimum": minimum, "value": repr(value),
+            })
+        return value if whole else float(value)
+
+    schema = {"anyOf": [{"enum": list(keywords)}, {"type": "integer" if whole else "number", "minimum": minimum}]}
+    # int too when not whole: a default of 0 stays 0 in the resolved file, as before `auto` existed.
+    return Annotated[Union[str, int] if whole else Union[str, int, float], BeforeValidator(parse), WithJsonSchema(schema)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -177,6 +200,9 @@ class TrainConfig(_Section):
     checkpoint_min_interval_s: float = Field(10, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when Ray gave the trial a GPU
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
+    # Trials that share a batch size and maxout-or-not train as one batched model, in groups
+    # of up to N (off: one trial at a time; auto: sweeps.driver.fusion's rule; README: fused trials).
+    fuse: _keyword_or_number(("off", "auto"), minimum=1, whole=True) = "auto"
 
 
 class SearchConfig(_Section):
@@ -198,7 +224,8 @@ class EarlyStoppingConfig(_Section):
 
 class ResourcesConfig(_Section):
     cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0)
+    # auto: a share measured by a short probe of one group on one GPU (sweeps.driver.gpu_share); 0 without GPUs
+    gpus_per_trial: _keyword_or_number(("auto",), minimum=0, whole=False) = 0
 
 
 class UpdateRatioBand(_Section):
@@ -329,7 +356,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return path, f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
-    if kind in ("param_spec", "grid_search", "credentials_in_uri", "storage_path"):
+    if kind in ("param_spec", "grid_search", "credentials_in_uri", "storage_path", "keyword_or_number"):
         return path, error["msg"]
     message = error["msg"][0].lower() + error["msg"][1:]
     if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password

@@ -46,6 +46,8 @@ def run_sweep(
         echo(f"resuming the unfinished sweep in {unfinished}")
         return resume_sweep(unfinished, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live, echo=echo)
     plan = plan_sweep(config)
+    if config.train.fuse != "off":
+        echo(plan.fusion_note)  # fused or not, and why
     # What we can check without writing anything comes first: bad input must leave nothing behind.
     uri = store.resolve_tracking_uri(tracking_uri, configured=config.mlflow.tracking_uri)
     ray_cluster.check_ray_reachable(address)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeps.driver.config import SweepConfig
+from sweeps.driver.fusion import FusionPlan, plan_fusion
 from sweeps.driver.sweep_file import dump_sweep
 from sweeps.trial.data import DataError, DataSpec, SplitData, load_split
 from sweeps.trial.preprocessing import Normalization
@@ -35,9 +36,12 @@ class SweepPlan:
     end_epochs: list[int]  # the epochs after which a trial may end
     parent_params: dict[str, Any]  # every setting as a dotted key, for the parent run
     sweep_yaml: str  # the resolved sweep file, without the tracking URI (it may hold credentials)
+    fusion: FusionPlan | None  # None: every trial trains on its own
+    fusion_note: str  # one line: fused or not, and why
 
 
 def plan_sweep(config: SweepConfig) -> SweepPlan:
+    fusion, fusion_note = plan_fusion(config)
     return SweepPlan(
         config=config,
         trial_settings=build_trial_settings(config),
@@ -45,6 +49,8 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
         end_epochs=epochs_a_trial_may_end(config),
         parent_params=parent_run_params(config),
         sweep_yaml=sweep_file_without_tracking_uri(config),
+        fusion=fusion,
+        fusion_note=fusion_note,
     )
 
 

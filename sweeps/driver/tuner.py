@@ -11,11 +11,12 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search import BasicVariantGenerator
 
-from sweeps.driver import ray_cluster
+from sweeps.driver import fused_sweep, fusion, gpu_share, ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
 from sweeps.driver.distributions import build_search_space, sampled_names
 from sweeps.driver.feature_cache import SweepFeatures
 from sweeps.driver.journal import SweepJournal
+from sweeps.driver.member_events import MemberEvents
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
 from sweeps.driver.tracking.trial_logger import MlflowTrialLogger
@@ -31,15 +32,16 @@ def new_tuner(
 ) -> tune.Tuner:
     config = plan.config
     storage_path, run_name = journal.experiment_path.rsplit("/", 1)
+    fused = plan.fusion is not None  # one Tune trial per group, early stopping per member in the groups
     return tune.Tuner(
         _trainable(plan, data, features),
-        param_space=build_search_space(config.params),
+        param_space=_param_space(plan),
         tune_config=tune.TuneConfig(
-            metric=config.search.metric,
-            mode=config.search.mode,
-            num_samples=config.search.num_samples,
+            metric=None if fused else config.search.metric,
+            mode=None if fused else config.search.mode,
+            num_samples=1 if fused else config.search.num_samples,
             search_alg=BasicVariantGenerator(random_state=config.search.seed, max_concurrent=config.search.max_concurrent),
-            scheduler=_scheduler(plan.asha),
+            scheduler=None if fused else _scheduler(plan.asha),
             # A trial reuses a finished trial's worker: no new process importing torch per
             # trial. run_training seeds and builds everything afresh, so nothing carries over.
             reuse_actors=True,
@@ -59,17 +61,25 @@ def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, feat
     """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal."""
     _prepare_tune()
     return tune.Tuner.restore(
-        journal.experiment_path, _trainable(plan, data, features), resume_unfinished=True, param_space=build_search_space(plan.config.params)
+        journal.experiment_path,
+        _trainable(plan, data, features, resumed_from=journal.experiment_path),
+        resume_unfinished=True,
+        param_space=_param_space(plan),
     )
 
 
-def _trainable(plan: SweepPlan, data: SplitData, features: SweepFeatures) -> Any:
+def _param_space(plan: SweepPlan) -> dict[str, Any]:
+    return build_search_space(plan.config.params) if plan.fusion is None else fusion.param_space(plan.fusion)
+
+
+def _trainable(plan: SweepPlan, data: SplitData, features: SweepFeatures, *, resumed_from: str | None = None) -> Any:
     _prepare_tune()
     resources = plan.config.resources
-    return tune.with_resources(
-        tune.with_parameters(train_trial, data=data, settings=plan.trial_settings, features=features.refs),
-        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
-    )
+    if plan.fusion is None:
+        trainable = tune.with_parameters(train_trial, data=data, settings=plan.trial_settings, features=features.refs)
+    else:  # fusion leaves pretrained backbones, the only ones with cached features, unfused
+        trainable = fused_sweep.group_trainable(plan, data, fused_sweep.start_rung_record(plan, resumed_from=resumed_from))
+    return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": gpu_share.gpus_per_trial(plan, data)})
 
 
 def _prepare_tune() -> None:
@@ -107,7 +117,7 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         sampled=tuple(sampled_names(config.params)),
         notes=[note] if (note := features.note()) else [],
     )
-    return [
+    per_trial = [
         MlflowTrialLogger(
             journal.experiment_path,
             epochs=config.train.epochs,
@@ -115,6 +125,9 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
             on_alert=webhook or None,
         ),
         progress,
+    ]
+    return [
+        *(per_trial if plan.fusion is None else [MemberEvents(per_trial, plan.fusion.groups)]),
         JsonLoggerCallback(),
         CSVLoggerCallback(),
         ResumeFromNewestCheckpoint(),

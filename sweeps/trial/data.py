@@ -78,7 +78,8 @@ class SplitData:
         return tuple(self.train_x.shape[1:])
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs from a batch of stored images on the device: float32, scaled, normalized."""
+        """Model inputs from a batch of stored images on the device: floats (torch's default
+        dtype, float32 unless a test asks for float64), scaled, normalized."""
         if self.inputs_ready:
             return x
         if self.affine is None:
@@ -86,7 +87,7 @@ class SplitData:
         import torch
 
         factor, offset = self.affine
-        return x.to(torch.float32) * factor + offset
+        return x.to(torch.get_default_dtype()) * factor + offset
 
     def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
         """This split as tensors on `device` (images in `memory_format`, default contiguous)."""

@@ -59,6 +59,7 @@ def test_the_sweep_driver_prepares_data_and_trials_without_torch():
     script = (
         "import sys; from sweeps.driver.sweep_file import load_sweep; from sweeps.driver import launch, plan\n"
         "from sweeps.trial import trainable; from sweeps.driver.tracking import trial_logger, writer\n"
+        "from sweeps.driver import tuner, fused_sweep, member_events, gpu_share; from sweeps.trial.fused import trainable\n"
         "config = load_sweep('search.yaml')\n"
         "plan.load_sweep_data(config); plan.plan_sweep(config)\n"
         "print(sorted({'torch', 'sklearn', 'matplotlib'} & {name.split('.')[0] for name in sys.modules}))"

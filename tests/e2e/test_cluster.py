@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_sweep_cli
+from tests.conftest import REPO, run_sweep_cli
 
 SWEEP = {
     "name": "two-nodes",
@@ -31,7 +31,7 @@ def second_node(tmp_path, ray_connected):
     """A second `ray start` node joining the session's head, with its own CPU; gone after the test."""
     import ray
 
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO)}
     # A short folder: Ray's socket paths under it must fit Unix's 107-character limit.
     temp_dir = tempfile.mkdtemp(prefix="ray-node-")
     log = (tmp_path / "second-node.log").open("w")

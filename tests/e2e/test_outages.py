@@ -69,8 +69,9 @@ def start_sweep_until_epochs(tmp_path: Path, path: Path, tracking_uri: str, ray_
 
 @pytest.mark.slow
 def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_server, ray_address):
-    # Long enough (about 30 s) to still be training when the restarted server answers.
-    path = write_sweep(tmp_path, train={"epochs": 10}, search={"num_samples": 16, "max_concurrent": 1})
+    # Long enough (about 30 s) to still be training when the restarted server answers: unfused, since
+    # fused the 16 trials would train as one group in a few seconds.
+    path = write_sweep(tmp_path, train={"epochs": 10, "fuse": "off"}, search={"num_samples": 16, "max_concurrent": 1})
     sweep, experiment = start_sweep_until_epochs(tmp_path, path, mlflow_server.url, ray_address, epochs=2)
     try:
         mlflow_server.stop()

@@ -152,8 +152,10 @@ def kill_driver_mid_sweep(sweep: subprocess.Popen, tracking_uri: str, storage: P
 def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_uri, ray_address, how):
     storage = tmp_path / "results"
     # Trials of a few seconds: one that MLflow shows at most half done is still training when the kill lands.
+    # Unfused: a finished trial beside a part-way one needs trials with timelines of their own (the
+    # members of a fused group end together); tests/e2e/test_fused.py resumes a fused sweep.
     epochs = 20
-    path = write_sweep(tmp_path, train={"epochs": epochs}, search={"num_samples": 4, "max_concurrent": 2})
+    path = write_sweep(tmp_path, train={"epochs": epochs, "fuse": "off"}, search={"num_samples": 4, "max_concurrent": 2})
     common = ["--address", ray_address]
     sweep = start_sweep_cli("run", str(path), *common, "--tracking-uri", tracking_uri, "--set", f"storage.path={storage}", cwd=tmp_path)
     try:
@@ -192,7 +194,8 @@ def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(
     # checkpoint, and that folder is then moved past the newest, as Tune's deletion leaves it.
     storage = tmp_path / "results"
     epochs = 20
-    path = write_sweep(tmp_path, train={"epochs": epochs}, search={"num_samples": 4, "max_concurrent": 2})
+    # Unfused, as the test above: it needs a finished trial beside a part-way one.
+    path = write_sweep(tmp_path, train={"epochs": epochs, "fuse": "off"}, search={"num_samples": 4, "max_concurrent": 2})
     common = ["--address", ray_address, "--tracking-uri", tracking_uri, "--set", f"storage.path={storage}"]
     sweep = start_sweep_cli("run", str(path), *common, cwd=tmp_path)
     try:

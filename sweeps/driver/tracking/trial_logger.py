@@ -95,6 +95,7 @@ class MlflowTrialLogger(tune.Callback):
                 MLFLOW_RUN_NAME: self._name(trial),
                 "sweep.trial_id": trial.trial_id,
                 "sweep.status": "running",
+                **getattr(trial, "run_tags", {}),  # a fused group's member says which group (driver/member_events.py)
             },
         )
         self.journal.record_run(trial.trial_id, run_id, trial.config)
