@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeInt,
     PositiveInt,
     Tag,
     ValidationError,
@@ -102,6 +103,8 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     preprocess: _names(PREPROCESSORS) = "per_channel_mean"
     max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
+    # keep only these classes, relabelled 0, 1, ... in this order (e.g. pretrain on some, fine-tune on the others)
+    classes: Optional[list[NonNegativeInt]] = Field(None, min_length=2)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -351,6 +354,9 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
         architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
         if architectures and config.model.arch not in architectures:
             problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
+    classes = config.data.classes or []
+    if len(set(classes)) < len(classes):
+        problems.append(("data.classes", f"lists a class twice, got {classes}"))
     band = config.diagnostics.update_ratio
     if band.low >= band.high:
         problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))

@@ -69,6 +69,7 @@ def load_sweep_data(config: SweepConfig) -> SplitData:
         preprocess=data.preprocess,
         seed=config.search.seed,
         max_examples=data.max_examples,
+        classes=data.classes,
     )
 
 
