@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sweeps.driver.config import SweepConfig
@@ -77,7 +78,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
     diagnostics = config.diagnostics
     return TrialSettings(
         arch=config.model.arch,
-        model_options=config.model.model_dump(exclude={"arch"}),
+        model_options=model_options(config),
         epochs=config.train.epochs,
         optimizer=config.train.optimizer,
         threads=max(1, int(config.resources.cpus_per_trial)),
@@ -97,6 +98,16 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
             histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
     )
+
+
+def model_options(config: SweepConfig) -> dict[str, Any]:
+    """The architecture's own settings. A `model.weights` file named relative to where
+    `sweep run` runs is made absolute: Ray Tune starts each trial in a folder of its own."""
+    options = config.model.model_dump(exclude={"arch"})
+    weights = options.get("weights")
+    if weights and not Path(weights).expanduser().is_absolute() and Path(weights).expanduser().is_file():
+        options["weights"] = str(Path(weights).expanduser().resolve())
+    return options
 
 
 def asha_settings(config: SweepConfig) -> AshaSettings | None:
