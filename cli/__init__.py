@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from cli import k8s_commands, store_commands, sweep_commands
+from cli import k8s_commands, lecture_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown
 
 
@@ -26,6 +26,7 @@ for command in (
     store_commands.report,
     store_commands.refine,
     store_commands.ui,
+    lecture_commands.lecture,
     k8s_commands.k8s,
     sweep_commands.schema,
 ):

@@ -1,0 +1,100 @@
+"""Claim 8, coarse to fine: after a coarse sweep, `sweep refine` and a fine sweep, the fine
+sweep's trials concentrate where the coarse sweep's best were and its best is at least as good."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sweeps.driver.lecture.measures import finished, median, param
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, verdict
+
+SWEEP_FILE = "coarse_to_fine.yaml"
+TOP = 5  # `sweep refine`'s default --top
+AXES = ("lr", "weight_decay")  # both log_uniform in the sweep file
+CLOSER = 2.0
+QUICK = {"search.num_samples": 12, "train.epochs": 4}
+
+CLAIM = Claim(
+    key="coarse_to_fine",
+    title="8. Coarse to fine",
+    statement=(
+        "After a coarse sweep, `sweep refine` and a fine sweep, the fine sweep's trials concentrate where the coarse "
+        "sweep's best trials were, and its best is at least as good."
+    ),
+    criterion=(
+        f"Measuring distance in the coarse ranges' log scale (each axis of lr and weight_decay scaled to [0, 1]): the "
+        f"fine trials' median distance to the coarse sweep's best trial is less than 1/{CLOSER:g} of the coarse trials' "
+        "median distance to it, and the fine sweep's best val_acc is at least the coarse sweep's."
+    ),
+    sweep_files=(SWEEP_FILE,),
+)
+
+
+def run(lecture: Lecture) -> Finding:
+    from sweeps.driver.config import validate_sweep
+    from sweeps.driver.refine import refine_sweep
+    from sweeps.driver.sweep_file import load_yaml
+
+    overrides = lecture.overrides(QUICK)
+    coarse = lecture.run(SWEEP_FILE, overrides)
+    # What `sweep refine` does: the coarse sweep's resolved file from MLflow, narrowed around its top trials.
+    refined = refine_sweep(load_yaml(coarse.reader.sweep_file(coarse.report.parent_run_id)), coarse.report, k=TOP)
+    refined_path = lecture.out_dir / f"{refined.sweep['name']}.yaml"
+    import yaml
+
+    refined_path.write_text(yaml.safe_dump(refined.sweep, sort_keys=False, default_flow_style=None))
+    fine = lecture.run(refined_path.name, {}, config=validate_sweep(refined.sweep, source=str(refined_path)))
+    ranges = {name: coarse.config.params[name]["log_uniform"] for name in AXES}
+    best = finished(coarse.report.trials)[0]
+    spread = {name: median([distance(row, best, ranges) for row in finished(result.report.trials)]) for name, result in (("coarse", coarse), ("fine", fine))}
+    scores = {name: result.report.top(1)[0].best for name, result in (("coarse", coarse), ("fine", fine))}
+    checks = {"concentrates": spread["fine"] * CLOSER < spread["coarse"], "at least as good": scores["fine"] >= scores["coarse"]}
+    failed = [name for name, ok in checks.items() if not ok]
+    return Finding(
+        claim=CLAIM,
+        verdict=verdict(not failed),
+        why="both hold" if not failed else f"does not hold: {', '.join(failed)}",
+        numbers=[
+            ("refined ranges", ", ".join(f"{name} {refined.sweep['params'][name]['log_uniform']}" for name in AXES) + (f" (warnings: {'; '.join(refined.warnings)})" if refined.warnings else "")),
+            ("median distance to the coarse best trial", f"coarse trials {spread['coarse']:.3f}, fine trials {spread['fine']:.3f}"),
+            ("best val_acc", f"coarse {scores['coarse']:.4f}, fine {scores['fine']:.4f}"),
+        ],
+        figures=[lecture.save(figure(coarse, fine, refined.sweep), "coarse_to_fine.png")],
+        commands=[
+            lecture.command(SWEEP_FILE, overrides),
+            f"sweep refine {coarse.config.experiment_name} --top {TOP} -o refined.yaml",
+            "sweep run refined.yaml",
+        ],
+        sweep_runs={coarse.config.name: coarse.report.parent_run_id, fine.config.name: fine.report.parent_run_id},
+        metrics={"distance.coarse": spread["coarse"], "distance.fine": spread["fine"], "best.coarse": scores["coarse"], "best.fine": scores["fine"]},
+    )
+
+
+def distance(row: Any, best: Any, ranges: dict[str, list[float]]) -> float:
+    """Euclidean distance in log space, each axis scaled by the coarse range's span."""
+    return math.sqrt(
+        sum(((math.log10(param(row, name)) - math.log10(param(best, name))) / math.log10(high / low)) ** 2 for name, (low, high) in ranges.items())
+    )
+
+
+def figure(coarse: SweepResult, fine: SweepResult, refined: dict[str, Any]) -> Any:
+    """The two sweeps' trials in the (lr, weight_decay) plane, coloured by val_acc, and the refined box."""
+    from matplotlib.patches import Rectangle
+
+    from sweeps.driver.plots import plt
+
+    plot, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)
+    (lr_low, lr_high), (wd_low, wd_high) = (refined["params"][name]["log_uniform"] for name in AXES)
+    for axis, result in zip(axes, (coarse, fine)):
+        rows = finished(result.report.trials)
+        points = axis.scatter([param(row, "lr") for row in rows], [param(row, "weight_decay") for row in rows], c=[row.best for row in rows], cmap="viridis", vmin=0, vmax=1, s=45, edgecolors="black")
+        axis.add_patch(Rectangle((lr_low, wd_low), lr_high - lr_low, wd_high - wd_low, fill=False, linestyle="--", color="tab:red"))
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("learning rate (log scale)")
+        axis.set_title(f"{result.config.name}: best val_acc {result.report.top(1)[0].best:.4f}", fontsize=9)
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("weight decay (log scale)")
+    plot.colorbar(points, ax=axes, label="best val_acc")
+    plot.suptitle("Coarse to fine: the refined ranges (dashed) around the coarse sweep's best trials", fontsize=10)
+    return plot
