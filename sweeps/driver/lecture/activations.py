@@ -45,6 +45,7 @@ def run(lecture: Lecture) -> Finding:
     parts = {"converges faster": converges, "sigmoid saturates": saturates, "dead units": dead.held}
     numbers = [
         (f"epochs to {TARGET:.0%} val_acc (best lr of each)", ", ".join(f"{name} {text(value)}" for name, value in speed.items())),
+        ("trials (highest lr) per activation", ", ".join(f"{name} {len(rows)} ({max(param(row, 'lr') for row in rows):.2g})" for name, rows in by_activation(result).items() if rows)),
         ("sigmoid saturated fraction (median trial)", f"{saturation['init']:.3f} at initialization, {saturation['end']:.3f} at the end"),
         *dead.numbers,
     ]
@@ -62,13 +63,14 @@ def run(lecture: Lecture) -> Finding:
     )
 
 
+def by_activation(result: SweepResult) -> dict[str, list[Any]]:
+    rows = finished(result.report.trials)
+    return {activation: [row for row in rows if param(row, "activation") == activation] for activation in ("relu", "tanh", "sigmoid")}
+
+
 def convergence(result: SweepResult) -> dict[str, float]:
     """For each activation, the fewest epochs any of its trials took to reach TARGET."""
-    rows = finished(result.report.trials)
-    return {
-        activation: min((epochs_to_reach(row, TARGET) for row in rows if param(row, "activation") == activation), default=math.inf)
-        for activation in ("relu", "tanh", "sigmoid")
-    }
+    return {activation: min((epochs_to_reach(row, TARGET) for row in rows), default=math.inf) for activation, rows in by_activation(result).items()}
 
 
 def sigmoid_saturation(result: SweepResult) -> dict[str, float]:
@@ -89,7 +91,7 @@ def convergence_figure(result: SweepResult) -> Any:
     rows = finished(result.report.trials)
     lrs = [param(row, "lr") for row in rows]
     norm = matplotlib.colors.LogNorm(min(lrs), max(lrs))
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True, layout="constrained")
     for axis, activation in zip(axes, ("relu", "tanh", "sigmoid")):
         for row in rows:
             if param(row, "activation") == activation:

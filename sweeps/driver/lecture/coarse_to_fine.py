@@ -56,6 +56,7 @@ def run(lecture: Lecture) -> Finding:
         why="both hold" if not failed else f"does not hold: {', '.join(failed)}",
         numbers=[
             ("refined ranges", ", ".join(f"{name} {refined.sweep['params'][name]['log_uniform']}" for name in AXES) + (f" (warnings: {'; '.join(refined.warnings)})" if refined.warnings else "")),
+            ("decades each range spans, coarse -> fine", ", ".join(f"{name} {decades(ranges[name]):.1f} -> {decades(refined.sweep['params'][name]['log_uniform']):.1f}" for name in AXES)),
             ("median distance to the coarse best trial", f"coarse trials {spread['coarse']:.3f}, fine trials {spread['fine']:.3f}"),
             ("best val_acc", f"coarse {scores['coarse']:.4f}, fine {scores['fine']:.4f}"),
         ],
@@ -70,10 +71,14 @@ def run(lecture: Lecture) -> Finding:
     )
 
 
+def decades(bounds: list[float]) -> float:
+    return math.log10(bounds[1] / bounds[0])
+
+
 def distance(row: Any, best: Any, ranges: dict[str, list[float]]) -> float:
     """Euclidean distance in log space, each axis scaled by the coarse range's span."""
     return math.sqrt(
-        sum(((math.log10(param(row, name)) - math.log10(param(best, name))) / math.log10(high / low)) ** 2 for name, (low, high) in ranges.items())
+        sum(((math.log10(param(row, name)) - math.log10(param(best, name))) / decades(bounds)) ** 2 for name, bounds in ranges.items())
     )
 
 
@@ -83,7 +88,7 @@ def figure(coarse: SweepResult, fine: SweepResult, refined: dict[str, Any]) -> A
 
     from sweeps.driver.plots import plt
 
-    plot, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)
+    plot, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True, layout="constrained")
     (lr_low, lr_high), (wd_low, wd_high) = (refined["params"][name]["log_uniform"] for name in AXES)
     for axis, result in zip(axes, (coarse, fine)):
         rows = finished(result.report.trials)

@@ -93,7 +93,7 @@ def figure(result: SweepResult) -> Any:
     axes[1].scatter([max(ratio(row), 1e-12) for row in rows], [row.best for row in rows], c=colours, s=40)
     axes[1].axvspan(*NEAR, color="tab:green", alpha=0.08)
     axes[1].axvline(1e-3, color="black", linestyle=":", linewidth=1)
-    axes[1].set_xlabel("median update/weight ratio (log scale; dotted: 1e-3, shaded: the alerts' band)")
+    axes[1].set_xlabel("median update/weight ratio (log scale)\ndotted: 1e-3; shaded: the band outside which the alerts fire")
     for axis in axes:
         axis.set_xscale("log")
         axis.grid(True, alpha=0.3)
