@@ -19,15 +19,18 @@ from sweeps.driver.lecture.runner import STUDIES
 from tests.conftest import run_sweep_cli
 from tests.trial.test_data import FASHION_MNIST
 
+# What --quick found on the 2-core machine (2026-11-30); the trials are seeded and no study uses
+# ASHA, so a rerun trains the same trials. The README says why the two "not reproduced" are.
 EXPECTED = {
     "initialization": "reproduced",
-    "activations": "not reproduced",  # tanh learns digits as fast as ReLU; the sigmoid network never learns, unsaturated
+    "activations": "not reproduced",  # tanh reaches 90% in 1 epoch, ReLU in 3; the sigmoid net never learns, unsaturated
     "batch_norm": "reproduced",
-    "random_vs_grid": "reproduced",
+    "random_vs_grid": "reproduced",  # random's best better in 6 of 6 seeds
     "learning_rate": "reproduced",
     "sanity": "reproduced",
+    # The narrowest margin: 0.892 fine-tuned against 0.882 from scratch (5 of 500 validation images).
     "transfer": "reproduced" if FASHION_MNIST.is_dir() else "skipped",
-    "coarse_to_fine": "reproduced",
+    "coarse_to_fine": "not reproduced",  # the weight decay, which barely matters, stays spread: 0.295 against 0.375, not half
 }
 
 

@@ -90,16 +90,19 @@ def figure(coarse: SweepResult, fine: SweepResult, refined: dict[str, Any]) -> A
 
     plot, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True, layout="constrained")
     (lr_low, lr_high), (wd_low, wd_high) = (refined["params"][name]["log_uniform"] for name in AXES)
+    best = finished(coarse.report.trials)[0]
     for axis, result in zip(axes, (coarse, fine)):
         rows = finished(result.report.trials)
         points = axis.scatter([param(row, "lr") for row in rows], [param(row, "weight_decay") for row in rows], c=[row.best for row in rows], cmap="viridis", vmin=0, vmax=1, s=45, edgecolors="black")
         axis.add_patch(Rectangle((lr_low, wd_low), lr_high - lr_low, wd_high - wd_low, fill=False, linestyle="--", color="tab:red"))
+        axis.scatter([param(best, "lr")], [param(best, "weight_decay")], marker="*", s=260, color="tab:red", label="the coarse sweep's best trial")
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("learning rate (log scale)")
         axis.set_title(f"{result.config.name}: best val_acc {result.report.top(1)[0].best:.4f}", fontsize=9)
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel("weight decay (log scale)")
+    axes[0].legend(fontsize=8, loc="lower left")
     plot.colorbar(points, ax=axes, label="best val_acc")
     plot.suptitle("Coarse to fine: the refined ranges (dashed) around the coarse sweep's best trials", fontsize=10)
     return plot

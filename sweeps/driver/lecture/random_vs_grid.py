@@ -104,11 +104,12 @@ def figure(trained: dict[str, list[tuple[dict[str, Any], float]]], best: dict[st
     axes[0].legend(fontsize=8)
     axes[0].grid(True, alpha=0.3)
     for grid_best, random_best in zip(best["grid"], best["random"]):
-        axes[1].plot([0, 1], [grid_best, random_best], color="tab:green" if random_best > grid_best else "tab:red", alpha=0.6, marker="o")
+        colour = "tab:green" if random_best > grid_best else "tab:red" if random_best < grid_best else "tab:gray"
+        axes[1].plot([0, 1], [grid_best, random_best], color=colour, alpha=0.6, marker="o")
     axes[1].set_xticks([0, 1], ["grid (3x3)", "random (9)"])
     axes[1].set_xlim(-0.3, 1.3)
     axes[1].set_ylabel("best val_acc of the search, per seed")
     axes[1].grid(True, axis="y", alpha=0.3)
-    plot.suptitle("Random search against a grid, 9 trials each (green: random's best is better)", fontsize=10)
+    plot.suptitle("Random search against a grid, 9 trials each, per seed (green: random's best is better; red: worse; grey: equal)", fontsize=10)
     plot.tight_layout()
     return plot

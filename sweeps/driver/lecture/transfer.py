@@ -90,12 +90,14 @@ def figure(finetuned: SweepResult, scratch: SweepResult) -> Any:
 
     groups = {name: [row for row in finished(finetuned.report.trials) if param(row, "trainable_layers") == layers] for layers, name in ARMS.items()}
     groups["from scratch"] = finished(scratch.report.trials)
+    colours = dict(zip(groups, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))  # fixed, whichever arms ran
     plot, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, rows in groups.items():
-        axes[0].scatter([param(row, "lr") for row in rows], [row.best for row in rows], s=40, label=name)
-        if rows:
-            best = max(rows, key=lambda row: row.best)
-            axes[1].plot([epoch for epoch, _ in best.history], [value for _, value in best.history], marker="o", markersize=3, label=f"{name} (lr {param(best, 'lr'):.2g})")
+        if not rows:  # a --quick sweep may sample no trial of an arm
+            continue
+        axes[0].scatter([param(row, "lr") for row in rows], [row.best for row in rows], s=40, color=colours[name], label=name)
+        best = max(rows, key=lambda row: row.best)
+        axes[1].plot([epoch for epoch, _ in best.history], [value for _, value in best.history], marker="o", markersize=3, color=colours[name], label=f"{name} (lr {param(best, 'lr'):.2g})")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("learning rate (log scale)")
     axes[0].set_ylabel("val_acc on classes 5-9")
