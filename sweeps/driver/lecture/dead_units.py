@@ -1,6 +1,7 @@
 """Part of claim 2: dead ReLUs appear with a large learning rate or a negative bias; leaky ReLUs do not die."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +35,11 @@ def study(lecture: Lecture) -> DeadUnits:
     overrides = lecture.overrides(QUICK)
     result = lecture.run(SWEEP_FILE, overrides)
     trials = dead_fractions(result)
-    bad = median([end for activation, harsh, _, end in trials if activation == "relu" and harsh])
-    good = median([end for activation, harsh, _, end in trials if activation == "relu" and not harsh])
+    bad = median([end for activation, is_harsh, _, end in trials if activation == "relu" and is_harsh])
+    good = median([end for activation, is_harsh, _, end in trials if activation == "relu" and not is_harsh])
     leaky = max((end for activation, _, _, end in trials if activation == "leaky_relu"), default=0.0)
     held = bad >= DEAD and bad >= MORE_THAN * good and leaky == 0
-    count = {key: sum(1 for activation, harsh, *_ in trials if (activation, harsh) == key) for key in {(a, h) for a, h, *_ in trials}}
+    count = Counter((activation, is_harsh) for activation, is_harsh, *_ in trials)
     numbers = [
         (
             "dead-unit fraction at the end (median trial)",

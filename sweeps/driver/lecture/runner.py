@@ -24,9 +24,9 @@ from sweeps.driver.lecture import (
     transfer,
 )
 from sweeps.driver.lecture.html_report import RunFacts, write_report
-from sweeps.driver.lecture.study import FAILED, NOT_REPRODUCED, Finding, Lecture, LogFile
+from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, NOT_REPRODUCED, Finding, Lecture, LogFile
 from sweeps.driver.tracking import store
-from sweeps.errors import first_line
+from sweeps.errors import SweepError, first_line
 
 # In the lecture's order. Each module has CLAIM and run(lecture) -> Finding.
 STUDIES: tuple[ModuleType, ...] = (initialization, activations, batch_norm, random_vs_grid, learning_rate, sanity_checks, transfer, coarse_to_fine)
@@ -49,6 +49,8 @@ def run_lecture(out_dir: Path, *, quick: bool, tracking_uri: str | None, echo: C
     """Run every study (the tracking URI by the one rule every command uses) and write DIR/index.html."""
     from sweeps.driver.tracking.lecture_run import open_lecture_run
 
+    if not LECTURE_FILES.is_dir():
+        raise SweepError(f"the lecture's sweep files are not in {LECTURE_FILES}: run it from a checkout of the repository (pip install -e .)")
     store.check_no_credentials(tracking_uri, where="--tracking-uri")
     uri = store.resolve_tracking_uri(tracking_uri)
     store.check_reachable(uri)
