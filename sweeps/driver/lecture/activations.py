@@ -7,7 +7,7 @@ from typing import Any
 
 from sweeps.driver.lecture import dead_units
 from sweeps.driver.lecture.measures import epochs_to_reach, finished, first_and_last, layer_mean_history, median, param, text
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
 
 SWEEP_FILE = "activations.yaml"
 TARGET = 0.9  # the val_acc whose epoch count is compared
@@ -42,18 +42,17 @@ def run(lecture: Lecture) -> Finding:
     fastest = speed["relu"]
     converges = all(fastest * FASTER <= speed[other] for other in ("tanh", "sigmoid")) and math.isfinite(fastest)
     saturates = saturation["end"] >= SATURATED and saturation["end"] > saturation["init"]
-    parts = {"converges faster": converges, "sigmoid saturates": saturates, "dead units": dead.held}
+    decided, why = judge({"ReLU much faster than tanh and sigmoid": converges, "sigmoid saturates": saturates, "ReLUs die, leaky ReLUs do not": dead.held})
     numbers = [
         (f"epochs to {TARGET:.0%} val_acc (best lr of each)", ", ".join(f"{name} {text(value)}" for name, value in speed.items())),
         ("trials (highest lr) per activation", ", ".join(f"{name} {len(rows)} ({max(param(row, 'lr') for row in rows):.2g})" for name, rows in by_activation(result).items() if rows)),
         ("sigmoid saturated fraction (median trial)", f"{saturation['init']:.3f} at initialization, {saturation['end']:.3f} at the end"),
         *dead.numbers,
     ]
-    failed = [name for name, ok in parts.items() if not ok]
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="all three hold" if not failed else f"does not hold: {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=numbers,
         figures=[lecture.save(convergence_figure(result), "activations_convergence.png"), *dead.figures],
         commands=[lecture.command(SWEEP_FILE, overrides), dead.command],

@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from sweeps.driver.lecture.measures import finished, param
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
 
 SWEEP_FILE = "batch_norm.yaml"
 TRAINS = 0.9  # a learning rate "trains" when its trial reaches this val_acc
@@ -46,11 +46,11 @@ def run(lecture: Lecture) -> Finding:
             for norm in (True, False)
         ),
     ]
-    failed = [name for name, ok in (("wider learning-rate range", wider), ("initialization matters less", steadier)) if not ok]
+    decided, why = judge({"a wider range of learning rates trains": wider, "the initializer matters less": steadier})
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="both hold" if not failed else f"does not hold: {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=numbers,
         figures=[lecture.save(figure(result), "batch_norm.png")],
         commands=[lecture.command(SWEEP_FILE, overrides)],

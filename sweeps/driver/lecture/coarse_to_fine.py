@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from sweeps.driver.lecture.measures import finished, median, param
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
 
 SWEEP_FILE = "coarse_to_fine.yaml"
 TOP = 5  # `sweep refine`'s default --top
@@ -48,12 +48,13 @@ def run(lecture: Lecture) -> Finding:
     best = finished(coarse.report.trials)[0]
     spread = {name: median([distance(row, best, ranges) for row in finished(result.report.trials)]) for name, result in (("coarse", coarse), ("fine", fine))}
     scores = {name: result.report.top(1)[0].best for name, result in (("coarse", coarse), ("fine", fine))}
-    checks = {"concentrates": spread["fine"] * CLOSER < spread["coarse"], "at least as good": scores["fine"] >= scores["coarse"]}
-    failed = [name for name, ok in checks.items() if not ok]
+    decided, why = judge(
+        {"the fine trials concentrate near the coarse best": spread["fine"] * CLOSER < spread["coarse"], "the fine best is at least as good": scores["fine"] >= scores["coarse"]}
+    )
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="both hold" if not failed else f"does not hold: {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=[
             ("refined ranges", ", ".join(f"{name} {refined.sweep['params'][name]['log_uniform']}" for name in AXES) + (f" (warnings: {'; '.join(refined.warnings)})" if refined.warnings else "")),
             ("decades each range spans, coarse -> fine", ", ".join(f"{name} {decades(ranges[name]):.1f} -> {decades(refined.sweep['params'][name]['log_uniform']):.1f}" for name in AXES)),

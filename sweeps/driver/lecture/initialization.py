@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, judge
 
 SWEEP_FILE = "initialization.yaml"
 # (activation, init) pairs the lecture shows, each with its rule; all in the sweep file's space.
@@ -42,12 +42,12 @@ def run(lecture: Lecture) -> Finding:
     layers = {pair: activations_at_init(fixed | dict(zip(("activation", "init"), pair)), settings, data) for pair in PAIRS}
     stds = {pair: [float(values.std()) for values in by_layer.values()] for pair, by_layer in layers.items()}
     checks = {
-        ("tanh", "small_random"): lambda s: last_over_first(s) < COLLAPSED,
-        ("tanh", "xavier"): lambda s: 1 / KEPT <= last_over_first(s) <= KEPT,
-        ("relu", "xavier"): lambda s: HALVED[0] <= variance_ratio(s) <= HALVED[1],
-        ("relu", "he"): lambda s: FIXED[0] <= variance_ratio(s) <= FIXED[1],
+        ("tanh", "small_random"): ("collapses", lambda s: last_over_first(s) < COLLAPSED),
+        ("tanh", "xavier"): ("keeps", lambda s: 1 / KEPT <= last_over_first(s) <= KEPT),
+        ("relu", "xavier"): ("halves", lambda s: HALVED[0] <= variance_ratio(s) <= HALVED[1]),
+        ("relu", "he"): ("keeps", lambda s: FIXED[0] <= variance_ratio(s) <= FIXED[1]),
     }
-    held = {pair: checks[pair](stds[pair]) for pair in PAIRS}
+    held = {pair: checks[pair][1](stds[pair]) for pair in PAIRS}
     numbers = [
         (
             f"{activation} + {init}",
@@ -56,11 +56,11 @@ def run(lecture: Lecture) -> Finding:
         )
         for (activation, init), values in stds.items()
     ]
-    failed = [f"{activation} + {init}" for (activation, init), ok in held.items() if not ok]
+    decided, why = judge({f"{activation} + {init} {checks[(activation, init)][0]}": ok for (activation, init), ok in held.items()})
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="all four hold" if not failed else f"does not hold for {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=numbers,
         figures=[lecture.save(histogram_figure(layers), "initialization_histograms.png"), lecture.save(std_figure(stds), "initialization_std.png")],
         commands=[lecture.command(SWEEP_FILE, {}) + "   # act_std/layers.N at step 0 of each trial"],

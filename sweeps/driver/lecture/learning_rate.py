@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweeps.driver.lecture.measures import finished, median, param
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
 from sweeps.driver.report import TrialRow
 
 SWEEP_FILE = "learning_rate.yaml"
@@ -49,10 +49,10 @@ def run(lecture: Lecture) -> Finding:
     low = [row for row in rows if "too_low" in alert_directions(row)]
     high = [row for row in rows if alert_directions(row) & {"too_high", "nonfinite"}]
     checks = {
-        "top trials near 1e-3": all(NEAR[0] <= ratio(row) <= NEAR[1] for row in top),
-        "top trials unflagged": not any(alert_directions(row) for row in top),
-        "both directions flagged": bool(low) and bool(high),
-        "flags on the right side": all(param(row, "lr") < best_lr for row in low) and all(param(row, "lr") > best_lr for row in high),
+        "the top trials near 1e-3": all(NEAR[0] <= ratio(row) <= NEAR[1] for row in top),
+        "the top trials unflagged": not any(alert_directions(row) for row in top),
+        "trials flagged in both directions": bool(low) and bool(high),
+        "each flag on its side of the best lr": all(param(row, "lr") < best_lr for row in low) and all(param(row, "lr") > best_lr for row in high),
     }
     numbers = [
         (f"top {TOP}: lr, median update/weight ratio", "; ".join(f"{param(row, 'lr'):.2g}, {ratio(row):.2g}" for row in top)),
@@ -60,11 +60,11 @@ def run(lecture: Lecture) -> Finding:
         ("flagged too_high or nonfinite (lr)", ", ".join(f"{param(row, 'lr'):.2g}" for row in high) or "none"),
         ("unflagged (lr)", ", ".join(f"{param(row, 'lr'):.2g}" for row in rows if not alert_directions(row)) or "none"),
     ]
-    failed = [name for name, ok in checks.items() if not ok]
+    decided, why = judge(checks)
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="all hold" if not failed else f"does not hold: {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=numbers,
         figures=[lecture.save(figure(result), "learning_rate.png"), lecture.save(ratio_curves(result), "learning_rate_update_ratio.png")],
         commands=[lecture.command(SWEEP_FILE, overrides), f"sweep report {result.config.name}   # update_ratio.png"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweeps.driver.lecture.study import Claim, Finding, Lecture, verdict
+from sweeps.driver.lecture.study import Claim, Finding, Lecture, judge
 
 SWEEP_FILE = "sanity.yaml"
 CLOSE = 0.05  # the initial loss within 5% of ln(num_classes)
@@ -32,11 +32,11 @@ def run(lecture: Lecture) -> Finding:
     initial, overfit = float(checks["initial"].measured), checks["overfit"]
     expected = math.log(data.num_classes)
     close = abs(initial - expected) <= CLOSE * expected
-    failed = [name for name, ok in (("initial loss", close), ("overfit 20 examples", overfit.passed)) if not ok]
+    decided, why = judge({"initial loss ln(10)": close, "overfits 20 examples": overfit.passed})
     return Finding(
         claim=CLAIM,
-        verdict=verdict(not failed),
-        why="both hold" if not failed else f"does not hold: {', '.join(failed)}",
+        verdict=decided,
+        why=why,
         numbers=[
             ("initial loss", f"{initial:.4f} (ln({data.num_classes}) = {expected:.4f})"),
             ("overfit 20 examples", overfit.measured),

@@ -54,6 +54,14 @@ def verdict(passed: bool) -> str:
     return REPRODUCED if passed else NOT_REPRODUCED
 
 
+def judge(parts: dict[str, bool]) -> tuple[str, str]:
+    """A claim made of parts is reproduced when every part holds; the why names which did and which did not."""
+    held = [name for name, ok in parts.items() if ok]
+    failed = [name for name, ok in parts.items() if not ok]
+    why = "; ".join(text for text in (f"holds: {', '.join(held)}" if held else "", f"does not hold: {', '.join(failed)}" if failed else "") if text)
+    return verdict(not failed), why
+
+
 @dataclass
 class SweepResult:
     config: SweepConfig

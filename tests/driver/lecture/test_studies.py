@@ -10,7 +10,7 @@ import pytest
 from sweeps.driver.lecture import coarse_to_fine, initialization, learning_rate, random_vs_grid
 from sweeps.driver.lecture.html_report import RunFacts, write_report
 from sweeps.driver.lecture.runner import STUDIES
-from sweeps.driver.lecture.study import LECTURE_FILES, NOT_REPRODUCED, REPRODUCED, Claim, Finding, Lecture, LogFile
+from sweeps.driver.lecture.study import LECTURE_FILES, NOT_REPRODUCED, REPRODUCED, Claim, Finding, Lecture, LogFile, judge
 from sweeps.driver.report import TrialRow
 from tests.conftest import REPO
 
@@ -26,6 +26,12 @@ def test_every_study_states_its_claim_and_rule_and_names_sweep_files_that_exist(
     # Every lecture sweep file belongs to a study.
     named = {name for study in STUDIES for name in study.CLAIM.sweep_files}
     assert named == {path.name for path in LECTURE_FILES.glob("*.yaml")}
+
+
+def test_a_claim_of_several_parts_is_reproduced_only_when_every_part_holds():
+    assert judge({"a": True, "b": True}) == (REPRODUCED, "holds: a, b")
+    assert judge({"a": True, "b": False, "c": False}) == (NOT_REPRODUCED, "holds: a; does not hold: b, c")
+    assert judge({"a": False}) == (NOT_REPRODUCED, "does not hold: a")
 
 
 def test_the_grid_has_the_random_budget_and_tries_three_values_of_each_range():
