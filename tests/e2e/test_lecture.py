@@ -52,7 +52,7 @@ def test_the_quick_lecture_reaches_every_verdict_and_writes_its_report(tmp_path,
     assert verdicts["quick"] is True
     found = {key: claim["verdict"] for key, claim in verdicts["claims"].items()}
     assert found == EXPECTED, {key: claim["why"] for key, claim in verdicts["claims"].items()}
-    assert result.returncode == (0 if "not reproduced" not in found.values() else 1), result.stdout[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:]  # a claim not reproduced is a finding, not an error
 
     page = (report / "index.html").read_text()
     for study in STUDIES:

@@ -80,5 +80,5 @@ def _section(finding: Finding) -> str:
         + figures
         + (f"<p><b>Reproduce:</b></p><pre>{html.escape(commands)}</pre>" if commands else "")
         + (f"<p class='meta'>MLflow sweep runs: {runs}</p>" if runs else "")
-        + f"<p class='meta'>{finding.seconds:.0f} s</p>"
+        + f"<p class='meta'>This study took {finding.seconds:.0f} s.</p>"
     )

@@ -24,7 +24,7 @@ from sweeps.driver.lecture import (
     transfer,
 )
 from sweeps.driver.lecture.html_report import RunFacts, write_report
-from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, NOT_REPRODUCED, Finding, Lecture, LogFile
+from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, Finding, Lecture, LogFile
 from sweeps.driver.tracking import store
 from sweeps.errors import SweepError, first_line
 
@@ -41,8 +41,8 @@ class LectureOutcome:
     seconds: float
 
     @property
-    def all_reproduced(self) -> bool:
-        return not any(finding.verdict in (NOT_REPRODUCED, FAILED) for finding in self.findings)
+    def every_study_ran(self) -> bool:
+        return not any(finding.verdict == FAILED for finding in self.findings)
 
 
 def run_lecture(out_dir: Path, *, quick: bool, tracking_uri: str | None, echo: Callable[[str], None] = print) -> LectureOutcome:
@@ -120,5 +120,5 @@ def log_lecture_run(outcome: LectureOutcome, files: list[Path]) -> None:
     } | {f"{finding.claim.key}.seconds": finding.seconds for finding in outcome.findings}
     tags = {f"lecture.verdict.{finding.claim.key}": finding.verdict for finding in outcome.findings}
     tags |= {f"lecture.sweep_run.{name}": run_id for finding in outcome.findings for name, run_id in finding.sweep_runs.items()}
-    failed = any(finding.verdict == FAILED for finding in outcome.findings)  # a claim not reproduced is a finding, not a failure
-    close_lecture_run(outcome.tracking_uri, outcome.lecture_run_id, files=files, metrics=metrics, tags=tags, failed=failed)
+    # A claim that does not reproduce is a finding, not a failure of the run.
+    close_lecture_run(outcome.tracking_uri, outcome.lecture_run_id, files=files, metrics=metrics, tags=tags, failed=not outcome.every_study_ran)
