@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 
-from sweeps.driver.lecture import coarse_to_fine, initialization, learning_rate, random_vs_grid
+from sweeps.driver.lecture import coarse_to_fine, initialization, learning_rate, random_vs_grid, transfer
 from sweeps.driver.lecture.html_report import RunFacts, write_report
 from sweeps.driver.lecture.runner import STUDIES
-from sweeps.driver.lecture.study import LECTURE_FILES, NOT_REPRODUCED, REPRODUCED, Claim, Finding, Lecture, LogFile, judge
+from sweeps.driver.lecture.study import LECTURE_FILES, NOT_REPRODUCED, REPRODUCED, SKIPPED, Claim, Finding, Lecture, LogFile, judge
 from sweeps.driver.report import TrialRow
 from tests.conftest import REPO
 
@@ -98,3 +98,14 @@ def test_the_page_shows_each_claim_its_rule_figures_numbers_and_verdict(tmp_path
     assert "<img src='k.png'" in page and "examples/lecture/a.yaml" in page
     assert page.count("reproduced</span>") == 2 * 2  # each badge in the summary table and at its section
     assert "not reproduced" in page and "z = 0" in page
+
+
+def test_without_fashion_mnist_the_transfer_study_says_so_and_is_skipped_not_faked(tmp_path):
+    files = tmp_path / "lecture"
+    files.mkdir()
+    pretrain = (LECTURE_FILES / transfer.PRETRAIN_FILE).read_text()
+    (files / transfer.PRETRAIN_FILE).write_text(pretrain.replace("/usr/share/datasets/fashion-mnist", str(tmp_path / "nothing-here")))
+    lecture = Lecture(out_dir=tmp_path, tracking_uri="sqlite:///x.db", quick=True, echo=print, sweep_log=LogFile(tmp_path / "log"), files=files)
+    finding = transfer.run(lecture)
+    assert finding.verdict == SKIPPED and "apt-get install dataset-fashion-mnist" in finding.why
+    assert finding.figures == [] and finding.sweep_runs == {}
