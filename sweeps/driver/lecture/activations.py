@@ -63,6 +63,7 @@ def run(lecture: Lecture) -> Finding:
 
 
 def by_activation(result: SweepResult) -> dict[str, list[Any]]:
+    """The trials that reported, by activation."""
     rows = finished(result.report.trials)
     return {activation: [row for row in rows if param(row, "activation") == activation] for activation in ("relu", "tanh", "sigmoid")}
 
@@ -74,10 +75,7 @@ def convergence(result: SweepResult) -> dict[str, float]:
 
 def sigmoid_saturation(result: SweepResult) -> dict[str, float]:
     """The saturated fraction of the median sigmoid trial at initialization and after training."""
-    histories = [
-        layer_mean_history(result, row, "act_saturated_frac") for row in finished(result.report.trials) if param(row, "activation") == "sigmoid"
-    ]
-    pairs = [first_and_last(history) for history in histories]
+    pairs = [first_and_last(layer_mean_history(result, row, "act_saturated_frac")) for row in by_activation(result)["sigmoid"]]
     return {"init": median([first for first, _ in pairs]), "end": median([last for _, last in pairs])}
 
 
