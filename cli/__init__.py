@@ -5,10 +5,12 @@ Each command imports what it needs when it runs, so `sweep --help`, `validate` a
 """
 from __future__ import annotations
 
-import click
+import click  # noqa: E402
 
 from cli import k8s_commands, lecture_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown
+from cli.redaction import redact_output
+from sweeps.driver import startup  # noqa: F401 -- first: the sweep's clock starts with the command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,8 +36,19 @@ for command in (
 
 
 def main() -> None:
+    from sweeps.driver.interruption import (
+        SweepInterrupted,
+        exit_code,
+        interrupt_on_signals,
+    )
+
+    interrupt_on_signals()  # from the first moment: a signal ends any command with 128 + its number
+    redact_output()
     try:
         cli(prog_name="sweep")  # click ends every run with sys.exit
+    except SweepInterrupted as interrupted:
+        click.echo(f"{interrupted}: interrupted", err=True)
+        exit_without_teardown(exit_code(interrupted.signum))
     except SystemExit as ending:
         exit_without_teardown(ending.code)
 

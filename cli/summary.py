@@ -1,19 +1,49 @@
 """What `sweep run` and `sweep resume` print when a sweep ends, and their exit status."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
 from cli.options import EXIT_NO_TRIAL_SUCCEEDED
+from sweeps.driver.interruption import exit_code
 
 
 def print_outcome_and_exit(outcome: Any) -> None:
+    if outcome.interrupted_by is not None:
+        print_interrupted(outcome)
+        sys.exit(exit_code(outcome.interrupted_by))
     print_summary(outcome)
     if not outcome.succeeded:
         sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
+
+
+def print_interrupted(outcome: Any) -> None:
+    """What a signal left: what finished, what stopped mid-way, and the one command that carries on."""
+    import signal
+
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.statuses.items()))
+    not_started = f", {outcome.not_started} not started" if outcome.not_started else ""
+    click.echo(f"\ninterrupted by {signal.Signals(outcome.interrupted_by).name}: {counts or 'no trial started'}{not_started}", err=True)
+    click.echo(f"MLflow: experiment {outcome.experiment_name!r}, sweep run {outcome.parent_run_id} (KILLED, sweep.state=interrupted)", err=True)
+    if outcome.unsent:
+        click.echo(f"  {outcome.unsent} MLflow writes are kept with the experiment; `sweep resume` sends them first", err=True)
+    click.echo(f"continue it with:  sweep resume {outcome.experiment_path}", err=True)
+
+
+@contextlib.contextmanager
+def exit_on_interruption(again: str) -> Iterator[None]:
+    """A signal that stopped the sweep before training: say so, and exit 128 + its number."""
+    from sweeps.driver.interruption import SweepInterrupted
+
+    try:
+        yield
+    except SweepInterrupted as interrupted:
+        click.echo(f"{interrupted}: stopped before any trial trained; start it again with:  {again}", err=True)
+        sys.exit(exit_code(interrupted.signum))
 
 
 def print_summary(outcome: Any) -> None:
@@ -38,11 +68,35 @@ def print_summary(outcome: Any) -> None:
         )
     elif outcome.succeeded:
         print_top_trials(outcome)
-    click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
-    click.echo(f"  open the UI:  sweep ui --tracking-uri {outcome.tracking_uri}")
-    click.echo(f"  plots:        sweep report {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}")
-    click.echo(f"  narrow:       sweep refine {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri} -o refined.yaml")
+    print_next_commands(outcome)
     click.echo(f"Ray Tune results: {outcome.experiment_path}")
+
+
+def store_option(tracking_uri: str) -> str:
+    """The --tracking-uri a next command needs: none when $MLFLOW_TRACKING_URI names the store
+    (it may carry credentials, which are never printed)."""
+    import os
+
+    return "" if tracking_uri == os.environ.get("MLFLOW_TRACKING_URI") else f" --tracking-uri {tracking_uri}"
+
+
+def print_next_commands(outcome: Any) -> None:
+    """Where to look next: the UI on the sweep's runs, its report, and a refined sweep file that overwrites nothing."""
+    from sweeps.driver.refine import free_output_path, next_sweep_name
+    from sweeps.driver.tracking.credentials import without_credentials
+    from sweeps.driver.tracking.experiment_view import experiment_url, ui_base_url
+
+    uri = outcome.tracking_uri
+    store = store_option(uri)
+    click.echo(f"MLflow: experiment {outcome.experiment_name!r} (id {outcome.experiment_id}), sweep run {outcome.parent_run_id}")
+    link = experiment_url(ui_base_url(without_credentials(uri)), outcome.experiment_id)
+    if ui_base_url(uri) == uri.rstrip("/"):  # a tracking server serves its own UI
+        click.echo(f"  the trials:   {link}")
+    else:
+        click.echo(f"  the trials:   sweep ui{store}   then open {link}")
+    click.echo(f"  plots:        sweep report {outcome.parent_run_id}{store}")
+    refined = free_output_path(f"{next_sweep_name(outcome.sweep_name)}.yaml")
+    click.echo(f"  narrow:       sweep refine {outcome.parent_run_id}{store} -o {refined}")
 
 
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
@@ -60,8 +114,9 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
 
 
 def print_top_trials(outcome: Any, k: int = 5) -> None:
-    from sweeps.driver.report import format_table, load_report
+    from sweeps.driver.report import load_report
+    from sweeps.driver.report_text import format_table
     from sweeps.driver.tracking.queries import SweepReader
 
-    sweep_report = load_report(SweepReader(outcome.tracking_uri), outcome.parent_run_id)
-    click.echo(f"\ntop {min(k, outcome.succeeded)}:\n{format_table(sweep_report, k)}\n")
+    sweep_report = load_report(SweepReader(outcome.tracking_uri), outcome.parent_run_id, importance=False)
+    click.echo(f"\ntop {min(k, outcome.succeeded)}:\n{format_table(sweep_report, k, with_importance=False)}\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,7 +16,7 @@ from cli.options import (
     tracking_uri_option,
     verbose_option,
 )
-from cli.summary import print_outcome_and_exit
+from cli.summary import exit_on_interruption, print_outcome_and_exit
 
 
 def live_panel(verbose: bool) -> bool:
@@ -67,10 +68,24 @@ def run(
     config = load_config(config_path, overrides, [(key, value) for key, value in option_overrides.items() if value is not None])
     from sweeps.driver.launch import run_sweep
 
+    written = Path(config_path).read_text(encoding="utf-8")  # as the person wrote it, now: for `sweep refine`
     click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
-    with expected_errors(prefix=config_path):
+    with expected_errors(prefix=config_path), exit_on_interruption(again=f"sweep run {config_path}"):
         outcome = run_sweep(config, tracking_uri=tracking_uri, address=address, resume=resume, verbose=verbose, live=live_panel(verbose), echo=click.echo)
+    keep_user_sweep_file(outcome, written, config_path)
     print_outcome_and_exit(outcome)
+
+
+def keep_user_sweep_file(outcome: object, written: str, config_path: str) -> None:
+    """The sweep file as written (comments and all) on the sweep's run, for `sweep refine` to edit."""
+    from sweeps.driver.tracking.sweep_run import log_user_sweep_file
+
+    if outcome.unsent:
+        return  # MLflow is away; `sweep refine --from` takes the file instead
+    try:
+        log_user_sweep_file(outcome.tracking_uri, outcome.parent_run_id, written)
+    except Exception as error:  # the sweep ran; this copy is a convenience for refine
+        click.echo(f"note: the sweep file was not logged with the sweep ({error}); use sweep refine --from {config_path}", err=True)
 
 
 @click.command()
@@ -91,7 +106,7 @@ def resume(experiment_path: str, tracking_uri: str | None, address: str | None, 
     """
     from sweeps.driver.launch import resume_sweep
 
-    with expected_errors():
+    with expected_errors(), exit_on_interruption(again=f"sweep resume {experiment_path}"):
         outcome = resume_sweep(experiment_path, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live_panel(verbose), echo=click.echo)
     print_outcome_and_exit(outcome)
 
@@ -108,7 +123,7 @@ def sync(experiment_path: str) -> None:
     from sweeps.driver.launch import sync_sweep
 
     with expected_errors():
-        tracking_uri, unsent = sync_sweep(experiment_path)
+        tracking_uri, unsent = sync_sweep(experiment_path, echo=click.echo)
     if unsent:
         raise BadInput(f"{experiment_path}: MLflow at {tracking_uri} did not take {unsent} kept writes; try again later")
     click.echo(f"{experiment_path}: every kept MLflow write is sent to {tracking_uri}")

@@ -18,6 +18,7 @@ class DiagnosticsSettings:
     low: float
     high: float
     patience: int
+    warmup_steps: int  # no update-ratio alert before this many steps, nor in the first epoch
     stop_on: str | None  # too_high | too_low | any
     # Epochs after which a trial may end (the last, and ASHA's rungs): the only ones
     # whose activation histograms can be the "end of training" picture.

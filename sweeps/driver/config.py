@@ -26,7 +26,9 @@ from sweeps.driver.distributions import (
     DistributionError,
     split_spec,
 )
-from sweeps.driver.tracking.store import CREDENTIALS_HINT, has_credentials
+from sweeps.driver.storage import storage_path_problem
+from sweeps.driver.tracking.credentials import CREDENTIALS_HINT, has_credentials
+from sweeps.driver.webhook import forbidden_target
 from sweeps.errors import SweepError
 from sweeps.trial.data import DATASETS, PREPROCESSORS
 from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
@@ -117,6 +119,9 @@ class MlpConfig(_Section):
 class CnnConfig(_Section):
     arch: Literal["cnn"] = "cnn"
     channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
+    # The last feature map is average-pooled to at most head_pool x head_pool for the linear head
+    # (1: global average pooling, which throws away where features are: see models/cnn.py).
+    head_pool: PositiveInt = 4
 
 
 class ResnetConfig(_Section):
@@ -160,7 +165,7 @@ class TrainConfig(_Section):
 class SearchConfig(_Section):
     num_samples: PositiveInt = 16
     max_concurrent: PositiveInt = 2
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
     metric: Literal[REPORTED_METRICS] = "val_acc"
     mode: Literal["max", "min"] = "max"
     max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
@@ -183,6 +188,10 @@ class UpdateRatioBand(_Section):
     low: float = Field(1.0e-4, gt=0)
     high: float = Field(1.0e-2, gt=0)
     patience: PositiveInt = 3
+    # No alert in the first warmup_steps optimizer steps, nor in the first epoch: the ratio
+    # spikes while every healthy trial starts (both top trials of a Fashion-MNIST sweep alerted
+    # at step 60 without it); the ratios are logged all the same.
+    warmup_steps: int = Field(100, ge=0)
 
 
 class DiagnosticsConfig(_Section):
@@ -194,12 +203,15 @@ class DiagnosticsConfig(_Section):
     activations_every_n_steps: PositiveInt = 50
     update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
     alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
+    # Link-local and cloud-metadata addresses are refused unless this says the user means it.
+    alert_webhook_allow_private: bool = False
     stop_on: Optional[Literal["too_high", "too_low", "any"]] = None
 
 
 class MlflowConfig(_Section):
     tracking_uri: Optional[str] = None
-    experiment: Optional[str] = Field(None, min_length=1)
+    # MLflow keeps experiment names up to 500 characters; one line a person can read.
+    experiment: Optional[str] = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
 
     @field_validator("tracking_uri")
     @classmethod
@@ -215,11 +227,19 @@ class StorageConfig(_Section):
     path: str = Field("./sweep-results", min_length=1)  # a local path, a shared filesystem, or s3:// gs:// ...
     shared: bool = False  # the local path is on storage every node of the cluster mounts (NFS, ...)
 
+    @field_validator("path")
+    @classmethod
+    def _known_filesystem(cls, path: str) -> str:
+        if (why := storage_path_problem(path)) is not None:
+            raise PydanticCustomError("storage_path", why)
+        return path
+
 
 class SweepConfig(_Section):
     """A whole sweep file. Every section has defaults; `name` and `params` are required."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # A folder name (with a timestamp added), an MLflow experiment and run name, a Kubernetes label.
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MlpConfig)
     params: dict[str, ParamSpec]
@@ -286,7 +306,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return path, f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), valid)}; valid keys: {valid}"
     if kind == "missing":
         return path, "required field is missing"
-    if kind in ("param_spec", "grid_search", "credentials_in_uri"):
+    if kind in ("param_spec", "grid_search", "credentials_in_uri", "storage_path"):
         return path, error["msg"]
     message = error["msg"][0].lower() + error["msg"][1:]
     if loc == ("mlflow", "tracking_uri"):  # a URI urlsplit refuses may still hold a password
@@ -357,6 +377,9 @@ def _check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
     classes = config.data.classes or []
     if len(set(classes)) < len(classes):
         problems.append(("data.classes", f"lists a class twice, got {classes}"))
+    webhook = config.diagnostics.alert_webhook
+    if webhook and not config.diagnostics.alert_webhook_allow_private and (why := forbidden_target(webhook)) is not None:
+        problems.append(("diagnostics.alert_webhook", f"{why}; alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"))
     band = config.diagnostics.update_ratio
     if band.low >= band.high:
         problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))

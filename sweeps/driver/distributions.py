@@ -26,11 +26,22 @@ class DistributionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What a coarse sweep says about one parameter, from its trials compared at one rung."""
+
+    ranked: list[Any]  # the parameter's value in each trial that reached the rung, best trial first
+    top: int  # how many of the best trials a narrowed range must hold
+    matters: bool  # the hyperparameter importance says this parameter explains the metric
+    rung: int | None = None  # the epoch the trials were compared at, for the reasons given
+
+
+@dataclass(frozen=True)
 class Narrowed:
-    """A refined distribution's arguments, and what a person should know about them."""
+    """A refined distribution's arguments, why they are what they are, and what a person should know."""
 
     args: list[Any]
     warnings: tuple[str, ...] = ()
+    why: str = ""
 
 
 def _is_number(value: Any) -> bool:
@@ -71,8 +82,8 @@ class Distribution:
         """The values to check against the parameter's own rules, each with where it is written."""
         raise NotImplementedError
 
-    def narrow(self, args: Any, values: list[Any], *, best: Any, name: str, valid: Callable[[Any], bool]) -> Narrowed:
-        """`sweep refine`: the arguments around `values` (the top trials', best first)."""
+    def narrow(self, args: Any, evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+        """`sweep refine`: the arguments the evidence supports (kept as they are without it)."""
         raise NotImplementedError
 
 
@@ -100,9 +111,35 @@ class Choice(Distribution):
     def values(self, args: list[Any]) -> list[tuple[str, Any]]:
         return [(f"choice[{index}]", value) for index, value in enumerate(args)]
 
-    def narrow(self, args: list[Any], values: list[Any], *, best: Any, name: str, valid: Callable[[Any], bool]) -> Narrowed:
-        kept = [value for value in args if value in values]
-        return Narrowed(kept or list(args))
+    def narrow(self, args: list[Any], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+        """A value is dropped only when enough trials tried it and every one of them ranked in the
+        bottom part; one trial's bad luck (at a poor learning rate, say) drops nothing."""
+        bottom = len(evidence.ranked) * (1 - DROP_BELOW)
+        dropped = []
+        for value in args:
+            places = [place for place, tried in enumerate(evidence.ranked) if _same(tried, value)]
+            if len(places) >= DROP_AFTER_TRIALS and all(place >= bottom for place in places):
+                dropped.append(value)
+        kept = [value for value in args if value not in dropped] or list(args)
+        if len(kept) == len(args):
+            return Narrowed(list(args), why="kept every value: none was tried by enough trials that all ranked low")
+        at = f" at epoch {evidence.rung}" if evidence.rung is not None else ""
+        shown = ", ".join(_yaml_text(value) for value in args if value not in kept)
+        return Narrowed(kept, why=f"dropped {shown}: {DROP_AFTER_TRIALS}+ trials each, all in the bottom {DROP_BELOW:.0%}{at}")
+
+
+# A choice's value is dropped when at least DROP_AFTER_TRIALS trials tried it (at the
+# comparison rung) and all of them ranked in the bottom DROP_BELOW of those trials.
+DROP_AFTER_TRIALS = 3
+DROP_BELOW = 0.5
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b  # True is not 1
+
+
+def _yaml_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 # How `sweep refine` narrows a range, as fractions of the old range's span.
@@ -124,6 +161,12 @@ class Range(Distribution):
         if not all(isinstance(bound, int) or math.isfinite(bound) for bound in args):
             raise DistributionError(f"{self.name} bounds must be finite, got {args!r}")
         self.check_bounds(*args)
+        try:
+            span = float(args[1]) - float(args[0])
+        except OverflowError:  # an int past a float's range
+            span = math.inf
+        if not math.isfinite(span):
+            raise DistributionError(f"{self.name} range [{args[0]}, {args[1]}] is wider than a float can hold")
         if not args[0] < args[1]:
             raise DistributionError(f"{self.name} needs low < high, got [{args[0]}, {args[1]}]")
 
@@ -146,7 +189,17 @@ class Range(Distribution):
     def representative(self, args: list[float]) -> float:
         return self.from_axis((self.to_axis(args[0]) + self.to_axis(args[1])) / 2)
 
-    def narrow(self, args: list[float], values: list[float], *, best: float, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+    def narrow(self, args: list[float], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+        """Around the top trials' values where the parameter matters; as it was where it does not
+        (narrowing a range that explains nothing only throws away what it might yet do)."""
+        values = evidence.ranked[: evidence.top]
+        if not evidence.matters or not values:
+            return Narrowed(list(args), why="kept: no clear effect on the metric in the coarse sweep")
+        narrowed = self._around(args, values, best=values[0], name=name, valid=valid)
+        at = f" at epoch {evidence.rung}" if evidence.rung is not None else ""
+        return Narrowed(narrowed.args, narrowed.warnings, why=f"narrowed around the top {len(values)}{at}")
+
+    def _around(self, args: list[float], values: list[float], *, best: float, name: str, valid: Callable[[Any], bool]) -> Narrowed:
         low, high = self.to_axis(args[0]), self.to_axis(args[1])
         span = high - low
         points = [self.to_axis(value) for value in values]
@@ -208,6 +261,8 @@ class IntUniform(Range):
     def check_bounds(self, low: float, high: float) -> None:
         if not (isinstance(low, int) and isinstance(high, int)):
             raise DistributionError(f"int_uniform bounds must be integers, got {[low, high]!r}")
+        if not (-(1 << 63) <= low and high < (1 << 63) - 1):  # the sampler draws below high + 1
+            raise DistributionError(f"int_uniform bounds must lie within 64-bit integers, got [{low}, {high}]")
 
     def refusal_for(self, param_kind: str, param_name: str) -> str | None:
         if param_kind not in ("float", "int"):

@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.driver import storage
+from sweeps.driver.tracking.credentials import (
+    CREDENTIALS_HINT,
+    has_credentials,
+    storable,
+    with_environment_credentials,
+)
 from sweeps.errors import SweepError
 
 JOURNAL_FILE = "sweep.json"
@@ -42,7 +48,7 @@ class SweepJournal:
     experiment_id: str
     parent_run_id: str
     sweep_yaml: str
-    trial_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> {"run_id", "config"}
+    trial_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> {"run_id", "config", "status"}
     alerts: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     updated: float = 0.0
@@ -58,15 +64,20 @@ class SweepJournal:
         if text is None:
             raise JournalError(f"{experiment_path}: no {JOURNAL_FILE} here; give the sweep's folder under storage.path (printed by `sweep run`)")
         try:
-            return cls(**{**json.loads(text), "experiment_path": experiment_path})
+            journal = cls(**{**json.loads(text), "experiment_path": experiment_path})
         except (ValueError, TypeError) as error:
             raise JournalError(f"{experiment_path}: {JOURNAL_FILE} is unreadable: {error}") from None
+        if has_credentials(journal.tracking_uri):  # hand-edited, or written by an older sweep
+            raise JournalError(f"{experiment_path}/{JOURNAL_FILE}: tracking_uri: {CREDENTIALS_HINT}")
+        journal.tracking_uri = with_environment_credentials(journal.tracking_uri)
+        return journal
 
     def save(self) -> None:
         with self._lock:
             self.updated = time.time()
             state = asdict(self)
             del state["experiment_path"]  # the folder may move (a restored volume, a renamed bucket)
+            state["tracking_uri"] = storable(self.tracking_uri)  # credentials stay in the environment
             storage.write_text(storage.join(self.experiment_path, JOURNAL_FILE), json.dumps(state, indent=1, default=str))
 
     def run_of(self, trial_id: str) -> str | None:
@@ -75,8 +86,15 @@ class SweepJournal:
 
     def record_run(self, trial_id: str, run_id: str, config: dict[str, Any]) -> None:
         with self._lock:
-            self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config)}
+            self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config), "status": "running"}
             self.save()
+
+    def record_status(self, trial_id: str, status: str) -> None:
+        """How a trial ended (or `interrupted`), as its run's sweep.status says."""
+        with self._lock:
+            if trial_id in self.trial_runs:
+                self.trial_runs[trial_id]["status"] = status
+                self.save()
 
     def add_alerts(self, alerts: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -1,14 +1,22 @@
-"""Run, resume and sync a sweep: each a few named steps, read top to bottom."""
+"""Run, resume and sync a sweep: each a few named steps, read top to bottom.
+
+Every step that can refuse bad input comes before anything is written. From the
+moment the parent run exists, the sweep's record is closed however it ends
+(sweeps/driver/closing.py): finished, interrupted by a signal, or failed.
+"""
 from __future__ import annotations
 
 import time
 from typing import Any, Callable
 
-from sweeps.driver import ray_cluster, storage
-from sweeps.driver.config import ConfigError, SweepConfig, validate_sweep
-from sweeps.driver.journal import JournalError, Spool, SweepJournal, find_resumable
-from sweeps.driver.outcome import SweepOutcome, summarize_results
+from sweeps.driver import closing, ray_cluster, storage
+from sweeps.driver.config import SweepConfig, validate_sweep
+from sweeps.driver.driver_lock import hold_sweep
+from sweeps.driver.interruption import Interruption, stop_gracefully_on_signals
+from sweeps.driver.journal import Spool, SweepJournal, find_resumable
+from sweeps.driver.outcome import SweepOutcome
 from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
+from sweeps.driver.startup import announce
 from sweeps.driver.sweep_file import load_yaml
 from sweeps.driver.tracking import store
 from sweeps.errors import SweepError
@@ -26,7 +34,8 @@ def run_sweep(
     live: bool = False,
     echo: Echo = print,
 ) -> SweepOutcome:
-    """Run the whole sweep and return how it went; raises SweepError before any trial when it cannot start.
+    """Run the whole sweep and return how it went; raises SweepError before anything is
+    written when it cannot start, and SweepInterrupted when a signal stops it before training.
 
     `tracking_uri` is the --tracking-uri flag (store.resolve_tracking_uri says what wins).
     With resume="auto", an unfinished experiment of this sweep under storage.path is
@@ -36,19 +45,27 @@ def run_sweep(
     if resume == "auto" and (unfinished := find_resumable(storage_path, config.name)) is not None:
         echo(f"resuming the unfinished sweep in {unfinished}")
         return resume_sweep(unfinished, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live, echo=echo)
-    store.check_no_credentials(tracking_uri, where="--tracking-uri")
     plan = plan_sweep(config)
     # What we can check without writing anything comes first: bad input must leave nothing behind.
+    uri = store.resolve_tracking_uri(tracking_uri, configured=config.mlflow.tracking_uri)
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
-    prepare = lambda: _load_data_and_reach_store(plan, tracking_uri)  # noqa: E731
-    with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as (data, resolved_uri):
-        storage.check_storage_reaches_every_node(storage_path, shared=config.storage.shared, nodes=ray_cluster.alive_node_count())
-        journal = _open_sweep(plan, resolved_uri, storage_path)
-        from sweeps.driver.tuner import new_tuner
+    with stop_gracefully_on_signals(echo) as interruption:
+        prepare = lambda: _load_data_and_reach_store(plan, uri, echo=echo)  # noqa: E731
+        announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
+        with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as data:
+            interruption.reclaim()
+            announce(echo, f"Ray is up: {ray_cluster.alive_node_count()} node(s); the first trials start")
+            _check_the_cluster_can_run(config, storage_path)
+            run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            experiment_path = storage.new_experiment_folder(storage_path, run_name)
+            with hold_sweep(experiment_path, command="sweep run"):
+                journal = _open_sweep(plan, uri, experiment_path)
+                from sweeps.driver.tuner import new_tuner
 
-        tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose)
-        return _train_and_close(plan, journal, tuner, echo=echo)
+                with closing.on_failure(journal, echo=echo):
+                    tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose)
+                    return _train_and_close(plan, journal, tuner, interruption, echo=echo)
 
 
 def resume_sweep(
@@ -61,120 +78,124 @@ def resume_sweep(
     echo: Echo = print,
 ) -> SweepOutcome:
     """Continue an interrupted sweep with Tune's restore, in the same MLflow runs; first send what an outage kept back."""
-    experiment_path = storage.resolve_storage_path(experiment_path)
-    journal, config = _load_unfinished(experiment_path)
-    ray_cluster.check_ray_reachable(address)
     store.check_no_credentials(tracking_uri, where="--tracking-uri")
-    journal.tracking_uri = store.resolve_tracking_uri(tracking_uri, configured=journal.tracking_uri)
-    journal.save()
-    store.check_reachable(journal.tracking_uri)
-    unsent = _send_kept_writes(journal)
-    if unsent:
-        raise SweepError(f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see {experiment_path}/mlflow-spool.jsonl")
-    from sweeps.driver.tracking.sweep_run import reopen_sweep_run
+    experiment_path = storage.resolve_storage_path(experiment_path)
+    SweepJournal.load(experiment_path)  # a folder that holds a sweep, before its lock is taken
+    with stop_gracefully_on_signals(echo) as interruption, hold_sweep(experiment_path, command="sweep resume"):
+        journal, config = _load_unfinished(experiment_path)
+        ray_cluster.check_ray_reachable(address)
+        journal.tracking_uri = _tracking_uri_of(journal, tracking_uri)
+        store.check_reachable(journal.tracking_uri, create=False)
+        unsent = _send_kept_writes(journal, echo=echo)
+        if unsent:
+            raise SweepError(f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see {experiment_path}/mlflow-spool.jsonl")
+        from sweeps.driver.tracking.sweep_run import reopen_sweep_run
 
-    reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
-    plan = plan_sweep(config)
-    with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=lambda: load_sweep_data(config)) as data:
-        from sweeps.driver.tuner import restored_tuner
+        reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
+        plan = plan_sweep(config)
+        with closing.on_failure(journal, echo=echo):
+            with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=lambda: load_sweep_data(config)) as data:
+                interruption.reclaim()
+                _check_the_cluster_can_run(config, None)
+                from sweeps.driver.tuner import restored_tuner
 
-        journal = SweepJournal.load(experiment_path)
-        return _train_and_close(plan, journal, restored_tuner(plan, journal, data), echo=echo)
+                return _train_and_close(plan, journal, restored_tuner(plan, journal, data), interruption, echo=echo)
 
 
-def sync_sweep(experiment_path: str) -> tuple[str, int]:
+def sync_sweep(experiment_path: str, *, echo: Echo = print) -> tuple[str, int]:
     """Send the MLflow writes an outage kept with the experiment; returns the store and how many still wait."""
-    journal = SweepJournal.load(experiment_path)
-    store.check_reachable(journal.tracking_uri)
-    return journal.tracking_uri, _send_kept_writes(journal)
+    experiment_path = storage.resolve_storage_path(experiment_path)
+    SweepJournal.load(experiment_path)  # a folder that holds a sweep, before its lock is taken
+    with hold_sweep(experiment_path, command="sweep sync"):
+        journal = SweepJournal.load(experiment_path)
+        journal.tracking_uri = _tracking_uri_of(journal, None)
+        store.check_reachable(journal.tracking_uri, create=False)
+        return journal.tracking_uri, _send_kept_writes(journal, echo=echo)
 
 
-def _send_kept_writes(journal: SweepJournal) -> int:
+def _tracking_uri_of(journal: SweepJournal, flag: str | None) -> str:
+    """The store a sweep that ran goes on with, by the one rule: the journal is the sweep's own."""
+    from sweeps.driver.tracking.credentials import storable
+
+    stored = storable(journal.tracking_uri)  # as the file holds it (SweepJournal.load refuses one with credentials)
+    return store.resolve_tracking_uri(flag, configured=stored, configured_in=f"{journal.experiment_path}/sweep.json: tracking_uri")
+
+
+def _send_kept_writes(journal: SweepJournal, *, echo: Echo) -> int:
     from sweeps.driver.tracking.writer import MlflowWriter
 
-    return MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal).close()
+    return MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo).close()
 
 
 def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
-    try:
-        journal = SweepJournal.load(experiment_path)
-        config = validate_sweep(load_yaml(journal.sweep_yaml), source=f"{experiment_path}/sweep.json")
-    except (JournalError, ConfigError) as error:
-        raise SweepError(str(error)) from None
+    journal = SweepJournal.load(experiment_path)
+    source = f"{experiment_path}/sweep.json"
+    config = validate_sweep(load_yaml(journal.sweep_yaml, source=source), source=source)
     if journal.finished:
         raise SweepError(f"{experiment_path}: this sweep finished; start a new one with `sweep run`")
     return journal, config
 
 
-def _load_data_and_reach_store(plan: SweepPlan, tracking_uri_flag: str | None) -> tuple[Any, str]:
+def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str, *, echo: Echo) -> Any:
     """What a sweep needs before its first trial, done while Ray starts."""
     if plan.config.diagnostics.enabled:
         # Pillow loads now, while Ray starts, not when the first trial's histogram figure
         # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
         import sweeps.driver.histogram_figure  # noqa: F401
 
+    announce(echo, f"loading the data: {plan.config.data.dataset}")
     data = load_sweep_data(plan.config)
-    tracking_uri = store.resolve_tracking_uri(tracking_uri_flag, configured=plan.config.mlflow.tracking_uri)
-    store.check_reachable(tracking_uri)
-    return data, tracking_uri
+    announce(echo, f"data ready: {len(data.train_y)} training and {len(data.val_y)} validation examples, {data.num_classes} classes")
+    announce(echo, "opening the MLflow store")
+    store.check_reachable(tracking_uri, create=True)
+    announce(echo, f"MLflow store ready: {tracking_uri}")
+    return data
 
 
-def _open_sweep(plan: SweepPlan, tracking_uri: str, storage_path: str) -> SweepJournal:
+def _check_the_cluster_can_run(config: SweepConfig, storage_path: str | None) -> None:
+    """What only the cluster can tell, asked before anything is written: resources some node
+    has, and (for a new sweep) a storage path every node reaches."""
+    ray_cluster.check_resources_fit(cpus_per_trial=config.resources.cpus_per_trial, gpus_per_trial=config.resources.gpus_per_trial)
+    if storage_path is not None:
+        storage.check_storage_reaches_every_node(storage_path, shared=config.storage.shared, nodes=ray_cluster.alive_node_count())
+
+
+def _open_sweep(plan: SweepPlan, tracking_uri: str, experiment_path: str) -> SweepJournal:
     """The sweep's MLflow parent run, and its journal beside Tune's experiment."""
     from sweeps.driver.tracking.sweep_run import open_sweep_run
 
-    run_name = f"{plan.config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment_id, parent_run_id = open_sweep_run(
-        tracking_uri,
-        experiment_name=plan.config.experiment_name,
-        run_name=run_name,
-        sweep_yaml=plan.sweep_yaml,
-        params=plan.parent_params,
-        refines=plan.config.refines,
-    )
+    try:
+        experiment_id, parent_run_id = open_sweep_run(
+            tracking_uri,
+            experiment_name=plan.config.experiment_name,
+            run_name=experiment_path.rsplit("/", 1)[-1],
+            sweep_yaml=plan.sweep_yaml,
+            params=plan.parent_params,
+            refines=plan.config.refines,
+        )
+    except BaseException:
+        storage.remove_empty_folder(experiment_path)  # nothing of this sweep was recorded yet
+        raise
     journal = SweepJournal(
-        experiment_path=storage.join(storage_path, run_name),
+        experiment_path=experiment_path,
         sweep_name=plan.config.name,
         tracking_uri=tracking_uri,
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
         sweep_yaml=plan.sweep_yaml,
     )
-    journal.save()
+    with closing.on_failure(journal, echo=print):
+        journal.save()
     return journal
 
 
-def _train_and_close(plan: SweepPlan, journal: SweepJournal, tuner: Any, *, echo: Echo) -> SweepOutcome:
+def _train_and_close(plan: SweepPlan, journal: SweepJournal, tuner: Any, interruption: Interruption, *, echo: Echo) -> SweepOutcome:
     """Train every trial, then record how the sweep went on its parent run and in the journal."""
-    from sweeps.driver.tracking import sweep_run
-    from sweeps.driver.tracking.writer import MlflowWriter
-
+    interruption.tune_running = True
     try:
         results = tuner.fit()
-    except BaseException:
-        # A writer of its own once the trial logger's has closed: both keep the same spool.
-        writer = MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
-        sweep_run.abandon_sweep_run(writer, journal.parent_run_id)
-        writer.close()
-        raise
-    journal = SweepJournal.load(journal.experiment_path)  # as the trial logger left it
-    search = plan.config.search
-    outcome = summarize_results(
-        results, journal, experiment_name=plan.config.experiment_name, metric=search.metric, mode=search.mode, epochs=plan.config.train.epochs
-    )
-    writer = MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
-    sweep_run.close_sweep_run(
-        writer,
-        journal.parent_run_id,
-        metric=search.metric,
-        best_value=outcome.best_value,
-        best_run_id=outcome.best_run_id,
-        status_counts=dict(outcome.statuses),
-        alerts=journal.alerts,
-    )
-    outcome.unsent = writer.close()
-    if outcome.best_run_id is not None:
-        outcome.best_run_id = writer.run_id(outcome.best_run_id)  # created by now, unless the store is away
-    journal.finished = True
-    journal.save()
-    return outcome
+    finally:
+        interruption.tune_running = False
+    if interruption.signum is not None:
+        return closing.close_interrupted(plan, journal, signum=interruption.signum, echo=echo)
+    return closing.close_finished(plan, journal, results, echo=echo)

@@ -25,6 +25,9 @@ class SweepOutcome:
     errors: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     unsent: int = 0  # MLflow writes still waiting in the spool when the sweep ended
+    interrupted_by: int | None = None  # the signal that stopped the sweep, if one did
+    not_started: int = 0  # trials an interruption kept from starting
+    sweep_name: str = ""
 
     @property
     def succeeded(self) -> int:
@@ -41,6 +44,7 @@ def summarize_results(results: Any, journal: SweepJournal, *, experiment_name: s
         experiment_path=journal.experiment_path,
         metric=metric,
         alerts=journal.alerts,
+        sweep_name=journal.sweep_name,
     )
     for result in results:
         status = trial_status(result.metrics, epochs=epochs, errored=result.error is not None)

@@ -94,6 +94,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
             low=diagnostics.update_ratio.low,
             high=diagnostics.update_ratio.high,
             patience=diagnostics.update_ratio.patience,
+            warmup_steps=diagnostics.update_ratio.warmup_steps,
             stop_on=diagnostics.stop_on,
             histogram_epochs=frozenset(epochs_a_trial_may_end(config)),
         ),
@@ -122,13 +123,20 @@ def asha_settings(config: SweepConfig) -> AshaSettings | None:
 
 def epochs_a_trial_may_end(config: SweepConfig) -> list[int]:
     """The last epoch, and with ASHA each rung (grace_period * reduction_factor^k) where it may stop a trial."""
-    epochs = [config.train.epochs]
-    if config.early_stopping.scheduler == "asha":
-        rung = config.early_stopping.grace_period
-        while rung < config.train.epochs:
-            epochs.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
-            rung *= config.early_stopping.reduction_factor
-    return sorted(set(epochs))
+    stopping = config.early_stopping
+    if stopping.scheduler != "asha":
+        return [config.train.epochs]
+    return asha_rungs(epochs=config.train.epochs, grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor)
+
+
+def asha_rungs(*, epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The epochs at which ASHA compares trials (grace_period * reduction_factor^k), and the last."""
+    found = [epochs]
+    rung = grace_period
+    while rung < epochs:
+        found.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
+        rung *= reduction_factor
+    return sorted(set(found))
 
 
 def parent_run_params(config: SweepConfig) -> dict[str, Any]:

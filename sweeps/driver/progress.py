@@ -5,13 +5,13 @@ finished trial. Elsewhere (CI logs, pipes): just those lines.
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any, Callable
 
 from ray import tune
 
-from sweeps.trial_params import format_params
+from sweeps.driver.run_names import trial_run_name
+from sweeps.driver.startup import since_launch, stamp
 from sweeps.trial_status import trial_status
 
 
@@ -27,16 +27,17 @@ class ProgressPrinter(tune.Callback):
         mode: str,
         echo: Callable[[str], None],
         live: bool = False,
+        sampled: tuple[str, ...] = (),
     ) -> None:
         self.num_samples = num_samples
         self.epochs = epochs
         self.metric = metric
         self.mode = mode
         self.echo = echo
-        self.started = time.monotonic()
+        self.sampled = sampled  # the params a trial's name shows
         self.statuses: Counter[str] = Counter()
         self.running: set[str] = set()
-        self.best: tuple[float, dict[str, Any]] | None = None
+        self.best: tuple[float, str] | None = None  # the best value so far, and the name of its trial
         self.live = live
         self._panel: _LivePanel | None = None
 
@@ -57,7 +58,7 @@ class ProgressPrinter(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
         if value is not None and (self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])):
-            self.best = (value, trial.config)
+            self.best = (value, self.name(trial))
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -76,20 +77,24 @@ class ProgressPrinter(tune.Callback):
         self.statuses[status] += 1
         last = trial.last_result or {}
         value = last.get(self.metric)
-        result = f" {self.metric} {value:.4f}" if value is not None else ""
         epochs = last.get("training_iteration", 0)
-        line = f"[{self.elapsed():6.1f}s] {self.counts()} | {trial} {status}{result} after {epochs} epoch{'' if epochs == 1 else 's'}"
+        result = f", {self.metric} {value:.4f}" if value is not None else ""
+        # The trial's own numbers next to its name; the sweep's standing after a bar.
+        line = stamp(f"{self.name(trial)}: {status.replace('_', ' ')} after {epochs} epoch{'' if epochs == 1 else 's'}{result}")
         if self._live is not None:
             self._live.print(line)
         else:
-            self.echo(f"{line} | {self.best_text()}")
+            self.echo(f"{line} | sweep: {self.counts()}, {self.best_text()}")
+
+    def name(self, trial: Any) -> str:
+        return trial_run_name(trial.trial_id, trial.config, self.sampled)
 
     def _refresh(self) -> None:
         if self._live is not None:
             self._live.update()
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return since_launch()
 
     def counts(self) -> str:
         done = sum(self.statuses.values())
@@ -98,9 +103,9 @@ class ProgressPrinter(tune.Callback):
 
     def best_text(self) -> str:
         if self.best is None:
-            return f"best {self.metric} -"
-        value, config = self.best
-        return f"best {self.metric} {value:.4f} ({format_params(config)})"
+            return f"best {self.metric} so far: -"
+        value, name = self.best
+        return f"best {self.metric} so far {value:.4f} ({name})"
 
 
 class _LivePanel:
@@ -124,7 +129,7 @@ class _LivePanel:
         text = Text()
         text.append(progress.counts() + "\n")
         text.append(progress.best_text() + "\n", style="bold green" if progress.best else "")
-        text.append(f"elapsed {progress.elapsed():.0f} s", style="dim")
+        text.append(f"{progress.elapsed():.0f} s since launch", style="dim")
         return Panel(text, title="sweep", expand=False)
 
     def update(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from contextlib import contextmanager
@@ -31,13 +32,16 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
 
     if ray.is_initialized():
         return False
+    # Ray reports usage to its makers unless told not to: a network request no one asked for.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=verbose,
-            logging_level=logging.INFO if verbose else logging.ERROR,
-        )
+        with _processes_without_cloud_probe(starting=address is None):
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=verbose,
+                logging_level=logging.INFO if verbose else logging.ERROR,
+            )
     except (ConnectionError, RuntimeError, ValueError) as error:
         hint = ""
         if address and "RAY_AUTH_MODE" not in os.environ and _has_ray_auth_token():
@@ -45,6 +49,59 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
             hint = " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
         raise RayError(f"cannot connect to the Ray cluster at {address}: {first_line(error)}{hint}") from None
     return True
+
+
+USAGE_LIB = "ray._common.usage.usage_lib"
+PROCESS_SITE = str(Path(__file__).with_name("ray_process_site"))
+
+
+@contextmanager
+def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
+    """Ray's dashboard process, which runs even with include_dashboard=False, asks the AWS,
+    Azure and GCP metadata addresses which cloud it is on when it starts (usage_lib's
+    get_cloud_from_metadata_requests, whatever RAY_USAGE_STATS_ENABLED says). The processes
+    a Ray started here spawns get ray_process_site/ on their PYTHONPATH, whose sitecustomize
+    calls silence_cloud_probe. A cluster the sweep joins is its owner's to configure."""
+    if not starting:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PROCESS_SITE, before]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def silence_cloud_probe() -> None:
+    """In this process, Ray's cloud detection answers "unknown" without a network request.
+    The module is patched as it is imported: most processes never import it."""
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    class PatchOnImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name != USAGE_LIB:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            load = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                load(module)
+                if hasattr(module, "get_cloud_from_metadata_requests"):
+                    module.get_cloud_from_metadata_requests = lambda: "unknown"
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, PatchOnImport())
 
 
 def stop_own_ray() -> None:
@@ -79,9 +136,37 @@ def check_ray_reachable(address: str | None) -> None:
 
 
 def alive_node_count() -> int:
+    return len(_alive_nodes())
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
     import ray
 
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
+    return [node for node in ray.nodes() if node.get("Alive")]
+
+
+def check_resources_fit(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Refuse, before any trial, resources no node of the cluster can ever give one trial:
+    Ray would wait for them forever."""
+    nodes = [node.get("Resources", {}) for node in _alive_nodes()]
+    most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+    most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+    has = f"the Ray cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest with {most_cpus:g} CPUs and {most_gpus:g} GPUs"
+    if gpus_per_trial > most_gpus:
+        raise RayError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPUs per trial, but {has}")
+    if cpus_per_trial > most_cpus:
+        raise RayError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but {has}")
+
+
+def ask_tune_to_stop() -> bool:
+    """Ask a running Tune experiment to end as on its own Ctrl-C: it stops the trials, saves
+    its experiment state one last time and returns, so the sweep can be resumed. Tune
+    listens for SIGUSR1 for this during a run (next to SIGINT, which the sweep handles
+    itself); False when no Tune run is listening."""
+    if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        return False
+    os.kill(os.getpid(), signal.SIGUSR1)
+    return True
 
 
 @contextmanager
@@ -156,6 +241,20 @@ def _tune_actor_env_vars() -> dict[str, str]:
     return class_cache.DEFAULT_ENV_VARS
 
 
+def _tune_stops_on_sigusr1() -> bool:
+    import inspect
+
+    from ray.tune import tune as tune_module
+
+    return "SIGUSR1" in inspect.getsource(tune_module._setup_signal_catching)
+
+
+def _cloud_probe() -> Any:
+    import importlib
+
+    return importlib.import_module(USAGE_LIB).get_cloud_from_metadata_requests
+
+
 def _latest_checkpoint_result(trial: Any) -> Any:
     result = trial.latest_checkpoint_result  # Ray's internal _TrainingResult (or None)
     if result is not None:
@@ -170,6 +269,11 @@ RAY_INTERNALS: dict[str, tuple[Callable[..., Any], str]] = {
         "ray._private.worker._global_node._kill_process_type and ray._private.ray_constants.PROCESS_TYPE_MONITOR",
     ),
     "Tune's actor env vars": (_tune_actor_env_vars, "ray.tune.execution.class_cache.DEFAULT_ENV_VARS"),
+    "Ray's cloud probe": (_cloud_probe, f"{USAGE_LIB}.get_cloud_from_metadata_requests, replaced in the processes a sweep's own Ray starts"),
+    "Tune's graceful stop": (
+        _tune_stops_on_sigusr1,
+        "ray.tune.tune._setup_signal_catching ending a run gracefully on SIGUSR1 (and TUNE_DISABLE_SIGINT_HANDLER)",
+    ),
     "a trial's latest checkpoint result": (
         _latest_checkpoint_result,
         "Trial.latest_checkpoint_result, a _TrainingResult with .checkpoint and .metrics",

@@ -1,16 +1,16 @@
-"""A finished (or running) sweep read back from MLflow: ranked trials, tables and plots."""
+"""A finished (or running) sweep read back from MLflow: its trials ranked at their last epoch and at a common rung."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sweeps.driver import rungs
+from sweeps.driver.importance import Importance, hyperparameter_importance
 from sweeps.driver.tracking.queries import SweepReader
 
 
@@ -25,6 +25,13 @@ class TrialRow:
     alerts: str = ""
     history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, metric)
     update_ratio: list[tuple[int, float]] = field(default_factory=list)  # (step, median ratio)
+    at_rung: float | None = None  # the metric at the sweep's comparison rung, if the trial got there
+    rank_at_rung: int | None = None
+    at_chance: bool = False  # accuracy at chance level in most of its epochs
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.status in rungs.STOPPED_EARLY
 
 
 @dataclass
@@ -34,35 +41,72 @@ class SweepReport:
     metric: str
     mode: str
     trials: list[TrialRow]  # best first; trials without a result last
+    rung: int | None = None  # the epoch trials are compared at (see rungs.comparison_rung)
+    rungs: list[int] = field(default_factory=list)
+    specs: dict[str, Any] = field(default_factory=dict)  # sampled param -> its distribution
+    importance: list[Importance] = field(default_factory=list)
+    chance: float | None = None  # the accuracy of guessing, where the report knows the number of classes
 
     def top(self, k: int) -> list[TrialRow]:
         return [row for row in self.trials if row.best is not None][:k]
 
+    def at_rung(self) -> list[TrialRow]:
+        """The trials that reached the comparison rung, best there first."""
+        return sorted((row for row in self.trials if row.at_rung is not None), key=lambda row: row.rank_at_rung)
 
-def load_report(reader: SweepReader, experiment_or_run: str) -> SweepReport:
+    def better(self, value: float) -> float:
+        """A sort key: lower is better whatever the mode."""
+        return -value if self.mode == "max" else value
+
+
+def load_report(reader: SweepReader, experiment_or_run: str, *, importance: bool = True) -> SweepReport:
+    """The sweep's trials ranked, compared at a rung and (with `importance`, a few seconds) their params' importance."""
     parent = reader.find_sweep_run(experiment_or_run)
-    metric = parent.data.params.get("search.metric", "val_acc")
-    mode = parent.data.params.get("search.mode", "max")
-    rows = []
-    for run in reader.trial_runs(parent):
-        history = reader.metric_history(run.info.run_id, metric)
-        values = [value for _, value in history if math.isfinite(value)]
-        rows.append(
-            TrialRow(
-                run_id=run.info.run_id,
-                name=run.info.run_name,
-                status=run.data.tags.get("sweep.status", "running"),
-                params={key: yaml.safe_load(value) for key, value in run.data.params.items()},
-                best=(max(values) if mode == "max" else min(values)) if values else None,
-                epochs=len(history),
-                alerts=run.data.tags.get("alert.update_ratio", ""),
-                history=history,
-                update_ratio=reader.metric_history(run.info.run_id, "update_ratio/median"),
-            )
-        )
-    sign = -1 if mode == "max" else 1
-    rows.sort(key=lambda row: (row.best is None, sign * (row.best or 0.0)))
-    return SweepReport(parent.info.run_id, parent.data.params.get("name", parent.info.run_name), metric, mode, rows)
+    settings = parent.data.params
+    report = SweepReport(
+        parent_run_id=parent.info.run_id,
+        name=settings.get("name", parent.info.run_name),
+        metric=settings.get("search.metric", "val_acc"),
+        mode=settings.get("search.mode", "max"),
+        trials=[],
+        rungs=rungs.sweep_rungs(settings),
+        specs={key.removeprefix("params."): spec for key in settings if key.startswith("params.") and isinstance(spec := rungs.setting(settings, key), dict)},
+    )
+    report.chance = rungs.chance_level(settings) if report.metric.endswith("_acc") else None
+    report.trials = [_trial_row(reader, run, report) for run in reader.trial_runs(parent)]
+    report.trials.sort(key=lambda row: (row.best is None, report.better(row.best or 0.0)))
+    _compare_at_rung(report, importance=importance)
+    return report
+
+
+def _trial_row(reader: SweepReader, run: Any, report: SweepReport) -> TrialRow:
+    history = reader.metric_history(run.info.run_id, report.metric)
+    values = [value for _, value in history if math.isfinite(value)]
+    return TrialRow(
+        run_id=run.info.run_id,
+        name=run.info.run_name,
+        status=run.data.tags.get("sweep.status", "running"),
+        params={key: yaml.safe_load(value) for key, value in run.data.params.items()},
+        best=min(values, key=report.better) if values else None,
+        epochs=len(history),
+        alerts=run.data.tags.get("alert.update_ratio", ""),
+        history=history,
+        update_ratio=reader.metric_history(run.info.run_id, "update_ratio/median"),
+        at_chance=rungs.sat_at_chance(history, report.chance),
+    )
+
+
+def _compare_at_rung(report: SweepReport, *, importance: bool) -> None:
+    """Each trial's value and rank at the comparison rung, and the importance of each param there."""
+    report.rung = rungs.comparison_rung([row.history for row in report.trials], report.rungs)
+    if report.rung is None:
+        return
+    for row in report.trials:
+        row.at_rung = rungs.value_at(row.history, report.rung)
+    for rank, row in enumerate(sorted((row for row in report.trials if row.at_rung is not None), key=lambda row: report.better(row.at_rung)), 1):
+        row.rank_at_rung = rank
+    if importance:
+        report.importance = hyperparameter_importance([(row.params, row.at_rung) for row in report.at_rung()], report.specs)
 
 
 def sampled_param_names(report: SweepReport) -> list[str]:
@@ -71,38 +115,8 @@ def sampled_param_names(report: SweepReport) -> list[str]:
     return [name for name in names if len({repr(row.params.get(name)) for row in report.trials}) > 1]
 
 
-def format_table(report: SweepReport, k: int) -> str:
-    rows = report.top(k)
-    names = sampled_param_names(report)
-    header = ["rank", report.metric, "status", "epochs", *names, "alerts"]
-    lines = [header] + [
-        [str(rank), f"{row.best:.4f}", row.status, str(row.epochs), *(_short(row.params.get(name)) for name in names), _first_alert(row.alerts)]
-        for rank, row in enumerate(rows, 1)
-    ]
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
-
-
-def format_json(report: SweepReport, k: int) -> str:
-    return json.dumps([_plain(row) for row in report.top(k)], indent=2)
-
-
-def format_csv(report: SweepReport, k: int) -> str:
-    rows = report.top(k)
-    names = sorted({name for row in rows for name in row.params})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["rank", "run_id", report.metric, "status", "epochs", *names, "alerts"])
-    for rank, row in enumerate(rows, 1):
-        writer.writerow([rank, row.run_id, row.best, row.status, row.epochs, *(row.params.get(name) for name in names), row.alerts])
-    return buffer.getvalue()
-
-
-FORMATS = {"table": format_table, "json": format_json, "csv": format_csv}
-
-
 def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
-    """The report's figures as PNG files in `out_dir`."""
+    """The report's figures as PNG files in `out_dir`, and the importance as JSON."""
     from sweeps.driver import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,8 +125,12 @@ def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
         f"{report.metric}_by_choice.png": plots.metric_by_choice(report),
         "learning_curves.png": plots.learning_curves(report, k=k),
         "update_ratio.png": plots.update_ratios(report, k=k),
+        "importance.png": plots.importance(report),
     }
     paths = []
+    if report.importance:
+        paths.append(out_dir / "importance.json")
+        paths[-1].write_text(json.dumps([item.as_dict() for item in report.importance], indent=2) + "\n")
     for filename, figure in figures.items():
         if figure is None:
             continue
@@ -121,21 +139,3 @@ def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
         plots.close(figure)
         paths.append(path)
     return paths
-
-
-def _first_alert(alerts: str) -> str:
-    if not alerts:
-        return "-"
-    first, *more = alerts.split("; ")
-    return f"{first} (+{len(more)})" if more else first
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _plain(row: TrialRow) -> dict[str, Any]:
-    plain = asdict(row)
-    plain.pop("history")
-    plain.pop("update_ratio")
-    return plain

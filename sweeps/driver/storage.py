@@ -3,15 +3,23 @@ filesystem or an object-store URI), checked before anything is written, and the
 whole-or-nothing file access the journal and the spool use there."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path, PurePosixPath
-
-import pyarrow.fs
+from typing import TYPE_CHECKING
 
 from sweeps.errors import SweepError
 
+if TYPE_CHECKING:
+    import pyarrow.fs
+
 # Filesystems that other machines can mount too (from /proc/mounts' type column).
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs")
+
+
+# Filesystems pyarrow (and so Ray Tune) opens by URI; those after "file" reach a network.
+URI_SCHEMES = ("file", "local", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+NAME_MAX = 255  # bytes in one path component on Linux filesystems
 
 
 class StorageError(SweepError):
@@ -20,6 +28,19 @@ class StorageError(SweepError):
 
 def is_uri(path: str) -> bool:
     return "://" in path
+
+
+def storage_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a storage path at all (an unknown URI scheme, an over-long name), or None."""
+    if is_uri(path):
+        scheme = path.split("://", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            return f"cannot open {scheme}:// paths; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+        return None
+    too_long = next((part for part in Path(path).parts if len(part.encode()) > NAME_MAX), None)
+    if too_long is not None:
+        return f"a folder name in it is {len(too_long.encode())} bytes long, more than the {NAME_MAX} a filesystem takes"
+    return None
 
 
 def resolve_storage_path(path: str) -> str:
@@ -33,6 +54,8 @@ def join(base: str, *parts: str) -> str:
 
 
 def filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    import pyarrow.fs
+
     if is_uri(path):
         return pyarrow.fs.FileSystem.from_uri(path)
     return pyarrow.fs.LocalFileSystem(), str(path)
@@ -46,6 +69,13 @@ def read_text(path: str) -> str | None:
             return stream.read().decode("utf-8")
     except FileNotFoundError:
         return None
+
+
+def exists(path: str) -> bool:
+    import pyarrow.fs
+
+    fs, fs_path = filesystem(path)
+    return fs.get_file_info(fs_path).type != pyarrow.fs.FileType.NotFound
 
 
 def read_bytes(path: str) -> bytes:
@@ -82,12 +112,43 @@ def remove_folder_of(path: str) -> None:
 
 def subfolders(path: str) -> list[str]:
     """The folders directly under `path` (none if it does not exist)."""
+    import pyarrow.fs
+
     fs, fs_path = filesystem(path)
     try:
         entries = fs.get_file_info(pyarrow.fs.FileSelector(fs_path, allow_not_found=True))
     except (FileNotFoundError, NotADirectoryError):
         return []
     return [join(path, entry.base_name) for entry in entries if entry.type == pyarrow.fs.FileType.Directory]
+
+
+def new_experiment_folder(storage_path: str, name: str) -> str:
+    """A new experiment folder `name` under storage_path, made now so no other sweep takes it
+    (two started in the same second get `name-2`); on an object store, just its path."""
+    if is_uri(storage_path):
+        return join(storage_path, name)
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 100):
+        folder = Path(storage_path) / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return str(folder)
+    raise StorageError(f"storage.path: {storage_path} already holds 99 sweeps named {name}")
+
+
+def remove_empty_folder(path: str) -> None:
+    """Remove a folder this sweep made, if nothing was put in it but the sweep's lock."""
+    if is_uri(path):
+        return
+    folder = Path(path)
+    with contextlib.suppress(OSError):
+        for leftover in folder.iterdir():
+            if leftover.name != "sweep.lock":
+                return
+        (folder / "sweep.lock").unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def check_storage_writable(storage_path: str) -> None:

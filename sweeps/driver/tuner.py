@@ -13,7 +13,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from sweeps.driver import ray_cluster
 from sweeps.driver.checkpoint_recovery import ResumeFromNewestCheckpoint
-from sweeps.driver.distributions import build_search_space
+from sweeps.driver.distributions import build_search_space, sampled_names
 from sweeps.driver.journal import SweepJournal
 from sweeps.driver.plan import AshaSettings, SweepPlan
 from sweeps.driver.progress import ProgressPrinter
@@ -74,6 +74,9 @@ def _prepare_tune() -> None:
     # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
     # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # The sweep handles Ctrl-C itself (sweeps/driver/interruption.py) and asks Tune to stop
+    # the same graceful way; Tune's own handler would take the signal from it.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
@@ -89,7 +92,8 @@ def _scheduler(asha: AshaSettings | None) -> Any:
 
 def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], None], live: bool) -> list[tune.Callback]:
     config = plan.config
-    webhook = config.diagnostics.alert_webhook
+    diagnostics = config.diagnostics
+    webhook = diagnostics.alert_webhook and WebhookSender(diagnostics.alert_webhook, allow_private=diagnostics.alert_webhook_allow_private, warn=echo)
     progress = ProgressPrinter(
         num_samples=config.search.num_samples,
         epochs=config.train.epochs,
@@ -97,9 +101,15 @@ def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], 
         mode=config.search.mode,
         echo=echo,
         live=live,
+        sampled=tuple(sampled_names(config.params)),
     )
     return [
-        MlflowTrialLogger(journal.experiment_path, epochs=config.train.epochs, on_alert=WebhookSender(webhook, warn=echo) if webhook else None),
+        MlflowTrialLogger(
+            journal.experiment_path,
+            epochs=config.train.epochs,
+            sampled=tuple(sampled_names(config.params)),
+            on_alert=webhook or None,
+        ),
         progress,
         JsonLoggerCallback(),
         CSVLoggerCallback(),

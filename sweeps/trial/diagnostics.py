@@ -51,6 +51,7 @@ class UpdateRatioMonitor:
         named = [(name, param) for name, param in model.named_parameters() if param.requires_grad and param.ndim >= 2]
         self.names = [name for name, _ in named]
         self.weights = [param for _, param in named]
+        self.normalized = normalized_weights(model) & set(self.names)
         self._before: list[torch.Tensor] | None = None
 
     def due(self, step: int) -> bool:
@@ -70,19 +71,44 @@ class UpdateRatioMonitor:
         return dict(zip(self.names, ratios))
 
 
-class AlertTracker:
-    """Raises one alert per parameter and direction when a ratio stays outside the band."""
+def normalized_weights(model: nn.Module) -> set[str]:
+    """The weights of the convs and linear layers that batch norm directly follows (`layers.0.weight`).
 
-    def __init__(self, settings: DiagnosticsSettings) -> None:
+    Batch norm divides their output by its own scale, so the loss does not change when
+    the weight grows or shrinks: its update/weight ratio is an angle per step that
+    weight decay and the learning rate settle between them, not the lecture's signal
+    of a learning rate too high or too low. Found in registration order, which is the
+    order of the forward pass in every model here and in torchvision's."""
+    leaves = [(name, module) for name, module in model.named_modules() if not list(module.children())]
+    found = set()
+    for (name, module), (_, following) in zip(leaves, leaves[1:]):
+        width = getattr(module, "out_channels", getattr(module, "out_features", None))
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and isinstance(following, nn.modules.batchnorm._BatchNorm) and following.num_features == width:
+            found.add(f"{name}.weight")
+    return found
+
+
+class AlertTracker:
+    """Raises one alert per parameter and direction when a ratio stays outside the band.
+
+    Not while training warms up (the ratio spikes in the first steps of every healthy
+    trial), and not for weights batch norm makes scale-free (`normalized`): their
+    ratios are still measured and logged; a NaN or inf alerts whatever the weight."""
+
+    def __init__(self, settings: DiagnosticsSettings, *, normalized: set[str] = frozenset()) -> None:
         self.settings = settings
+        self.normalized = normalized
         self._streaks: dict[tuple[str, str], int] = {}
         self.raised: set[tuple[str, str]] = set()
 
-    def observe(self, ratios: dict[str, float], *, step: int) -> list[Alert]:
+    def observe(self, ratios: dict[str, float], *, step: int, warm: bool = True) -> list[Alert]:
+        """Alerts for the ratios measured at `step`; `warm` False while training warms up."""
         alerts = []
         for name, value in ratios.items():
             if not math.isfinite(value):
                 alerts += self._raise(name, value, step, "nonfinite")
+                continue
+            if not warm or name in self.normalized:
                 continue
             for direction, outside in (("too_high", value > self.settings.high), ("too_low", value < self.settings.low)):
                 key = (name, direction)
@@ -215,9 +241,10 @@ class TrialDiagnostics:
         self.probe = ActivationProbe(model, probe[:PROBE_EXAMPLES])
         self.settings = settings
         self.ratios = UpdateRatioMonitor(model, every_n_steps=settings.every_n_steps)
-        self.alerts = AlertTracker(settings)
+        self.alerts = AlertTracker(settings, normalized=self.ratios.normalized)
         self.step = start_step  # global optimizer steps so far (non-zero when resuming)
         self.epoch_began_at = start_step
+        self.first_epoch_over = start_step > 0
         self.stop_reason: str | None = None
         self.pending = EpochDiagnostics()
         if start_step == 0:
@@ -235,7 +262,8 @@ class TrialDiagnostics:
         """Record the measured step just taken; True when an alert says the trial should stop."""
         ratios = self.ratios.after_step()
         self.pending.update_ratios.append((self.step, ratios))
-        raised = self.alerts.observe(ratios, step=self.step) + self.alerts.observe_loss(loss.item(), step=self.step)
+        warm = self.first_epoch_over and self.step > self.settings.warmup_steps
+        raised = self.alerts.observe(ratios, step=self.step, warm=warm) + self.alerts.observe_loss(loss.item(), step=self.step)
         self.pending.add_alerts(raised)
         stopping = next((alert for alert in raised if self.alerts.should_stop(alert)), None)
         if stopping is not None:
@@ -254,6 +282,7 @@ class TrialDiagnostics:
         if ending or self.step // every > self.epoch_began_at // every:
             self._probe_into(self.pending, with_histograms=ending)
         self.epoch_began_at = self.step
+        self.first_epoch_over = True
         report, self.pending = self.pending.as_report(), EpochDiagnostics()
         return report
 

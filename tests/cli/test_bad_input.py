@@ -56,14 +56,6 @@ def assert_nothing_written(cwd: Path, store: Path) -> None:
     assert not store.exists()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 def invoke(command: str, path: Path, store: Path, expected: list[str]) -> Result:
     args = [command, str(path)]
     # --tracking-uri overrides mlflow.tracking_uri, so it would hide the problem a file has there.

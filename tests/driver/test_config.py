@@ -201,7 +201,7 @@ def test_arch_alone_is_a_valid_model_section(tmp_path, arch):
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
-        ("model: {arch: cnn, hidden: [8]}", "model.hidden", "valid keys: ['arch', 'channels']"),
+        ("model: {arch: cnn, hidden: [8]}", "model.hidden", "valid keys: ['arch', 'channels', 'head_pool']"),
         ("model: {arch: vit}", "model.arch", "choose from ['cnn', 'mlp', 'pretrained', 'resnet']"),
         ("model: {arch: resnet, widths: [0]}", "model.widths.0", "greater than 0"),
         ("data: {dataset: mnist}", "data.root", "needs data.root"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,7 +42,7 @@ def test_every_ray_internal_the_sweep_reaches_is_still_there(name):
     else:
         arguments = [make() for make in REACH_ARGUMENTS.get(name, ())]
         try:
-            found = reach(*arguments) is not None
+            found = reach(*arguments) not in (None, False)
         except (AttributeError, ImportError, TypeError):
             found = False
     assert found, (
@@ -111,3 +112,27 @@ def test_the_sweeps_own_ray_stops_whole():
     # The autoscaler's monitor, which the sweep kills first, was among Ray's processes.
     assert any("autoscaler/_private/monitor.py" in command for command in outcome["while_running"])
     assert outcome["left_running"] == []
+
+
+START_AND_STOP_RAY = """
+import time
+from sweeps.driver.ray_cluster import connect_ray, stop_own_ray
+assert connect_ray(None, verbose=False)
+time.sleep(8)  # Ray's dashboard probes the clouds as it comes up
+stop_own_ray()
+"""
+METADATA_SERVICES = ("169.254.", "fd00:ec2::254", "100.100.100.200")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (.ci/run installs it)")
+def test_the_sweeps_own_ray_asks_no_cloud_metadata_service(tmp_path):
+    trace = tmp_path / "connect.trace"
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-c", START_AND_STOP_RAY],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    connects = trace.read_text().splitlines()
+    assert any("AF_INET" in line for line in connects)  # the trace saw Ray's own connections
+    assert [line for line in connects if any(address in line for address in METADATA_SERVICES)] == []

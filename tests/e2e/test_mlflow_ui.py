@@ -6,6 +6,7 @@ val_acc, and the compare view of two trials. Screenshots go to test-artifacts/.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -60,7 +61,11 @@ def wait_for_text(driver, *texts: str, timeout: float = 60) -> str:
         time.sleep(0.5)
 
 
-def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path, mlflow_server, ray_address, browser):
+def scroll_to_top(driver) -> None:
+    driver.execute_script("window.scrollTo(0, 0); for (const el of document.querySelectorAll('*')) { el.scrollTop = 0; }")
+
+
+def test_the_printed_link_opens_the_runs_table_with_the_nested_trials_by_name(tmp_path, mlflow_server, ray_address, browser):
     server_url = mlflow_server.url
     sweep = {
         "name": "ui-check",
@@ -80,30 +85,38 @@ def test_mlflow_ui_shows_the_sweep_its_nested_trials_and_compares_them(tmp_path,
     experiment = client.get_experiment_by_name("ui-check")
     runs = client.search_runs([experiment.experiment_id])
     parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
-    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 2
+    children = sorted((run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id), key=lambda run: run.info.run_name)
+    assert [run.info.run_name.split()[0] for run in children] == ["t00", "t01"]  # readable names, not train_trial_<hash>
     SCREENSHOTS.mkdir(exist_ok=True)
 
-    # The runs table shows the sweep as one row; expanding it reveals the trials nested under it.
-    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs")
-    body = wait_for_text(browser, parent.info.run_name)
+    # The link `sweep run` printed lands on the runs table (not the GenAI overview), the sweep's columns shown.
+    link = re.search(r"the trials: +(http\S+)", result.stdout).group(1)
+    assert link == f"{server_url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep"
+    browser.get(link)
+    body = wait_for_text(browser, parent.info.run_name, "val_acc", "activation")
     assert not any(run.info.run_name in body for run in children)  # collapsed under the parent
     parent_link = browser.find_element("css selector", f'a[href$="/runs/{parent.info.run_id}"]')
     parent_cell = parent_link.find_element("xpath", "./ancestor::div[contains(@class, 'ag-cell-wrapper')][1]")
     parent_cell.find_element("css selector", 'button[data-component-id*="runnamecellrenderer"]').click()
     wait_for_text(browser, parent.info.run_name, *(run.info.run_name for run in children))
+    scroll_to_top(browser)
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-experiment.png"))
 
     # A trial's page names its parent run and shows its params and val_acc.
     child = children[0]
-    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}")
+    browser.get(f"{server_url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}?workflowType=machine_learning")
     body = wait_for_text(browser, child.info.run_name, parent.info.run_name, "lr", "activation", "val_acc")
     assert f"{child.data.metrics['val_acc']:.4g}"[:4] in body or str(round(child.data.metrics["val_acc"], 3))[:4] in body
+    scroll_to_top(browser)
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-trial.png"))
 
-    # The compare view opens for the two trials.
+    # The compare view opens for the two trials, its charts in the screenshot.
     run_ids = ",".join(f'"{run.info.run_id}"' for run in children)
-    browser.get(f"{server_url}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]")
+    browser.get(f"{server_url}/#/compare-runs?runs=[{run_ids}]&experiments=[\"{experiment.experiment_id}\"]&workflowType=machine_learning")
     wait_for_text(browser, *(run.info.run_name for run in children), "val_acc", "lr")
+    scroll_to_top(browser)
+    charts = browser.find_elements("css selector", ".js-plotly-plot, .plot-container, canvas")
+    assert charts, "the compare view drew no chart"
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", charts[0])
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare.png"))
     assert (SCREENSHOTS / "mlflow-compare.png").stat().st_size > 10_000

@@ -1,7 +1,9 @@
 """`sweep run` end to end: the real CLI in a subprocess, real Ray, a real MLflow sqlite store."""
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -33,12 +35,15 @@ SWEEP = {
 
 def test_run_records_one_parent_and_a_child_per_trial(tmp_path, tracking_uri, ray_address):
     path = write_sweep(tmp_path, SWEEP)
+    elsewhere = tmp_path / "elsewhere"  # the command runs in another folder than the store's
+    elsewhere.mkdir()
     result = run_sweep_cli(
         "run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
-        "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path,
+        "--set", f"storage.path={tmp_path / 'results'}", cwd=elsewhere,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8/8 done" in result.stdout and "best val_acc:" in result.stdout
+    check_what_a_person_reads(result.stdout, tracking_uri, path, elsewhere)
 
     client, parents, children = sweep_runs(tracking_uri, "e2e")
     assert len(parents) == 1 and len(children) == 8
@@ -142,3 +147,28 @@ def test_cnn_sweep_on_synthetic_images_checkpoints_every_trial(tmp_path, trackin
     saved = torch.load(checkpoints[-1], weights_only=False)
     assert saved["preprocess"]["name"] == "standardize" and set(saved["preprocess"]["stats"]) == {"mean", "std"}
     assert saved["epoch"] in (1, 2) and "model" in saved and "optimizer" in saved
+
+
+def check_what_a_person_reads(stdout: str, tracking_uri: str, path: Path, cwd: Path) -> None:
+    """Start-up lines before any trial, readable run names, the UI link on the runs table, artifacts beside the store."""
+    lines = stdout.splitlines()
+    first_trial = next(index for index, line in enumerate(lines) if re.match(r"\[ *[\d.]+s\] t\d\d ", line))
+    startup = "\n".join(lines[:first_trial])
+    for step in ("joining the Ray cluster at", "loading the data: digits", "opening the MLflow store", "Ray is up"):
+        assert step in startup, startup
+    client, parents, children = sweep_runs(tracking_uri, "e2e")
+    for child in children:
+        number = int(child.data.tags["sweep.trial_id"].rsplit("_", 1)[1])
+        name = child.info.run_name
+        assert name.startswith(f"t{number:02d} {child.data.params['activation']} ") and "lr=" in name, name
+        assert ("no-bn" in name) == (child.data.params["batch_norm"] == "false")
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    columns = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.sweep"])["state"])["selectedColumns"]
+    assert {"metrics.`val_acc`", "params.`lr`", "params.`activation`", "params.`batch_norm`"} <= set(columns)
+    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=sweep" in stdout
+    assert "-o e2e-refine-1.yaml" in stdout
+    database_folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    assert experiment.artifact_location == f"file://{database_folder / 'mlruns' / 'e2e'}" and not (cwd / "mlruns").exists()
+    logged = client.download_artifacts(parents[0].info.run_id, "sweep-file.yaml", str(cwd))
+    assert Path(logged).read_text() == path.read_text()  # as the user wrote it, for `sweep refine`

@@ -46,6 +46,31 @@ def test_a_streak_broken_inside_the_band_does_not_alert():
         assert tracker.observe({"w": value}, step=step) == []
 
 
+def test_no_alert_while_training_warms_up_nor_for_weights_batch_norm_makes_scale_free():
+    tracker = AlertTracker(diagnostics_settings({"update_ratio": {"patience": 2}}), normalized={"bn_fed"})
+    # The spike of the first steps: measured, never alerted.
+    assert tracker.observe({"w": 0.5}, step=20, warm=False) == []
+    assert tracker.observe({"w": 0.5}, step=40, warm=False) == []
+    assert tracker.observe({"w": 0.5}, step=120) == []  # the streak starts once warm
+    assert [a.parameter for a in tracker.observe({"w": 0.5, "bn_fed": 0.5}, step=140)] == ["w"]
+    assert tracker.observe({"bn_fed": 1e-9}, step=160) == tracker.observe({"bn_fed": 1e-9}, step=180) == []
+    assert [a.direction for a in tracker.observe({"bn_fed": float("nan")}, step=200)] == ["nonfinite"]
+
+
+@pytest.mark.parametrize(("arch", "options", "expected"), [
+    ("mlp", {"hidden": [8, 8]}, {"layers.0.weight", "layers.3.weight"}),  # the head (layers.6) has no batch norm after it
+    ("cnn", {"channels": [4, 8]}, {"features.0.weight", "features.4.weight"}),
+    ("resnet", {"widths": [4, 8]}, {"stem.0.weight", "stages.0.residual.0.weight", "stages.0.residual.3.weight",
+                                    "stages.1.residual.0.weight", "stages.1.residual.3.weight", "stages.1.shortcut.0.weight"}),
+])
+def test_the_weights_batch_norm_follows_are_found_and_still_measured(arch, options, expected):
+    shape = (64,) if arch == "mlp" else (1, 8, 8)
+    with_bn = build_model(arch, input_shape=shape, num_classes=3, batch_norm=True, **options)
+    monitor = UpdateRatioMonitor(with_bn, every_n_steps=1)
+    assert monitor.normalized == expected and expected < set(monitor.names)
+    assert UpdateRatioMonitor(build_model(arch, input_shape=shape, num_classes=3, **options), every_n_steps=1).normalized == set()
+
+
 def test_probing_changes_no_batch_norm_statistics_and_finds_dead_units():
     model = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="relu", batch_norm=True)
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
@@ -97,7 +122,7 @@ def test_diagnostics_can_be_switched_off():
 
 
 @pytest.mark.slow
-def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook, monkeypatch):
+def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook):
     from sweeps.driver.config import validate_sweep
     from sweeps.driver.launch import run_sweep
 
@@ -106,16 +131,16 @@ def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_u
             "name": "diagnostics",
             "model": {"arch": "mlp", "hidden": [128, 128, 128]},
             "params": {"lr": {"choice": [2.0, 1.0e-7, 0.02]}, "activation": "relu", "init": "he", "batch_norm": True},
-            "train": {"epochs": 3},
+            "train": {"epochs": 4},
             "search": {"num_samples": 6, "seed": 1},
             "early_stopping": {"scheduler": "none"},
-            "diagnostics": {"alert_webhook": alert_webhook.url, "stop_on": "too_high"},
+            # No warm-up past the first epoch (23 steps): checks at steps 40, 60, 80 make the streak.
+            "diagnostics": {"alert_webhook": alert_webhook.url, "stop_on": "too_high", "update_ratio": {"warmup_steps": 0}},
             "mlflow": {"tracking_uri": tracking_uri},
             "storage": {"path": str(tmp_path / "results")},
         },
         source="test",
     )
-    monkeypatch.chdir(tmp_path)  # the sqlite store's artifacts go under ./mlruns
     lines: list[str] = []
     outcome = run_sweep(config, echo=lines.append)
 

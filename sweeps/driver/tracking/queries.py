@@ -26,7 +26,7 @@ class SweepReader:
             try:
                 run = self.client.get_run(experiment_or_run)
             except MlflowException:
-                raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}") from None
+                raise LookupError(f"no MLflow experiment or run named {experiment_or_run!r}{self._did_you_mean(experiment_or_run)}") from None
             if MLFLOW_PARENT_RUN_ID in run.data.tags:
                 raise LookupError(f"run {experiment_or_run} is a trial; give its sweep's run id or experiment name")
             return run
@@ -36,6 +36,15 @@ class SweepReader:
         if not parents:
             raise LookupError(f"experiment {experiment_or_run!r} holds no sweep run")
         return parents[0]
+
+    def _did_you_mean(self, name: str) -> str:
+        import difflib
+
+        names = [experiment.name for experiment in self.client.search_experiments(max_results=1000)]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+        return f"; the store holds {', '.join(repr(name) for name in sorted(names)[:10])}" if names else "; the store holds no experiment"
 
     def trial_runs(self, parent: Any) -> list[Any]:
         """The trial runs nested under a sweep's parent run."""
@@ -48,11 +57,14 @@ class SweepReader:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(metric.step, metric.value) for metric in self.client.get_metric_history(run_id, key)]
 
-    def sweep_file(self, parent_run_id: str) -> str:
-        """The resolved sweep file logged with the sweep's parent run."""
+    def sweep_file(self, parent_run_id: str, name: str = "search.yaml") -> str | None:
+        """A sweep file logged with the sweep's parent run: the resolved one (search.yaml) or the
+        user's own (USER_SWEEP_FILE); None if the run has no such file."""
         import mlflow.artifacts
 
-        return mlflow.artifacts.load_text(f"{self.client.get_run(parent_run_id).info.artifact_uri}/search.yaml")
+        if name not in {item.path for item in self.client.list_artifacts(parent_run_id)}:
+            return None
+        return mlflow.artifacts.load_text(f"{self.client.get_run(parent_run_id).info.artifact_uri}/{name}")
 
     def log_report_files(self, parent_run_id: str, paths: list[str]) -> None:
         for path in paths:

@@ -5,8 +5,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, truncate
-from sweeps.driver.tracking.store import StoreError, quiet_mlflow
-from sweeps.errors import first_line
+from sweeps.driver.tracking.experiment_view import (
+    artifact_location,
+    mark_sweep_experiment,
+    table_columns,
+)
+from sweeps.driver.tracking.store import with_store
 from sweeps.trial_status import SUCCEEDED
 
 if TYPE_CHECKING:
@@ -25,15 +29,16 @@ def open_sweep_run(
     """Create the sweep's parent run (and its experiment if missing) with its settings as
     params and its sweep file as an artifact; returns (experiment id, run id)."""
     from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
 
-    quiet_mlflow()
-    client = MlflowClient(tracking_uri)
-    try:
-        experiment_id = _open_experiment(client, experiment_name)
-    except Exception as error:  # MLflow raises many types for a store it cannot reach
-        raise StoreError(f"cannot reach the MLflow tracking store at {tracking_uri}: {first_line(error)}") from None
-    tags = {"sweep.role": "parent"}
+    columns = table_columns(_sampled_names(params), params.get("search.metric", "val_acc"))
+
+    def open_experiment(client: Any) -> tuple[Any, str]:
+        experiment_id = _open_experiment(client, experiment_name, tracking_uri=tracking_uri)
+        mark_sweep_experiment(client, experiment_id, columns=columns)
+        return client, experiment_id
+
+    client, experiment_id = with_store(tracking_uri, open_experiment)
+    tags = {"sweep.role": "parent", "sweep.state": "running"}
     if refines:
         tags["sweep.refined_from"] = refines
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
@@ -44,21 +49,28 @@ def open_sweep_run(
     return experiment_id, run_id
 
 
-def _open_experiment(client: Any, name: str) -> str:
+def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
     """The id of experiment `name`, created if missing (or restored if deleted)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name)
+    return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+
+
+def _sampled_names(params: dict[str, Any]) -> list[str]:
+    """The trial params the sweep samples, from the parent run's params (`params.lr` = a distribution)."""
+    return [key.removeprefix("params.") for key, value in params.items() if key.startswith("params.") and isinstance(value, dict)]
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
-    """A resumed sweep's parent run is running again (it was left RUNNING or KILLED)."""
-    from mlflow.tracking import MlflowClient
+    """A resumed sweep's parent run is running again (it was left RUNNING, KILLED or FAILED)."""
+    def reopen(client: Any) -> None:
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "sweep.state", "running")
 
-    MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
+    with_store(tracking_uri, reopen)
 
 
 def close_sweep_run(
@@ -85,14 +97,26 @@ def close_sweep_run(
         metrics.append(Metric(f"best_{metric}", best_value, now, 0))
     if best_run_id is not None:
         tags.append(RunTag("sweep.best_run_id", best_run_id))
-    writer.log_batch(run_id, metrics=metrics, tags=tags)
     succeeded = sum(status_counts.get(status, 0) for status in SUCCEEDED)
+    tags.append(RunTag("sweep.state", "finished" if succeeded else "failed"))
+    writer.log_batch(run_id, metrics=metrics, tags=tags)
     writer.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
-def abandon_sweep_run(writer: MlflowWriter, run_id: str) -> None:
-    """Close the parent run when the sweep itself stopped (an error or Ctrl-C); `sweep resume` reopens it."""
+def mark_sweep_interrupted(writer: MlflowWriter, run_id: str, *, signal_name: str) -> None:
+    """A signal stopped the sweep: KILLED, with why; `sweep resume` reopens it."""
+    from mlflow.entities import RunTag
+
+    writer.log_batch(run_id, tags=[RunTag("sweep.state", "interrupted"), RunTag("sweep.stop_reason", f"interrupted by {signal_name}")])
     writer.set_terminated(run_id, "KILLED")
+
+
+def mark_sweep_failed(writer: MlflowWriter, run_id: str, *, reason: str) -> None:
+    """The sweep itself failed (not a trial): FAILED, with the one-line reason."""
+    from mlflow.entities import RunTag
+
+    writer.log_batch(run_id, tags=[RunTag("sweep.state", "failed"), RunTag("sweep.failure", truncate(reason))])
+    writer.set_terminated(run_id, "FAILED")
 
 
 def param_text(value: Any) -> str:
@@ -100,3 +124,11 @@ def param_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+USER_SWEEP_FILE = "sweep-file.yaml"
+
+
+def log_user_sweep_file(tracking_uri: str, run_id: str, text: str) -> None:
+    """The sweep file as the user wrote it (comments and all), for `sweep refine` to edit."""
+    with_store(tracking_uri, lambda client: client.log_text(run_id, text, USER_SWEEP_FILE))

@@ -20,6 +20,7 @@ from ray import tune
 
 from sweeps.alerts import alert_summary
 from sweeps.driver.journal import Spool, SweepJournal
+from sweeps.driver.run_names import trial_run_name
 from sweeps.driver.tracking.batching import truncate
 from sweeps.driver.tracking.sweep_run import param_text
 from sweeps.driver.tracking.writer import MlflowWriter
@@ -39,9 +40,10 @@ class MlflowTrialLogger(tune.Callback):
     from the sweep's journal there when the experiment starts (or starts again).
     """
 
-    def __init__(self, experiment_path: str, *, epochs: int, on_alert: WebhookSender | None = None) -> None:
+    def __init__(self, experiment_path: str, *, epochs: int, sampled: tuple[str, ...] = (), on_alert: WebhookSender | None = None) -> None:
         self.experiment_path = experiment_path
         self.epochs = epochs
+        self.sampled = sampled  # the params a trial's run name shows
         self.on_alert = on_alert
         self._reset()
 
@@ -49,12 +51,13 @@ class MlflowTrialLogger(tune.Callback):
         self.journal: SweepJournal | None = None
         self.writer: MlflowWriter | None = None
         self._logged_epochs: dict[str, int] = {}
+        self._unfinished: set[str] = set()  # trials started and not yet ended
         self._histograms: dict[str, tuple[dict, dict]] = {}
         # Figures are drawn here, off Tune's event loop, which every running trial's report waits on.
         self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "on_alert": self.on_alert}
+        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "sampled": self.sampled, "on_alert": self.on_alert}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -70,8 +73,15 @@ class MlflowTrialLogger(tune.Callback):
             self._logged_epochs[trial_id] = max((metric.step for metric in history), default=0)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.journal.run_of(trial.trial_id) is not None:
-            return  # a retry, or a trial of a resumed sweep: it goes on in its run
+        self._unfinished.add(trial.trial_id)
+        existing = self.journal.run_of(trial.trial_id)
+        if existing is not None:
+            # A retry, or a trial of a resumed sweep: it goes on in its run, which an
+            # interruption may have closed.
+            self.writer.reopen_run(existing)
+            self.writer.log_batch(existing, tags=[RunTag("sweep.status", "running")])
+            self.journal.record_status(trial.trial_id, "running")
+            return
         live = {other.trial_id for other in trials if other is not trial}
         adopted = self.journal.adopt_run(trial.trial_id, trial.config, live)
         if adopted is not None:
@@ -82,7 +92,7 @@ class MlflowTrialLogger(tune.Callback):
             self.journal.experiment_id,
             tags={
                 MLFLOW_PARENT_RUN_ID: self.journal.parent_run_id,
-                MLFLOW_RUN_NAME: str(trial),
+                MLFLOW_RUN_NAME: self._name(trial),
                 "sweep.trial_id": trial.trial_id,
                 "sweep.status": "running",
             },
@@ -118,13 +128,22 @@ class MlflowTrialLogger(tune.Callback):
         self._finish(trial, errored=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Every trial ends before the experiment does, unless the sweep was stopped
+        # (a signal, or the driver failing): close those runs as interrupted, not RUNNING.
+        for trial_id in sorted(self._unfinished):
+            run_id = self.journal.run_of(trial_id)
+            if run_id is not None:
+                self.writer.log_batch(run_id, tags=[RunTag("sweep.status", "interrupted")])
+                self.writer.set_terminated(run_id, "KILLED")
+                self.journal.record_status(trial_id, "interrupted")
+        self._unfinished.clear()
         self.close()
 
     def close(self) -> None:
         """Send what is queued (or keep it in the spool) before the sweep reports its end."""
         self._figures.shutdown(wait=True)
         if self.writer is not None:
-            self.writer.close()
+            self.writer.close(patience_s=0)  # the sweep's closing writer takes the spool over and waits for the store
         if self.on_alert is not None:
             self.on_alert.close()
 
@@ -137,7 +156,7 @@ class MlflowTrialLogger(tune.Callback):
     def _record_alerts(self, trial: Any, run_id: str, alerts: list[dict[str, Any]]) -> None:
         if not alerts:
             return
-        alerts = [{"trial": str(trial), "run_id": run_id, **alert} for alert in alerts]
+        alerts = [{"trial": self._name(trial), "run_id": run_id, **alert} for alert in alerts]
         for alert in alerts:
             if not math.isfinite(alert["value"]):
                 alert["value"] = str(alert["value"])  # JSON has no NaN or inf
@@ -152,13 +171,18 @@ class MlflowTrialLogger(tune.Callback):
 
     def _alerts_of(self, trial: Any) -> list[dict[str, Any]]:
         # By trial, not run id: the sender may swap a run's pending id for its real one at any time.
-        return [alert for alert in self.journal.alerts if alert["trial"] == str(trial)]
+        return [alert for alert in self.journal.alerts if alert["trial"] == self._name(trial)]
+
+    def _name(self, trial: Any) -> str:
+        return trial_run_name(trial.trial_id, trial.config, self.sampled)
 
     def _finish(self, trial: Any, *, errored: bool) -> None:
+        self._unfinished.discard(trial.trial_id)
         run_id = self.journal.run_of(trial.trial_id)
         if run_id is None:
             return
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
+        self.journal.record_status(trial.trial_id, status)
         tags = [RunTag("sweep.status", status)]
         if (trial.last_result or {}).get("stop_reason"):
             tags.append(RunTag("sweep.stop_reason", trial.last_result["stop_reason"]))
@@ -168,7 +192,7 @@ class MlflowTrialLogger(tune.Callback):
             # Run ids still pending here are resolved by the writer when it sends the file.
             self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
         if trial.trial_id in self._histograms:
-            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{trial}: hidden activations")
+            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{self._name(trial)}: hidden activations")
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
     def _log_histogram_figure(self, run_id: str, snapshots: tuple[dict, dict], *, title: str) -> None:

@@ -28,6 +28,7 @@ RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 PENDING_RUN_ID = re.compile(rb"pending:[\w-]+")
 SEND_EVERY_S = 1.0  # how far MLflow may lag behind the sweep, to merge writes into few calls
 REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
+CLOSE_PATIENCE_S = 30.0  # at the end, how long writes wait for a store that does not answer
 
 
 def is_outage(error: Exception) -> bool:
@@ -81,6 +82,7 @@ class MlflowWriter:
         self._unsent: deque[QueuedWrite] = deque(QueuedWrite(operation, kept=True, maybe_sent=True) for operation in spool.operations)
         self._changed = threading.Condition()
         self._closing = False
+        self._give_up_at = 0.0
         self._gave_up = False
         self._sender: threading.Thread | None = None
 
@@ -100,6 +102,10 @@ class MlflowWriter:
 
     def set_terminated(self, run_id: str, status: str) -> None:
         self._submit({"op": "set_terminated", "run_id": run_id, "status": status})
+
+    def reopen_run(self, run_id: str) -> None:
+        """The run is RUNNING again (a trial of a resumed sweep goes on in it)."""
+        self._submit({"op": "reopen_run", "run_id": run_id})
 
     def log_bytes(self, run_id: str, name: str, content: bytes) -> None:
         """An artifact at the run's root; its bytes wait with the spool until sent."""
@@ -127,11 +133,16 @@ class MlflowWriter:
                 self._changed.wait(min(deadline - time.monotonic(), SEND_EVERY_S))
         return created
 
-    def close(self) -> int:
-        """Send every queued write (or leave it in the spool where the store does not answer)
-        and stop the sender. Returns how many writes still wait in the spool."""
+    def close(self, *, patience_s: float = CLOSE_PATIENCE_S) -> int:
+        """Send every queued write, trying a store that does not answer for up to `patience_s`
+        (then leaving the rest in the spool), and stop the sender. Returns how many writes
+        still wait in the spool."""
         with self._changed:
             self._closing = True
+            self._give_up_at = time.monotonic() + patience_s
+            waiting = sum(not write.sent for write in self._unsent)
+            if self.offline and waiting and patience_s > 0:
+                self.warn(f"MLflow at {self.tracking_uri} does not answer: trying its {waiting} waiting writes for up to {patience_s:.0f} s before exiting")
             self._changed.notify_all()
             sender = self._sender
         if sender is None:
@@ -174,8 +185,11 @@ class MlflowWriter:
                     waiting = [write for write in self._unsent if not write.sent]
                     if self._closing and (not waiting or self._gave_up):
                         return
-                    due = self._next_probe if self.offline else next_round
-                    if waiting and (self._closing or time.monotonic() >= due):
+                    if self.offline:  # the next probe, or the last one before giving up at close
+                        due = min(self._next_probe, self._give_up_at) if self._closing else self._next_probe
+                    else:  # at close, at once: nothing more will merge
+                        due = 0.0 if self._closing else next_round
+                    if waiting and time.monotonic() >= due:
                         break
                     self._changed.wait(timeout=max(0.0, due - time.monotonic()) if waiting else None)
             # Rounds at most every SEND_EVERY_S: writes arriving meanwhile merge into the next one.
@@ -184,7 +198,7 @@ class MlflowWriter:
             sent = self._send_round(waiting)
             if sent and was_offline and not self.offline:
                 self.warn(f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept during the outage are sent")
-            if self.offline and self._closing:
+            if self.offline and self._closing and time.monotonic() >= self._give_up_at:
                 self._gave_up = True
 
     def _send_round(self, waiting: list[QueuedWrite]) -> int:
@@ -265,6 +279,8 @@ class MlflowWriter:
             )
         elif kind == "set_terminated":
             self.client.set_terminated(run_id, operation["status"])
+        elif kind == "reopen_run":
+            self.client.update_run(run_id, status="RUNNING")
         elif kind == "log_bytes":
             content = writes[0].content if writes[0].content is not None else read_bytes(operation["file"])
             if operation["name"].endswith(".json"):

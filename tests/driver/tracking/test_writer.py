@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -63,7 +65,7 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(tmp_p
     run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
     writer.log_batch(run_id, metrics=[Metric("val_acc", 0.5, 0, 1)])
     writer.log_bytes(run_id, "figure.txt", b"kept with the spool")
-    assert writer.close() == 3
+    assert writer.close(patience_s=0) == 3
     assert any("does not answer" in warning for warning in warnings)
 
     # What waited is sent once the store answers: the run, its metric and its artifact.
@@ -105,7 +107,7 @@ def test_an_alert_sent_while_mlflow_is_away_names_no_run_and_does_not_hold_up_th
     started = time.monotonic()
     for step in range(5):  # each would wait a minute for a run that the closed writer can no longer create
         webhook.send({"trial": "trial_1", "step": step}, run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 60))
-    assert writer.close() == 1
+    assert writer.close(patience_s=0) == 1  # as the trial logger closes its writer
     webhook.close()
     assert time.monotonic() - started < 30
     assert alert_webhook.received == [{"trial": "trial_1", "step": step, "run_id": None} for step in range(5)]
@@ -132,3 +134,26 @@ def test_writes_a_killed_driver_left_in_the_spool_are_sent_once_without_a_second
     assert runs[0].info.status == "FINISHED" and runs[0].data.metrics == {"val_acc": 0.9}
     assert SweepJournal.load(journal.experiment_path).run_of("trial_1") == created
     assert len(Spool(journal.experiment_path)) == 0  # sent, and the spool starts afresh
+
+
+@pytest.mark.slow
+def test_a_store_that_answers_again_while_the_writer_closes_gets_every_write(tmp_path, mlflow_server, monkeypatch):
+    monkeypatch.setattr(writer_module, "RETRY_DELAYS_S", (0.0,))
+    client = MlflowClient(mlflow_server.url)
+    experiment_id = client.create_experiment("late")
+    mlflow_server.stop()
+    warnings: list[str] = []
+    writer = MlflowWriter(mlflow_server.url, Spool(str(tmp_path / "experiment")), warn=warnings.append)
+    run_id = writer.create_run("trial_1", experiment_id, tags={"sweep.trial_id": "trial_1"})
+    for epoch in range(1, 101):
+        writer.log_batch(run_id, metrics=[Metric("val_acc", epoch / 100, 0, epoch)])
+    deadline = time.monotonic() + 5
+    while not writer.offline and time.monotonic() < deadline:
+        time.sleep(0.1)  # the sender finds the store away
+    restarting = threading.Thread(target=mlflow_server.start)
+    restarting.start()  # answers again some seconds into the close
+    assert writer.close(patience_s=120) == 0
+    restarting.join()
+    assert any("trying its" in warning and "before exiting" in warning for warning in warnings)
+    real_id = writer.run_id(run_id)
+    assert [metric.step for metric in MlflowClient(mlflow_server.url).get_metric_history(real_id, "val_acc")] == list(range(1, 101))
