@@ -3,6 +3,7 @@ sweep's trials concentrate where the coarse sweep's best were and its best is at
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from sweeps.driver.lecture.measures import finished, median, param
@@ -31,20 +32,12 @@ CLAIM = Claim(
 
 
 def run(lecture: Lecture) -> Finding:
-    from sweeps.driver.config import validate_sweep
-    from sweeps.driver.refine import refine_sweep
-    from sweeps.driver.sweep_file import load_yaml
-
     overrides = lecture.overrides(QUICK)
-    coarse = lecture.run(SWEEP_FILE, overrides)
-    # What `sweep refine` does: the coarse sweep's resolved file from MLflow, narrowed around its top trials.
-    refined = refine_sweep(load_yaml(coarse.reader.sweep_file(coarse.report.parent_run_id)), coarse.report, k=TOP)
-    refined_path = lecture.out_dir / f"{refined.sweep['name']}.yaml"
-    import yaml
-
-    refined_path.write_text(yaml.safe_dump(refined.sweep, sort_keys=False, default_flow_style=None))
-    fine = lecture.run(refined_path.name, {}, config=validate_sweep(refined.sweep, source=str(refined_path)))
+    coarse = lecture.run(SWEEP_FILE, overrides, importance=True)  # refine narrows what the importance says matters
+    refined, refined_path = write_refined(lecture, coarse)
+    fine = lecture.run(refined_path.name, {}, path=refined_path)
     ranges = {name: coarse.config.params[name]["log_uniform"] for name in AXES}
+    narrowed = {name: fine.config.params[name]["log_uniform"] for name in AXES}
     best = finished(coarse.report.trials)[0]
     spread = {name: median([distance(row, best, ranges) for row in finished(result.report.trials)]) for name, result in (("coarse", coarse), ("fine", fine))}
     scores = {name: result.report.top(1)[0].best for name, result in (("coarse", coarse), ("fine", fine))}
@@ -56,20 +49,45 @@ def run(lecture: Lecture) -> Finding:
         verdict=decided,
         why=why,
         numbers=[
-            ("refined ranges", ", ".join(f"{name} {refined.sweep['params'][name]['log_uniform']}" for name in AXES) + (f" (warnings: {'; '.join(refined.warnings)})" if refined.warnings else "")),
-            ("decades each range spans, coarse -> fine", ", ".join(f"{name} {decades(ranges[name]):.1f} -> {decades(refined.sweep['params'][name]['log_uniform']):.1f}" for name in AXES)),
+            *((f"sweep refine: params.{name}", f"{before} -> {after}: {reason}") for setting, before, after, reason in refined.table if (name := setting.removeprefix("params.")) in AXES),
+            ("decades each range spans, coarse -> fine", ", ".join(f"{name} {decades(ranges[name]):.1f} -> {decades(narrowed[name]):.1f}" for name in AXES)),
             ("median distance to the coarse best trial", f"coarse trials {spread['coarse']:.3f}, fine trials {spread['fine']:.3f}"),
             ("best val_acc", f"coarse {scores['coarse']:.4f}, fine {scores['fine']:.4f}"),
+            *(("sweep refine warned", warning) for warning in refined.warnings),
         ],
-        figures=[lecture.save(figure(coarse, fine, refined.sweep), "coarse_to_fine.png")],
+        figures=[lecture.save(figure(coarse, fine, narrowed), "coarse_to_fine.png")],
         commands=[
             lecture.command(SWEEP_FILE, overrides),
             f"sweep refine {coarse.config.experiment_name} --top {TOP} -o refined.yaml",
-            "sweep run refined.yaml",
+            f"sweep run refined.yaml --seed {fine.config.search.seed}   # sweep lecture's seed for the fine sweep (see {refined_path.name})",
         ],
         sweep_runs={coarse.config.name: coarse.report.parent_run_id, fine.config.name: fine.report.parent_run_id},
         metrics={"distance.coarse": spread["coarse"], "distance.fine": spread["fine"], "best.coarse": scores["coarse"], "best.fine": scores["fine"]},
     )
+
+
+def write_refined(lecture: Lecture, coarse: SweepResult) -> tuple[Any, Path]:
+    """What `sweep refine` writes for the coarse sweep, in the report's folder, but for its seed.
+
+    `sweep refine` derives the fine sweep's seed from the coarse sweep's run id, new in every
+    lecture; the lecture derives it from the sweep's name instead, so every lecture draws
+    the same fine trials and reaches the same verdict."""
+    from sweeps.driver.refine import derived_seed, refine_sweep
+    from sweeps.driver.refine_file import refined_file
+    from sweeps.driver.sweep_file import load_yaml
+    from sweeps.driver.tracking.sweep_run import USER_SWEEP_FILE
+
+    parent = coarse.report.parent_run_id
+    ran_text = coarse.reader.sweep_file(parent)
+    ran = load_yaml(ran_text, source="the coarse sweep (search.yaml on its run)")
+    refined = refine_sweep(ran, coarse.report, k=TOP)
+    seed = derived_seed(ran["search"]["seed"], coarse.config.name)
+    refined.changes["search.seed"] = seed
+    refined.comments["refines"] = f"narrowed around its top trials by sweep refine; sweep lecture's search.seed {seed} is derived from its seed and its name"
+    text = refined_file(coarse.reader.sweep_file(parent, USER_SWEEP_FILE) or ran_text, ran, refined.changes, comments=refined.comments)
+    path = lecture.out_dir / f"{refined.changes['name']}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return refined, path
 
 
 def decades(bounds: list[float]) -> float:
@@ -83,14 +101,14 @@ def distance(row: Any, best: Any, ranges: dict[str, list[float]]) -> float:
     )
 
 
-def figure(coarse: SweepResult, fine: SweepResult, refined: dict[str, Any]) -> Any:
+def figure(coarse: SweepResult, fine: SweepResult, narrowed: dict[str, list[float]]) -> Any:
     """The two sweeps' trials in the (lr, weight_decay) plane, coloured by val_acc, and the refined box."""
     from matplotlib.patches import Rectangle
 
     from sweeps.driver.plots import plt
 
     plot, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True, layout="constrained")
-    (lr_low, lr_high), (wd_low, wd_high) = (refined["params"][name]["log_uniform"] for name in AXES)
+    (lr_low, lr_high), (wd_low, wd_high) = (narrowed[name] for name in AXES)
     best = finished(coarse.report.trials)[0]
     for axis, result in zip(axes, (coarse, fine)):
         rows = finished(result.report.trials)

@@ -11,7 +11,7 @@ from sweeps.driver.report import TrialRow
 SWEEP_FILE = "learning_rate.yaml"
 TOP = 3
 NEAR = (1e-4, 1e-2)  # a factor of 10 either side of the rule of thumb's 1e-3: the alerts' band
-QUICK = {"search.num_samples": 12, "train.epochs": 6}
+QUICK = {"search.num_samples": 12}  # every epoch: alerts wait out the warm-up (100 steps and the first epoch)
 
 CLAIM = Claim(
     key="learning_rate",

@@ -51,9 +51,8 @@ def run_lecture(out_dir: Path, *, quick: bool, tracking_uri: str | None, echo: C
 
     if not LECTURE_FILES.is_dir():
         raise SweepError(f"the lecture's sweep files are not in {LECTURE_FILES}: run it from a checkout of the repository (pip install -e .)")
-    store.check_no_credentials(tracking_uri, where="--tracking-uri")
-    uri = store.resolve_tracking_uri(tracking_uri)
-    store.check_reachable(uri)
+    uri = store.resolve_tracking_uri(tracking_uri)  # refuses a URI with credentials in it
+    store.check_reachable(uri, create=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     _, run_id = open_lecture_run(uri, run_name=f"lecture-{time.strftime('%Y%m%d-%H%M%S')}", quick=quick)

@@ -102,28 +102,35 @@ class Lecture:
 
     def load(self, name: str, overrides: dict[str, Any]) -> SweepConfig:
         """A lecture sweep file with `overrides` (as `--set`), its Ray Tune results kept in the report's folder."""
+        return self.load_path(self.files / name, overrides)
+
+    def load_path(self, path: Path, overrides: dict[str, Any]) -> SweepConfig:
         where = {"storage.path": str(self.out_dir / "sweep-results")}
-        return load_sweep(self.files / name, list((overrides | where).items()))
+        return load_sweep(path, list((overrides | where).items()))
 
     def command(self, name: str, overrides: dict[str, Any], verb: str = "run") -> str:
         """The command line that runs the same sweep: what a person types to reproduce it."""
         sets = " ".join(f"--set {shlex.quote(f'{key}={_yaml_text(value)}')}" for key, value in overrides.items())
         return f"sweep {verb} examples/lecture/{name}" + (f" {sets}" if sets else "")
 
-    def run(self, name: str, overrides: dict[str, Any], *, config: SweepConfig | None = None) -> SweepResult:
-        """Run a sweep file exactly as `sweep run` does (Ray, ASHA, MLflow), then read it back."""
+    def run(self, name: str, overrides: dict[str, Any], *, path: Path | None = None, importance: bool = False) -> SweepResult:
+        """Run a sweep file as `sweep run` does (Ray, MLflow, the file as written kept on the
+        sweep's run for `sweep refine`), then read it back; `importance` as `sweep report` computes it."""
         from sweeps.driver.launch import run_sweep
         from sweeps.driver.report import load_report
         from sweeps.driver.tracking.queries import SweepReader
+        from sweeps.driver.tracking.sweep_run import log_user_sweep_file
 
-        config = config or self.load(name, overrides)
+        path = path or self.files / name
+        config = self.load_path(path, overrides)
         started = time.monotonic()
-        self.sweep_log(f"--- sweep run {name} ({config.search.num_samples} trials)")
+        self.sweep_log(f"--- sweep run {path.name} ({config.search.num_samples} trials)")
         outcome = run_sweep(config, tracking_uri=self.tracking_uri, echo=self.sweep_log)
+        log_user_sweep_file(outcome.tracking_uri, outcome.parent_run_id, path.read_text(encoding="utf-8"))
         self.echo(f"  {config.name}: {dict(outcome.statuses)} in {time.monotonic() - started:.0f} s")
         reader = SweepReader(self.tracking_uri)
         parent = reader.find_sweep_run(outcome.parent_run_id)
-        return SweepResult(config, load_report(reader, outcome.parent_run_id), reader, reader.trial_runs(parent))
+        return SweepResult(config, load_report(reader, outcome.parent_run_id, importance=importance), reader, reader.trial_runs(parent))
 
     def save(self, figure: Any, filename: str) -> str:
         """A matplotlib figure as a PNG in the report's folder; returns its file name."""
