@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click  # noqa: E402
 
-from cli import k8s_commands, store_commands, sweep_commands
+from cli import k8s_commands, lecture_commands, store_commands, sweep_commands
 from cli.exit import exit_without_teardown
 from cli.redaction import redact_output
 from sweeps.driver import startup  # noqa: F401 -- first: the sweep's clock starts with the command
@@ -28,6 +28,7 @@ for command in (
     store_commands.report,
     store_commands.refine,
     store_commands.ui,
+    lecture_commands.lecture,
     k8s_commands.k8s,
     sweep_commands.schema,
 ):

@@ -6,7 +6,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
-# Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed); 2 bad input.
+# Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed, or a lecture study
+# could not run); 2 bad input.
 EXIT_NO_TRIAL_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
 

@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Tag,
@@ -145,6 +146,8 @@ class DataConfig(_Section):
     normalization: Optional[NormalizationConfig] = None
     augment: _names(AUGMENTATIONS) = "none"  # each training batch, on the trial's device, seeded per trial
     max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
+    # keep only these classes, relabelled 0, 1, ... in this order (e.g. pretrain on some, fine-tune on the others)
+    classes: Optional[list[NonNegativeInt]] = Field(None, min_length=2)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 

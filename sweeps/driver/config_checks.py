@@ -67,6 +67,9 @@ def check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
         architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
         if architectures and config.model.arch not in architectures:
             problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
+    classes = config.data.classes or []
+    if len(set(classes)) < len(classes):
+        problems.append(("data.classes", f"lists a class twice, got {classes}"))
     webhook = config.diagnostics.alert_webhook
     if webhook and not config.diagnostics.alert_webhook_allow_private and (why := forbidden_target(webhook)) is not None:
         problems.append(("diagnostics.alert_webhook", f"{why}; alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"))

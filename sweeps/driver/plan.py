@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sweeps.driver.config import SweepConfig
@@ -77,6 +78,7 @@ def load_sweep_data(config: SweepConfig) -> SplitData:
         seed=config.search.seed,
         max_examples=data.max_examples,
         normalization=backbone_normalization(config),
+        classes=data.classes,
     )
 
 
@@ -100,7 +102,7 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
     diagnostics = config.diagnostics
     return TrialSettings(
         arch=config.model.arch,
-        model_options=config.model.model_dump(exclude={"arch", "cache_features"}),  # the driver's, not the model's
+        model_options=model_options(config),
         epochs=config.train.epochs,
         optimizer=config.train.optimizer,
         threads=max(1, int(config.resources.cpus_per_trial)),
@@ -122,6 +124,16 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
         ),
         augment=config.data.augment,
     )
+
+
+def model_options(config: SweepConfig) -> dict[str, Any]:
+    """The architecture's own settings. A `model.weights` file named relative to where
+    `sweep run` runs is made absolute: Ray Tune starts each trial in a folder of its own."""
+    options = config.model.model_dump(exclude={"arch", "cache_features"})  # the driver's, not the model's
+    weights = options.get("weights")
+    if weights and not Path(weights).expanduser().is_absolute() and Path(weights).expanduser().is_file():
+        options["weights"] = str(Path(weights).expanduser().resolve())
+    return options
 
 
 def asha_settings(config: SweepConfig) -> AshaSettings | None:

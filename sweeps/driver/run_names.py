@@ -7,6 +7,7 @@ the run as the tag `sweep.trial_id`.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 # Short names for the params a run name shows as `name=value` or as a flag.
@@ -47,7 +48,7 @@ def trial_run_name(trial_id: str, config: dict[str, Any], sampled: Iterable[str]
 
 def short_number(value: float) -> str:
     """Small values as exponents of 2 digits without padding (0.035 -> 3.5e-2), others to 3 digits (0.9, 250)."""
-    if isinstance(value, int):
+    if isinstance(value, int) or not math.isfinite(value):  # a diverged trial's ratio may be inf or nan
         return str(value)
     if value != 0 and not 0.1 <= abs(value) < 1e3:
         mantissa, exponent = f"{value:.1e}".split("e")

@@ -248,6 +248,18 @@ def _require_root(spec: DataSpec) -> Path:
     return Path(spec.root).expanduser()
 
 
+def keep_classes(images: np.ndarray, labels: np.ndarray, classes: list[int], *, dataset: str) -> Images:
+    """Only the examples of `classes`, relabelled by their place in the list (transfer
+    learning pretrains on some classes of a data set and fine-tunes on the others)."""
+    missing = sorted(set(classes) - set(np.unique(labels).tolist()))
+    if missing:
+        raise DataError("data.classes", f"{dataset} has no class {missing[0]}; its labels are 0 to {int(labels.max())}")
+    relabel = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    relabel[classes] = np.arange(len(classes))
+    kept = np.flatnonzero(relabel[labels] >= 0)
+    return images[kept], relabel[labels[kept]]
+
+
 def split_indices(num_examples: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A shuffled split that depends only on the size, fraction and seed."""
     order = np.random.default_rng(seed).permutation(num_examples)
@@ -263,15 +275,19 @@ def load_split(
     seed: int,
     max_examples: int | None = None,
     normalization: Normalization | None = None,
+    classes: list[int] | None = None,
 ) -> SplitData:
-    """Load the data set, keep at most `max_examples`, split by `seed`, fit the preprocessing
-    on the training split (`normalization`: the backbone's own, for `backbone`); as numpy
-    arrays, images as stored (`to()` makes them tensors, `inputs()` model inputs)."""
+    """Load the data set, keep only `classes` (relabelled 0, 1, ... in that order) and at
+    most `max_examples`, split by `seed`, fit the preprocessing on the training split
+    (`normalization`: the backbone's own, for `backbone`); as numpy arrays, images as
+    stored (`to()` makes them tensors, `inputs()` model inputs)."""
     try:
         loader = DATASETS[spec.dataset]
     except KeyError:
         raise ValueError(f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}") from None
     images, labels, full_scale = loader(spec)
+    if classes is not None:
+        images, labels = keep_classes(images, labels, classes, dataset=spec.dataset)
     if len(labels) < 2:
         raise DataError("data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2")
     train_idx, val_idx = split_indices(len(labels), val_fraction=val_fraction, seed=seed)

@@ -25,6 +25,7 @@ class CheckResult:
     passed: bool
     measured: str
     expected: str
+    curve: tuple[float, ...] = ()  # the overfit check's training loss, step by step (what `sweep lecture` draws)
 
 
 def run_sanity_checks(sampled: dict[str, Any], settings: TrialSettings, data: SplitData) -> list[CheckResult]:
@@ -68,10 +69,11 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
     model.train()
     optimizer = build_optimizer(model, name="adam", lr=OVERFIT_LR, momentum=0.0, weight_decay=0.0)
     x, y = data.inputs(data.train_x[:OVERFIT_EXAMPLES]), data.train_y[:OVERFIT_EXAMPLES]
-    accuracy, steps = 0.0, 0
+    accuracy, steps, losses = 0.0, 0, []
     for steps in range(1, OVERFIT_MAX_STEPS + 1):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
+        losses.append(loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -83,6 +85,7 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
         accuracy == 1.0,
         f"train accuracy {accuracy:.1%} after {steps} steps",
         f"100% within {OVERFIT_MAX_STEPS} steps (adam, lr {OVERFIT_LR:g})",
+        curve=tuple(losses),
     )
 
 

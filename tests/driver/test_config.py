@@ -223,7 +223,7 @@ def test_trainable_layers_only_for_pretrained(tmp_path):
     assert validate(write(tmp_path, "name: x\nparams: {trainable_layers: 2}\nmodel: {arch: pretrained}\n")).exit_code == 0
 
 
-@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda path: path.name)
+@pytest.mark.parametrize("example", sorted((REPO / "examples").rglob("*.yaml")), ids=lambda path: str(path.relative_to(REPO / "examples")))
 def test_examples_validate(example):
     result = validate(example)
     assert result.exit_code == 0, result.output

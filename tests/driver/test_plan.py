@@ -37,3 +37,16 @@ def test_the_parent_runs_params_and_sweep_file_leave_the_tracking_uri_out():
     assert plan.parent_params["train.epochs"] == 20
     assert not any(key.startswith("mlflow.tracking") for key in plan.parent_params)
     assert "x.db" not in plan.sweep_yaml
+
+
+def test_a_weights_file_named_relative_to_the_sweep_reaches_trials_as_an_absolute_path(tmp_path, monkeypatch):
+    # Ray Tune starts each trial in a folder of its own, where the relative name would find nothing.
+    (tmp_path / "backbone.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    pretrained = {"arch": "pretrained", "backbone": "resnet18"}
+    # A state_dict file does not say how its images were normalized: the sweep file states it.
+    imagenet = {"normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    assert plan_sweep(minimal(model=pretrained | {"weights": "backbone.pt"}, data=imagenet)).trial_settings.model_options["weights"] == str(tmp_path / "backbone.pt")
+    # A torchvision weights name is not a file, and stays as written.
+    named = "ResNet18_Weights.IMAGENET1K_V1"
+    assert plan_sweep(minimal(model=pretrained | {"weights": named})).trial_settings.model_options["weights"] == named

@@ -14,3 +14,5 @@ def test_a_trial_is_named_by_its_number_and_the_values_that_vary():
 
 def test_numbers_are_short_and_small_ones_exponents():
     assert [short_number(value) for value in (0.035, 0.9, 64, 1.2e-5, 250.0, 0.0)] == ["3.5e-2", "0.9", "64", "1.2e-5", "250", "0"]
+    # A diverged trial's update ratio: shown, not a crash of the figure that annotates it.
+    assert [short_number(value) for value in (float("inf"), float("nan"))] == ["inf", "nan"]

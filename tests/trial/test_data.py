@@ -90,6 +90,24 @@ def test_max_examples_keeps_a_deterministic_subset():
     assert torch.equal(first.val_x, split(DataSpec("digits"), max_examples=100).val_x)
 
 
+def test_classes_keeps_those_classes_relabelled_in_the_order_given():
+    everything = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0)
+    kept = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0, classes=[7, 3])
+    assert kept.num_classes == 2
+    assert set(kept.train_y.tolist()) == set(kept.val_y.tolist()) == {0, 1}
+    sevens = np.concatenate([everything.train_x[everything.train_y == 7], everything.val_x[everything.val_y == 7]])
+    assert len(kept.train_y) + len(kept.val_y) == sum((labels == label).sum() for labels in (everything.train_y, everything.val_y) for label in (7, 3))
+    # Label 0 is the first class listed: the sevens, every one of them and nothing else.
+    kept_sevens = np.concatenate([kept.train_x[kept.train_y == 0], kept.val_x[kept.val_y == 0]])
+    assert sorted(map(bytes, kept_sevens)) == sorted(map(bytes, sevens))
+
+
+def test_a_class_the_data_set_lacks_names_the_field():
+    with pytest.raises(DataError, match="digits has no class 12") as raised:
+        load_split(DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0, classes=[1, 12])
+    assert raised.value.field == "data.classes"
+
+
 FITTED = sorted(set(PREPROCESSORS) - {"backbone"})  # backbone's statistics are stated, not fitted
 
 
