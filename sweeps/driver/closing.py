@@ -85,15 +85,11 @@ def close_interrupted(plan: SweepPlan, journal: SweepJournal, *, signum: int, ec
 
     journal = SweepJournal.load(journal.experiment_path)
     # Tune counts a stopped trial as ended; the trial logger's record says how each really ended.
-    outcome = SweepOutcome(
-        tracking_uri=journal.tracking_uri,
+    outcome = SweepOutcome.of_journal(
+        journal,
         experiment_name=plan.config.experiment_name,
-        experiment_id=journal.experiment_id,
-        parent_run_id=journal.parent_run_id,
-        experiment_path=journal.experiment_path,
         metric=plan.config.search.metric,
         statuses=Counter(entry.get("status", "interrupted") for entry in journal.trial_runs.values()),
-        alerts=journal.alerts,
         interrupted_by=signum,
         not_started=plan.config.search.num_samples - len(journal.trial_runs),
     )

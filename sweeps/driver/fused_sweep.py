@@ -70,15 +70,7 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     summarize_results counts trials: a member its group did not see to its end failed."""
     config = plan.config
     metric, mode, epochs = config.search.metric, config.search.mode, config.train.epochs
-    outcome = SweepOutcome(
-        tracking_uri=journal.tracking_uri,
-        experiment_name=config.experiment_name,
-        experiment_id=journal.experiment_id,
-        parent_run_id=journal.parent_run_id,
-        experiment_path=journal.experiment_path,
-        metric=metric,
-        alerts=journal.alerts,
-    )
+    outcome = SweepOutcome.of_journal(journal, experiment_name=config.experiment_name, metric=metric)
     ended: dict[str, dict[str, Any]] = {}
     best: tuple[float, str] | None = None  # (value, member key)
     run_ids: dict[str, str] = {}

@@ -27,7 +27,22 @@ class SweepOutcome:
     unsent: int = 0  # MLflow writes still waiting in the spool when the sweep ended
     interrupted_by: int | None = None  # the signal that stopped the sweep, if one did
     not_started: int = 0  # trials an interruption kept from starting
-    sweep_name: str = ""
+    sweep_name: str = ""  # the sweep file's name: the refined file's name comes from it
+
+    @classmethod
+    def of_journal(cls, journal: SweepJournal, *, experiment_name: str, metric: str, **counts: Any) -> SweepOutcome:
+        """An outcome that knows its sweep's runs, store and name from the journal; `counts` the rest."""
+        return cls(
+            tracking_uri=journal.tracking_uri,
+            experiment_name=experiment_name,
+            experiment_id=journal.experiment_id,
+            parent_run_id=journal.parent_run_id,
+            experiment_path=journal.experiment_path,
+            metric=metric,
+            alerts=journal.alerts,
+            sweep_name=journal.sweep_name,
+            **counts,
+        )
 
     @property
     def succeeded(self) -> int:
@@ -36,16 +51,7 @@ class SweepOutcome:
 
 def summarize_results(results: Any, journal: SweepJournal, *, experiment_name: str, metric: str, mode: str, epochs: int) -> SweepOutcome:
     """The outcome of a finished Tune run (a ResultGrid), with run ids from the journal."""
-    outcome = SweepOutcome(
-        tracking_uri=journal.tracking_uri,
-        experiment_name=experiment_name,
-        experiment_id=journal.experiment_id,
-        parent_run_id=journal.parent_run_id,
-        experiment_path=journal.experiment_path,
-        metric=metric,
-        alerts=journal.alerts,
-        sweep_name=journal.sweep_name,
-    )
+    outcome = SweepOutcome.of_journal(journal, experiment_name=experiment_name, metric=metric)
     for result in results:
         status = trial_status(result.metrics, epochs=epochs, errored=result.error is not None)
         outcome.statuses[status] += 1
