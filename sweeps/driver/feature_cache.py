@@ -72,10 +72,11 @@ def cache_frozen_features(config: SweepConfig, settings: TrialSettings, data: Sp
         return SweepFeatures()
     import ray
 
+    from sweeps.driver.gpu_share import gpus_for_one_task
     from sweeps.trial.frozen_features import decide_all, sized_frozen_features
 
     started = time.monotonic()
-    resources = {"num_cpus": config.resources.cpus_per_trial, "num_gpus": config.resources.gpus_per_trial}
+    resources = {"num_cpus": config.resources.cpus_per_trial, "num_gpus": gpus_for_one_task(config.resources.gpus_per_trial)}
     data_ref = ray.put(data)  # one copy for every task, freed when they are done
     decisions = _get(ray.remote(decide_all).options(**resources).remote(settings, data_ref, sampled_trainable_layers(config)))
     compute = ray.remote(sized_frozen_features).options(**resources, num_returns=2)

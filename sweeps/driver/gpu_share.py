@@ -38,6 +38,16 @@ def gpus_per_trial(plan: SweepPlan, data: SplitData) -> float:
     return share_from_probe(**probe(plan, data))
 
 
+def gpus_for_one_task(setting: float | str) -> float:
+    """The GPUs a one-off task of the sweep asks for (computing frozen features): the setting,
+    or with `auto` one whole GPU where the cluster has one (no probe: the task runs alone)."""
+    if setting != "auto":
+        return setting
+    import ray
+
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
 def share_from_probe(*, step_ms: float, peak_bytes: float, total_bytes: float, **_: Any) -> float:
     """1/k for the k trials that fit on one GPU and still gain from sharing it (the module's rule)."""
     fits = math.floor(MEMORY_FRACTION * total_bytes / (peak_bytes + CONTEXT_BYTES))

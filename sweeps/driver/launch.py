@@ -159,7 +159,9 @@ def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str, *, echo: Echo
 def _check_the_cluster_can_run(config: SweepConfig, storage_path: str | None) -> None:
     """What only the cluster can tell, asked before anything is written: resources some node
     has, and (for a new sweep) a storage path every node reaches."""
-    ray_cluster.check_resources_fit(cpus_per_trial=config.resources.cpus_per_trial, gpus_per_trial=config.resources.gpus_per_trial)
+    gpus = config.resources.gpus_per_trial
+    # `auto` asks for a share of a GPU only where the cluster has one: it can always be given.
+    ray_cluster.check_resources_fit(cpus_per_trial=config.resources.cpus_per_trial, gpus_per_trial=0 if gpus == "auto" else gpus)
     if storage_path is not None:
         storage.check_storage_reaches_every_node(storage_path, shared=config.storage.shared, nodes=ray_cluster.alive_node_count())
 

@@ -40,9 +40,11 @@ def test_resources_no_node_can_give_are_refused_within_seconds_and_nothing_is_wr
 def test_a_receiver_that_never_answers_delays_the_end_by_seconds_not_forever(tmp_path, tracking_uri, ray_address):
     receiver = Receiver(silence)
     try:
-        # lr 2 makes every trial's updates too large at once: alerts in the first epoch.
-        path = write_sweep(tmp_path, SMALL | {"params": {"lr": 2.0, "batch_norm": True},
-                                              "diagnostics": {"alert_webhook": receiver.url}, "train": {"epochs": 3}})
+        # lr 1e-6 makes every update far too small; with no warm-up and no patience every
+        # measurement after the first epoch alerts.
+        alert_at_once = {"warmup_steps": 0, "patience": 1}
+        path = write_sweep(tmp_path, SMALL | {"params": {"lr": 1.0e-6}, "train": {"epochs": 3},
+                                              "diagnostics": {"alert_webhook": receiver.url, "update_ratio": alert_at_once}})
         started = time.monotonic()
         result = run_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
                                "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path, timeout=300)

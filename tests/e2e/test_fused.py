@@ -12,8 +12,9 @@ import signal
 import pytest
 import yaml
 
-from sweeps.driver.distributions import preview_trial_configs
+from sweeps.driver.distributions import preview_trial_configs, sampled_names
 from sweeps.driver.fusion import plan_fusion
+from sweeps.driver.run_names import trial_run_name
 from sweeps.driver.sweep_file import load_sweep
 from tests.conftest import run_sweep_cli, sweep_runs
 from tests.conftest import write_sweep as write_sweep_file
@@ -68,7 +69,8 @@ def test_a_fused_sweep_keeps_one_child_run_per_member(tmp_path, tracking_uri, ra
     statuses = []
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id and child.info.status == "FINISHED"
-        assert child.info.run_name == f"train_trial_{child.data.tags['sweep.trial_id']}"  # as an unfused trial is named
+        member = {key: yaml.safe_load(value) for key, value in child.data.params.items()}
+        assert child.info.run_name == trial_run_name(child.data.tags["sweep.trial_id"], member, sampled_names(config.params))  # as unfused
         epochs = logged_epochs(client, child.info.run_id)
         assert epochs == list(range(1, len(epochs) + 1))  # 1-based, gap-free, none twice
         for name in ("train_loss", "train_acc", "val_loss"):
