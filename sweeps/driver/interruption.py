@@ -52,6 +52,19 @@ class Interruption:
     signum: int | None = None
     tune_running: bool = False
     handler: Callable[[int, Any], None] | None = None
+    opening: bool = False  # the experiment folder, parent run and journal are being made: all or none
+
+    @contextlib.contextmanager
+    def opening_the_sweep(self) -> Iterator[None]:
+        """A signal while the sweep's records are made waits until they all exist (else a parent
+        run could be left RUNNING with no journal to close it), then unwinds as SweepInterrupted."""
+        self.opening = True
+        try:
+            yield
+        finally:
+            self.opening = False
+        if self.signum is not None:
+            raise SweepInterrupted(self.signum)
 
     @property
     def name(self) -> str:
@@ -77,6 +90,8 @@ def stop_gracefully_on_signals(echo: Callable[[str], None]) -> Iterator[Interrup
         if state.signum is not None:
             os._exit(exit_code(signum))  # asked twice: the person wants out now
         state.signum = signum
+        if state.opening:
+            return  # raised once the records exist (Interruption.opening_the_sweep)
         if state.tune_running and ray_cluster.ask_tune_to_stop():
             echo(f"\n{state.name}: stopping the running trials at their last checkpoints (again to quit at once)")
             return

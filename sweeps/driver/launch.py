@@ -6,6 +6,7 @@ moment the parent run exists, the sweep's record is closed however it ends
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -61,14 +62,16 @@ def run_sweep(
             _check_the_cluster_can_run(config, storage_path)
             features = feature_cache.cache_frozen_features(config, plan.trial_settings, data, echo=echo)
             run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            experiment_path = storage.new_experiment_folder(storage_path, run_name)
-            with hold_sweep(experiment_path, command="sweep run"):
-                journal = _open_sweep(plan, uri, experiment_path)
+            with contextlib.ExitStack() as held:
+                with interruption.opening_the_sweep():
+                    experiment_path = storage.new_experiment_folder(storage_path, run_name)
+                    held.enter_context(hold_sweep(experiment_path, command="sweep run"))
+                    journal = _open_sweep(plan, uri, experiment_path)
+                    held.enter_context(closing.on_failure(journal, echo=echo))
                 from sweeps.driver.tuner import new_tuner
 
-                with closing.on_failure(journal, echo=echo):
-                    tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose, features=features)
-                    return _train_and_close(plan, journal, tuner, interruption, echo=echo)
+                tuner = new_tuner(plan, journal, data, echo=echo, live=live, verbose=verbose, features=features)
+                return _train_and_close(plan, journal, tuner, interruption, echo=echo)
 
 
 def resume_sweep(

@@ -88,22 +88,57 @@ def test_a_second_ctrl_c_leaves_at_once(tmp_path, tracking_uri, ray_address):
     assert "Traceback" not in output
 
 
-def test_a_signal_before_training_exits_130_and_writes_nothing(tmp_path, tracking_uri):
-    # Ray starts in the process (no --address): seconds during which no trial has started.
+def signal_on_line(sweep: subprocess.Popen, line_start: str, signum: int) -> str:
+    """Send `signum` the moment the sweep prints a line starting with `line_start` (after its
+    time stamp); return everything it printed."""
+    seen = []
+    for line in sweep.stdout:
+        seen.append(line)
+        if line.partition("] ")[2].startswith(line_start):
+            sweep.send_signal(signum)
+            break
+    rest, _ = sweep.communicate(timeout=60)
+    return "".join(seen) + rest
+
+
+def test_a_signal_before_training_exits_130_and_writes_nothing(tmp_path):
+    # Ray starts in the process (no --address): seconds during which no trial can start.
     path = write_sweep(tmp_path)
     store = tmp_path / "store" / "mlflow.db"
     store.parent.mkdir()
     sweep = start_sweep_cli("run", str(path), "--tracking-uri", f"sqlite:///{store}", "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path)
     try:
-        time.sleep(3)  # past Python's start-up, before Ray is up
-        assert sweep.poll() is None
-        sweep.send_signal(signal.SIGINT)
-        output, _ = sweep.communicate(timeout=60)
+        output = signal_on_line(sweep, "starting Ray on this machine", signal.SIGINT)
     finally:
         sweep.kill()
     assert sweep.returncode == 130, output
     assert "SIGINT" in output and "Traceback" not in output and "Aborted" not in output
     assert not store.exists() and not (tmp_path / "results").exists(), output
+
+
+def test_a_signal_as_the_sweep_opens_leaves_no_run_running_and_nothing_to_resume(tmp_path):
+    # The awkward moment: Ray is up and the experiment folder, parent run and journal are
+    # being made. Either none of them exists afterwards or all do, the run closed.
+    path = write_sweep(tmp_path)
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = start_sweep_cli("run", str(path), "--tracking-uri", tracking_uri, "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path)
+    try:
+        output = signal_on_line(sweep, "Ray is up", signal.SIGTERM)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 143, output
+    assert "SIGTERM" in output and "Traceback" not in output and "Stack trace" not in output
+    if not (tmp_path / "mlflow.db").exists():
+        return  # the signal came before the parent run was opened: nothing was
+    _, parents, children = sweep_runs(tracking_uri, "resilient")
+    assert all(run.info.status != "RUNNING" for run in [*parents, *children]), output
+    for parent in parents:
+        assert parent.info.status == "KILLED" and parent.data.tags["sweep.state"] == "interrupted"
+        experiment = experiment_of(tmp_path / "results")
+        assert not (experiment / "sweep.lock").exists()
+        # No trial trained: nothing for `sweep resume` to continue, and the line said `sweep run`.
+        assert json.loads((experiment / "sweep.json").read_text())["finished"] is True
+        assert f"start it again with:  sweep run {path}" in output or "continue it with:  sweep resume" in output
 
 
 def read_lock(experiment) -> str:
