@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -170,25 +170,7 @@ class ActivationProbe:
 
     @torch.no_grad()
     def measure(self, *, with_histograms: bool) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-        saved = [buffer.clone() for buffer in self.buffers]
-        was_training = self.model.training
-        outputs: dict[str, torch.Tensor] = {}
-        # Hooks only for the probe's forward: a module with hooks leaves PyTorch's fast call path.
-        hooks = [
-            module.register_forward_hook(lambda _module, _inputs, output, name=name: outputs.__setitem__(name, output.detach()))
-            for name, module in self.layers.items()
-        ]
-        try:
-            if not was_training:  # switching walks every module: only when needed
-                self.model.train()
-            self.model(self.probe)
-        finally:
-            for hook in hooks:
-                hook.remove()
-            if not was_training:
-                self.model.eval()
-            for buffer, value in zip(self.buffers, saved):
-                buffer.copy_(value)
+        outputs = probe_layer_outputs(self.model, self.layers, self.buffers, lambda: self.model(self.probe))
         names = list(outputs)
         if not names:
             return {}, {}
@@ -291,3 +273,28 @@ class TrialDiagnostics:
         epoch.activations.append((self.step, stats))
         if with_histograms:
             epoch.histograms.append({"step": self.step, "layers": histograms})
+
+
+def probe_layer_outputs(model: nn.Module, layers: dict[str, nn.Module], buffers: list[torch.Tensor], forward: Callable[[], Any]) -> dict[str, torch.Tensor]:
+    """Each of `layers`' outputs during `forward()`, run in training mode (batch norm normalizes
+    with the batch, as in training) with every buffer restored afterwards: probing changes nothing."""
+    saved = [buffer.clone() for buffer in buffers]
+    was_training = model.training
+    outputs: dict[str, torch.Tensor] = {}
+    # Hooks only for the probe's forward: a module with hooks leaves PyTorch's fast call path.
+    hooks = [
+        module.register_forward_hook(lambda _module, _inputs, output, name=name: outputs.__setitem__(name, output.detach()))
+        for name, module in layers.items()
+    ]
+    try:
+        if not was_training:  # switching walks every module: only when needed
+            model.train()
+        forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        if not was_training:
+            model.eval()
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
+    return outputs

@@ -20,6 +20,7 @@ from sweeps.trial.diagnostics import (
     AlertTracker,
     EpochDiagnostics,
     _histograms,
+    probe_layer_outputs,
 )
 from sweeps.trial.fused.layers import (
     ROWS,
@@ -150,24 +151,7 @@ class GroupDiagnostics:
 
     def _probe_outputs(self) -> dict[str, Tensor]:
         """Every activation layer's output on the probe batch, as (M, B, features) per member."""
-        saved = [buffer.clone() for buffer in self.buffers]
-        was_training = self.model.training
-        outputs: dict[str, Tensor] = {}
-        hooks = [
-            module.register_forward_hook(lambda _module, _inputs, output, name=name: outputs.__setitem__(name, output.detach()))
-            for name, module in self.layers.items()
-        ]
-        try:
-            if not was_training:
-                self.model.train()
-            self.model(self.model.shared(self.probe))
-        finally:
-            for hook in hooks:
-                hook.remove()
-            if not was_training:
-                self.model.eval()
-            for buffer, value in zip(self.buffers, saved):
-                buffer.copy_(value)
+        outputs = probe_layer_outputs(self.model, self.layers, self.buffers, lambda: self.model(self.model.shared(self.probe)))
         members = len(self.model.members)
         if self.model.layout == ROWS:
             return outputs
