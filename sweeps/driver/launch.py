@@ -20,6 +20,7 @@ from sweeps.driver.plan import SweepPlan, load_sweep_data, plan_sweep
 from sweeps.driver.startup import announce
 from sweeps.driver.sweep_file import load_yaml
 from sweeps.driver.tracking import store
+from sweeps.driver.tracking.new_store import NewStore
 from sweeps.errors import SweepError
 
 Echo = Callable[[str], None]
@@ -50,11 +51,13 @@ def run_sweep(
     if config.train.fuse != "off":
         echo(plan.fusion_note)  # fused or not, and why
     # What we can check without writing anything comes first: bad input must leave nothing behind.
-    uri = store.resolve_tracking_uri(tracking_uri, configured=config.mlflow.tracking_uri)
+    store.check_sources(tracking_uri, configured=config.mlflow.tracking_uri)
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
-    with stop_gracefully_on_signals(echo) as interruption:
-        prepare = lambda: _load_data_and_reach_store(plan, uri, echo=echo)  # noqa: E731
+    with stop_gracefully_on_signals(echo) as interruption, contextlib.ExitStack() as cleanup:
+        new_store = NewStore()
+        cleanup.callback(new_store.discard)  # a store made for a sweep that never opened
+        prepare = lambda: _load_data_and_reach_store(plan, tracking_uri, new_store, echo=echo)  # noqa: E731
         announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
         with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as data:
             interruption.reclaim()
@@ -66,7 +69,8 @@ def run_sweep(
                 with interruption.opening_the_sweep():
                     experiment_path = storage.new_experiment_folder(storage_path, run_name)
                     held.enter_context(hold_sweep(experiment_path, command="sweep run"))
-                    journal = _open_sweep(plan, uri, experiment_path)
+                    new_store.install()
+                    journal = _open_sweep(plan, new_store.tracking_uri, experiment_path)
                     held.enter_context(closing.on_failure(journal, echo=echo))
                 from sweeps.driver.tuner import new_tuner
 
@@ -143,8 +147,9 @@ def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     return journal, config
 
 
-def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str, *, echo: Echo) -> Any:
-    """What a sweep needs before its first trial, done while Ray starts."""
+def _load_data_and_reach_store(plan: SweepPlan, tracking_flag: str | None, new_store: NewStore, *, echo: Echo) -> Any:
+    """What a sweep needs before its first trial, done while Ray starts: the data, and the
+    MLflow store (importing MLflow, and making a new store's tables, take seconds)."""
     if plan.config.diagnostics.enabled:
         # Pillow loads now, while Ray starts, not when the first trial's histogram figure
         # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
@@ -154,7 +159,12 @@ def _load_data_and_reach_store(plan: SweepPlan, tracking_uri: str, *, echo: Echo
     data = load_sweep_data(plan.config)
     announce(echo, f"data ready: {len(data.train_y)} training and {len(data.val_y)} validation examples, {data.num_classes} classes")
     announce(echo, "opening the MLflow store")
+    tracking_uri = store.resolve_tracking_uri(tracking_flag, configured=plan.config.mlflow.tracking_uri)
     store.check_reachable(tracking_uri, create=True)
+    try:
+        new_store.prepare(tracking_uri)
+    except Exception as error:  # MLflow raises many types
+        raise store.StoreError(store.describe_failure(tracking_uri, error)) from None
     announce(echo, f"MLflow store ready: {tracking_uri}")
     return data
 

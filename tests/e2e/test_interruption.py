@@ -113,7 +113,7 @@ def test_a_signal_before_training_exits_130_and_writes_nothing(tmp_path):
         sweep.kill()
     assert sweep.returncode == 130, output
     assert "SIGINT" in output and "Traceback" not in output and "Aborted" not in output
-    assert not store.exists() and not (tmp_path / "results").exists(), output
+    assert list(store.parent.iterdir()) == [] and not (tmp_path / "results").exists(), output
 
 
 def test_a_signal_as_the_sweep_opens_leaves_no_run_running_and_nothing_to_resume(tmp_path):

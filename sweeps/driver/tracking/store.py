@@ -35,14 +35,19 @@ def resolve_tracking_uri(flag: str | None = None, *, configured: str | None = No
 
     Credentials are taken from the environment only: a URI holding them anywhere else is
     refused (StoreError, without repeating it)."""
-    check_no_credentials(flag, where="--tracking-uri")
-    check_no_credentials(configured, where=configured_in)
+    check_sources(flag, configured=configured, configured_in=configured_in)
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or configured
     if not uri:
         import mlflow
 
         uri = mlflow.get_tracking_uri()
     return absolute_uri(uri)
+
+
+def check_sources(flag: str | None, *, configured: str | None, configured_in: str = "mlflow.tracking_uri") -> None:
+    """Refuse credentials in the flag or the sweep's own URI (cheap: resolving may import MLflow)."""
+    check_no_credentials(flag, where="--tracking-uri")
+    check_no_credentials(configured, where=configured_in)
 
 
 def check_no_credentials(uri: str | None, *, where: str) -> None:
@@ -97,7 +102,7 @@ def with_store(tracking_uri: str, use: Callable[[Any], T]) -> T:
     quiet_mlflow()
     for attempt in range(1, SETUP_ATTEMPTS + 1):
         try:
-            with _setup_lock(tracking_uri):
+            with setup_lock(tracking_uri):
                 return use(MlflowClient(tracking_uri))
         except Exception as error:  # MLflow raises many types; each is named below
             if attempt < SETUP_ATTEMPTS and _being_set_up(error):
@@ -132,7 +137,7 @@ def _being_set_up(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _setup_lock(tracking_uri: str) -> Iterator[None]:
+def setup_lock(tracking_uri: str) -> Iterator[None]:
     """An exclusive lock on a sqlite store's folder while a client opens it (and may create its
     tables): other sweep processes wait rather than race MLflow's table setup. Other stores: nothing."""
     database = sqlite_path(tracking_uri)

@@ -1,0 +1,64 @@
+"""A new sqlite store made while Ray starts, and put in place only when the sweep opens.
+
+MLflow sets up a new sqlite store's tables in about 2 seconds (its migrations), which a
+sweep's first run used to spend after Ray was up, one thing after the other. Here the
+tables are made in a file of their own beside the store (`.mlflow.db.setup-PID`) while
+Ray starts, and renamed to the store's name when the sweep opens its parent run: a
+sweep refused or interrupted before that leaves no store behind, as before. If another
+process made the store meanwhile, its store is used and ours is thrown away.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from sweeps.driver.tracking.store import (
+    SQLITE_PREFIX,
+    quiet_mlflow,
+    setup_lock,
+    sqlite_path,
+)
+
+
+class NewStore:
+    """The setup of the sweep's store, when it is a sqlite store that does not exist yet.
+    Made empty first (on the main thread, so that its discard can be arranged before
+    anything is made), prepared once the URI is known."""
+
+    def __init__(self) -> None:
+        self.tracking_uri = ""
+        self.database: Path | None = None
+        self.setup: Path | None = None
+
+    def prepare(self, tracking_uri: str) -> None:
+        """Make the tables in the setup file (MLflow's own setup, on a file only this process knows).
+        The artifact root MLflow records for its default experiment depends on the working
+        folder, not on the file's name: the same as if the store were made in place."""
+        self.tracking_uri = tracking_uri
+        database = sqlite_path(tracking_uri)
+        if database is None or database.exists():
+            return
+        self.database, self.setup = database, database.with_name(f".{database.name}.setup-{os.getpid()}")
+        from mlflow.tracking import MlflowClient
+
+        quiet_mlflow()
+        self.discard()
+        MlflowClient(SQLITE_PREFIX + str(self.setup)).search_experiments(max_results=1)
+
+    def install(self) -> None:
+        """Give the store its name, unless another process has made it meanwhile. The setup
+        file may still be open in MLflow's connection pool: a rename keeps what it points to."""
+        if self.setup is None or not self.setup.exists():
+            return
+        with setup_lock(self.tracking_uri):
+            if self.database.exists():
+                self.discard()
+            else:
+                os.rename(self.setup, self.database)
+
+    def discard(self) -> None:
+        if self.setup is not None:
+            for leftover in (self.setup, Path(f"{self.setup}-journal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
