@@ -3,7 +3,7 @@
 MLflow sets up a new sqlite store's tables in about 2 seconds (its migrations), which a
 sweep's first run used to spend after Ray was up, one thing after the other. Here the
 tables are made in a file of their own beside the store (`.mlflow.db.setup-PID`) while
-Ray starts, and renamed to the store's name when the sweep opens its parent run: a
+Ray starts, and linked to the store's name when the sweep opens its parent run: a
 sweep refused or interrupted before that leaves no store behind, as before. If another
 process made the store meanwhile, its store is used and ours is thrown away.
 """
@@ -48,14 +48,20 @@ class NewStore:
 
     def install(self) -> None:
         """Give the store its name, unless another process has made it meanwhile. The setup
-        file may still be open in MLflow's connection pool: a rename keeps what it points to."""
+        file may still be open in MLflow's connection pool: the link keeps what it points to."""
         if self.setup is None or not self.setup.exists():
             return
         with setup_lock(self.tracking_uri):
-            if self.database.exists():
-                self.discard()
-            else:
-                os.rename(self.setup, self.database)
+            try:
+                # A link never replaces a file: a store made meanwhile by a process that does not
+                # take our lock (`mlflow ui`, a notebook) is kept, where a rename would clobber it.
+                os.link(self.setup, self.database)
+            except FileExistsError:
+                pass
+            except OSError:  # a filesystem without hard links
+                if not self.database.exists():
+                    os.rename(self.setup, self.database)
+            self.discard()
 
     def discard(self) -> None:
         if self.setup is not None:
