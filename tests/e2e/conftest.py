@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +25,24 @@ SLOW_EPOCHS = {
     "train": {"epochs": 6, "checkpoint_min_interval_s": 0},
     "search": {"num_samples": 1, "max_concurrent": 1, "seed": 5},
     "early_stopping": {"scheduler": "none"},
+}
+
+
+# A small digits sweep the end-to-end tests share: 8 trials of a 32-unit MLP, 4 epochs, ASHA.
+DIGITS_SWEEP = {
+    "name": "e2e",
+    "model": {"arch": "mlp", "hidden": [32]},
+    "params": {
+        "lr": {"log_uniform": [1.0e-5, 1.0]},
+        "activation": {"choice": ["relu", "tanh", "maxout"]},
+        "init": {"choice": ["xavier", "he"]},
+        "batch_norm": {"choice": [True, False]},
+        "momentum": 0.9,
+        "batch_size": 128,
+    },
+    "train": {"epochs": 4},
+    "search": {"num_samples": 8, "max_concurrent": 2, "seed": 3},
+    "early_stopping": {"grace_period": 1, "reduction_factor": 2},
 }
 
 
@@ -80,3 +99,21 @@ def assert_one_complete_sweep(tracking_uri: str, *, trials: int, epochs: int) ->
         for key in ("train_loss", "val_acc"):
             assert logged_epochs(client, child.info.run_id, key) == list(range(1, epochs + 1))
     return children
+
+
+def run_and_kill_a_worker(path: Path, *, storage: Path, tracking_uri: str, ray_address: str, cwd: Path) -> tuple[subprocess.Popen, str, Path]:
+    """`sweep run` of `path`, its trial's Ray worker SIGKILLed once three epochs are recorded:
+    the sweep, its output and its experiment folder, once it has ended."""
+    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
+                            "--set", f"storage.path={storage}", cwd=cwd)
+    try:
+        experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
+        results = wait_until(
+            lambda: next((lines for lines in trial_results(experiment).values() if len(lines) >= 3), None),
+            timeout=120, what="three epochs", process=sweep,
+        )
+        os.kill(results[-1]["pid"], signal.SIGKILL)  # the Ray worker training the trial (or group)
+        output, _ = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    return sweep, output, experiment

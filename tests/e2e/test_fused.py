@@ -6,7 +6,6 @@ a worker killed mid-group retries the group from its checkpoint; a killed driver
 """
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -19,10 +18,12 @@ from sweeps.driver.sweep_file import load_sweep
 from tests.conftest import run_sweep_cli, sweep_runs
 from tests.conftest import write_sweep as write_sweep_file
 from tests.e2e.conftest import (
+    DIGITS_SWEEP,
     SLOW_EPOCHS,
     assert_one_complete_sweep,
     experiment_of,
     logged_epochs,
+    run_and_kill_a_worker,
     start_sweep_cli,
     trial_results,
     wait_until,
@@ -31,20 +32,10 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.slow
 
-FUSED = {
+FUSED = DIGITS_SWEEP | {
     "name": "fused",
-    "model": {"arch": "mlp", "hidden": [32]},
-    "params": {
-        "lr": {"log_uniform": [1.0e-5, 1.0]},
-        "activation": {"choice": ["relu", "tanh", "maxout"]},
-        "init": {"choice": ["xavier", "he"]},
-        "batch_norm": {"choice": [True, False]},
-        "momentum": 0.9,
-        "batch_size": 128,
-    },
     "train": {"epochs": 4, "fuse": "auto"},
     "search": {"num_samples": 10, "max_concurrent": 2, "seed": 3},
-    "early_stopping": {"grace_period": 1, "reduction_factor": 2},
     "resources": {"gpus_per_trial": "auto"},  # no GPU here: a share of 0, nothing probed
 }
 
@@ -94,18 +85,7 @@ def test_a_fused_sweep_keeps_one_child_run_per_member(tmp_path, tracking_uri, ra
 def test_a_killed_worker_retries_its_group_from_the_checkpoint(tmp_path, tracking_uri, ray_address):
     storage = tmp_path / "results"
     path = write_sweep(tmp_path, train={"epochs": 8, "fuse": 3}, search={"num_samples": 3, "max_failures": 2})
-    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
-                            "--set", f"storage.path={storage}", cwd=tmp_path)
-    try:
-        experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
-        results = wait_until(
-            lambda: next((lines for lines in trial_results(experiment).values() if len(lines) >= 3), None),
-            timeout=120, what="three epochs of the group", process=sweep,
-        )
-        os.kill(results[-1]["pid"], signal.SIGKILL)  # the Ray worker training the group
-        output, _ = sweep.communicate(timeout=300)
-    finally:
-        sweep.kill()
+    sweep, output, experiment = run_and_kill_a_worker(path, storage=storage, tracking_uri=tracking_uri, ray_address=ray_address, cwd=tmp_path)
     assert sweep.returncode == 0, output
     assert "3 completed" in output
 

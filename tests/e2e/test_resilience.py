@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
     assert_one_complete_sweep,
     experiment_of,
     logged_epochs,
+    run_and_kill_a_worker,
     start_sweep_cli,
     trial_results,
     wait_until,
@@ -83,18 +83,7 @@ def test_learning_rates_up_to_1e3_do_not_take_the_sweep_down(tmp_path, tracking_
 def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_run(tmp_path, tracking_uri, ray_address):
     storage = tmp_path / "results"
     path = write_sweep(tmp_path, train={"epochs": 8}, search={"max_failures": 2})
-    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
-                            "--set", f"storage.path={storage}", cwd=tmp_path)
-    try:
-        experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
-        results = wait_until(
-            lambda: next((lines for lines in trial_results(experiment).values() if len(lines) >= 3), None),
-            timeout=120, what="three epochs", process=sweep,
-        )
-        os.kill(results[-1]["pid"], signal.SIGKILL)  # the Ray worker training the trial
-        output, _ = sweep.communicate(timeout=300)
-    finally:
-        sweep.kill()
+    sweep, output, experiment = run_and_kill_a_worker(path, storage=storage, tracking_uri=tracking_uri, ray_address=ray_address, cwd=tmp_path)
     assert sweep.returncode == 0, output
     assert "1 completed" in output
 

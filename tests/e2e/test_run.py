@@ -13,28 +13,12 @@ from mlflow.tracking import MlflowClient
 from sweeps.driver.distributions import preview_trial_configs
 from sweeps.driver.sweep_file import load_sweep
 from tests.conftest import REPO, run_sweep_cli, sweep_runs, write_sweep
+from tests.e2e.conftest import DIGITS_SWEEP
 
 pytestmark = pytest.mark.slow
 
-SWEEP = {
-    "name": "e2e",
-    "model": {"arch": "mlp", "hidden": [32]},
-    "params": {
-        "lr": {"log_uniform": [1.0e-5, 1.0]},
-        "activation": {"choice": ["relu", "tanh", "maxout"]},
-        "init": {"choice": ["xavier", "he"]},
-        "batch_norm": {"choice": [True, False]},
-        "momentum": 0.9,
-        "batch_size": 128,
-    },
-    "train": {"epochs": 4},
-    "search": {"num_samples": 8, "max_concurrent": 2, "seed": 3},
-    "early_stopping": {"grace_period": 1, "reduction_factor": 2},
-}
-
-
 def test_run_records_one_parent_and_a_child_per_trial(tmp_path, tracking_uri, ray_address):
-    path = write_sweep(tmp_path, SWEEP)
+    path = write_sweep(tmp_path, DIGITS_SWEEP)
     elsewhere = tmp_path / "elsewhere"  # the command runs in another folder than the store's
     elsewhere.mkdir()
     result = run_sweep_cli(
@@ -54,7 +38,7 @@ def test_run_records_one_parent_and_a_child_per_trial(tmp_path, tracking_uri, ra
     expected = preview_trial_configs(load_sweep(path).params, seed=3, num_samples=8)
     logged = [{key: yaml.safe_load(value) for key, value in child.data.params.items()} for child in children]
     assert sorted(logged, key=lambda c: c["lr"]) == sorted(expected, key=lambda c: c["lr"])
-    assert all(set(params) == set(SWEEP["params"]) for params in logged)
+    assert all(set(params) == set(DIGITS_SWEEP["params"]) for params in logged)
 
     statuses = []
     for child in children:
@@ -77,7 +61,7 @@ def test_run_records_one_parent_and_a_child_per_trial(tmp_path, tracking_uri, ra
     assert parent.data.params["params.momentum"] == "0.9"
     assert parent.info.status == "FINISHED"
     sweep_file = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "search.yaml", str(tmp_path))).read_text())
-    assert sweep_file["params"] == SWEEP["params"] and sweep_file["train"]["epochs"] == 4
+    assert sweep_file["params"] == DIGITS_SWEEP["params"] and sweep_file["train"]["epochs"] == 4
     assert sweep_file["mlflow"]["tracking_uri"] is None  # a URI may hold credentials
     assert "train.epochs" in parent.data.params and not any(key.startswith("mlflow.tracking") for key in parent.data.params)
     assert (tmp_path / "results").is_dir() and any((tmp_path / "results").iterdir())
@@ -100,7 +84,7 @@ def test_embedded_ray_runs_the_default_sweep_file_shape(tmp_path, tracking_uri):
 
 def test_no_trial_succeeding_exits_1_and_marks_trials_failed(tmp_path, tracking_uri, ray_address):
     # Batch norm cannot normalize batches of one example: every trial raises.
-    sweep = SWEEP | {"params": {"lr": 0.1, "batch_size": 1, "batch_norm": True}, "search": {"num_samples": 2}}
+    sweep = DIGITS_SWEEP | {"params": {"lr": 0.1, "batch_size": 1, "batch_norm": True}, "search": {"num_samples": 2}}
     result = run_sweep_cli(
         "run", str(write_sweep(tmp_path, sweep)), "--address", ray_address, "--tracking-uri", tracking_uri,
         "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path,
@@ -114,7 +98,7 @@ def test_no_trial_succeeding_exits_1_and_marks_trials_failed(tmp_path, tracking_
 
 
 def test_bad_config_writes_nothing(tmp_path, tracking_uri):
-    path = write_sweep(tmp_path, SWEEP | {"train": {"epochs": "many"}})
+    path = write_sweep(tmp_path, DIGITS_SWEEP | {"train": {"epochs": "many"}})
     result = run_sweep_cli("run", str(path), "--tracking-uri", tracking_uri, "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"{path}: train.epochs: input should be a valid integer, unable to parse string as an integer, got 'many'"
