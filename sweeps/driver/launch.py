@@ -54,9 +54,7 @@ def run_sweep(
     store.check_sources(tracking_uri, configured=config.mlflow.tracking_uri)
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
-    with stop_gracefully_on_signals(echo) as interruption, contextlib.ExitStack() as cleanup:
-        new_store = NewStore()
-        cleanup.callback(new_store.discard)  # a store made for a sweep that never opened
+    with stop_gracefully_on_signals(echo) as interruption, NewStore() as new_store:
         prepare = lambda: _load_data_and_reach_store(plan, tracking_uri, new_store, echo=echo)  # noqa: E731
         announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
         with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as data:

@@ -23,8 +23,8 @@ from sweeps.driver.tracking.store import (
 
 class NewStore:
     """The setup of the sweep's store, when it is a sqlite store that does not exist yet.
-    Made empty first (on the main thread, so that its discard can be arranged before
-    anything is made), prepared once the URI is known."""
+    Made empty first, as a context manager on the main thread whose exit discards what was
+    not installed; prepared (on the thread that prepares the sweep) once the URI is known."""
 
     def __init__(self) -> None:
         self.tracking_uri = ""
@@ -62,6 +62,12 @@ class NewStore:
                 if not self.database.exists():
                     os.rename(self.setup, self.database)
             self.discard()
+
+    def __enter__(self) -> NewStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()  # a store made for a sweep that never opened (after install(), nothing is left)
 
     def discard(self) -> None:
         if self.setup is not None:
