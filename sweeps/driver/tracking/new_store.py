@@ -6,19 +6,31 @@ tables are made in a file of their own beside the store (`.mlflow.db.setup-PID`)
 Ray starts, and linked to the store's name when the sweep opens its parent run: a
 sweep refused or interrupted before that leaves no store behind, as before. If another
 process made the store meanwhile, its store is used and ours is thrown away.
+
+The tables themselves start as a copy of MLflow's empty tables, kept once per MLflow
+version (tracking/empty_tables.py): MLflow's migrations are then run once, not by every
+new store.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import time
 from pathlib import Path
+from typing import Any
 
+from sweeps.driver.tracking import empty_tables
 from sweeps.driver.tracking.store import (
     SQLITE_PREFIX,
     quiet_mlflow,
     setup_lock,
     sqlite_path,
 )
+
+
+class NotEmpty(Exception):
+    """A new store's setup file held experiments before MLflow opened it: not MLflow's empty tables."""
 
 
 class NewStore:
@@ -40,11 +52,35 @@ class NewStore:
         if database is None or database.exists():
             return
         self.database, self.setup = database, database.with_name(f".{database.name}.setup-{os.getpid()}")
-        from mlflow.tracking import MlflowClient
-
         quiet_mlflow()
         self.discard()
-        MlflowClient(SQLITE_PREFIX + str(self.setup)).search_experiments(max_results=1)
+        kept = empty_tables.empty_tables_file()
+        if kept is not None:
+            try:
+                shutil.copyfile(kept, self.setup)
+                self._open_copy_of_empty_tables()
+                return
+            except Exception:  # MLflow raises many types: whatever it refused, it makes the tables itself below
+                empty_tables.forget(kept)
+                self.discard()
+                # MLflow keeps the store it opened, by URI: the tables are made afresh under another name.
+                self.setup = self.setup.with_name(f"{self.setup.name}-afresh")
+        self._open_setup()
+
+    def _open_setup(self) -> list[Any]:
+        """Open the setup file as MLflow opens a new store: it makes the tables the file lacks,
+        checks their schema and adds its default experiment. Every experiment it then holds."""
+        from mlflow.entities import ViewType
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(SQLITE_PREFIX + str(self.setup)).search_experiments(view_type=ViewType.ALL, max_results=2)
+
+    def _open_copy_of_empty_tables(self) -> None:
+        """_open_setup, refusing a copy that held anything: its one experiment must be the default one MLflow adds now."""
+        opened_at = int(time.time() * 1000)
+        experiments = self._open_setup()
+        if [(experiment.experiment_id, experiment.creation_time >= opened_at) for experiment in experiments] != [("0", True)]:
+            raise NotEmpty(f"{self.setup} held experiments before MLflow opened it")
 
     def install(self) -> None:
         """Give the store its name, unless another process has made it meanwhile. The setup

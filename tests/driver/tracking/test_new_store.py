@@ -1,11 +1,19 @@
 """A new sqlite store's tables are made beside it while Ray starts and take its name only when the sweep opens."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sqlite3
+import subprocess
+import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeps.driver.tracking import empty_tables
 from sweeps.driver.tracking.new_store import NewStore
+from tests.conftest import REPO
 
 
 def uri(path) -> str:
@@ -57,3 +65,132 @@ def test_an_existing_store_or_another_kind_is_left_alone(tmp_path):
         new_store.install()
         new_store.discard()
         assert new_store.tracking_uri == tracking_uri and [path.name for path in tmp_path.iterdir()] == ["mlflow.db"]
+
+
+# MLflow's empty tables, kept once per MLflow version (sweeps/driver/tracking/empty_tables.py).
+
+MIGRATIONS_LOG = "mlflow.store.db.utils"  # MLflow says "Creating initial MLflow database tables..." as it migrates
+
+
+def make_store(folder) -> MlflowClient:
+    folder.mkdir(parents=True, exist_ok=True)
+    new_store = NewStore()
+    new_store.prepare(uri(folder / "mlflow.db"))
+    new_store.install()
+    assert sorted(path.name for path in folder.iterdir()) == ["mlflow.db"]  # no setup file left behind
+    return MlflowClient(uri(folder / "mlflow.db"))
+
+
+def rows(path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "sweep"
+
+
+def test_the_mlflow_internal_that_makes_the_tables_is_still_there():
+    import mlflow
+
+    assert empty_tables.mlflow_initializer() is not None, (
+        f"MLflow {mlflow.__version__} no longer has mlflow.store.db.utils._initialize_tables "
+        f"(checked against {empty_tables.MLFLOW_CHECKED_VERSION}); every new store runs MLflow's migrations again"
+    )
+
+
+class Migrations(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "Creating initial" in record.getMessage()
+
+
+@pytest.fixture
+def migrations():
+    """How many times MLflow ran its migrations (its own logger does not reach pytest's capture)."""
+    logger, handler = logging.getLogger(MIGRATIONS_LOG), Migrations()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_migrations_run_once_and_later_stores_start_from_their_empty_tables(tmp_path, cache, migrations, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = make_store(tmp_path / "first")
+    (kept,) = cache.iterdir()
+    assert rows(kept, "experiments") == 0 and rows(kept, "runs") == 0  # the tables only
+    assert migrations.count == 1
+    second = make_store(tmp_path / "second")
+    assert migrations.count == 1
+    for client in (first, second):
+        (default,) = client.search_experiments()
+        assert (default.experiment_id, default.artifact_location) == ("0", str(tmp_path / "mlruns" / "0"))  # the working folder's
+        client.create_run(client.create_experiment("mine"))  # the store takes writes
+    assert rows(kept, "experiments") == 0  # what the stores hold is theirs alone
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda kept: kept.write_bytes(b"not a database" * 100), id="damaged"),
+        pytest.param(lambda kept: kept.write_bytes(b""), id="empty"),
+        pytest.param(lambda kept: _execute(kept, "UPDATE alembic_version SET version_num = 'from-another-mlflow'"), id="another-schema"),
+        pytest.param(lambda kept: MlflowClient(uri(kept)).create_experiment("someone else's"), id="holds-an-experiment"),
+    ],
+)
+def test_a_kept_file_mlflow_refuses_or_that_holds_anything_is_replaced(tmp_path, cache, spoil):
+    make_store(tmp_path / "first")
+    (kept,) = cache.iterdir()
+    spoil(kept)
+    client = make_store(tmp_path / "second")
+    assert [experiment.name for experiment in client.search_experiments()] == ["Default"]
+    make_store(tmp_path / "third")  # the next store keeps good tables again
+    assert rows(kept, "experiments") == 0
+
+
+def test_an_unusable_cache_folder_still_gives_a_store(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    client = make_store(tmp_path / "store")
+    assert [experiment.name for experiment in client.search_experiments()] == ["Default"]
+    assert not_a_folder.read_text() == "a file where the cache folder should be"
+
+
+MAKE_A_STORE = """
+import sys
+from sweeps.driver.tracking.new_store import NewStore
+new_store = NewStore()
+new_store.prepare("sqlite:///" + sys.argv[1])
+new_store.install()
+"""
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_two_sweeps_making_the_first_store_at_once_both_get_one(tmp_path, cache, round_):
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    stores = [tmp_path / f"store-{index}" / "mlflow.db" for index in range(2)]
+    for store in stores:
+        store.parent.mkdir()
+    processes = [subprocess.Popen([sys.executable, "-c", MAKE_A_STORE, str(store)], env=env, stderr=subprocess.PIPE, text=True) for store in stores]
+    for process in processes:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors[-2000:]
+    for store in stores:
+        assert [experiment.name for experiment in MlflowClient(uri(store)).search_experiments()] == ["Default"]
+    assert [path.name for path in cache.iterdir()] == [empty_tables.kept_tables_path().name]  # nothing half-made left
+    assert rows(next(cache.iterdir()), "experiments") == 0
+
+
+def _execute(path, statement: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute(statement)
+        connection.commit()
