@@ -35,7 +35,7 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
     # Ray reports usage to its makers unless told not to: a network request no one asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        with _processes_without_cloud_probe(starting=address is None):
+        with _processes_without_cloud_probe(starting=address is None), _without_api_server(starting=address is None):
             ray.init(
                 address=address,
                 include_dashboard=False,
@@ -57,11 +57,13 @@ PROCESS_SITE = str(Path(__file__).with_name("ray_process_site"))
 
 @contextmanager
 def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
-    """Ray's dashboard process, which runs even with include_dashboard=False, asks the AWS,
-    Azure and GCP metadata addresses which cloud it is on when it starts (usage_lib's
-    get_cloud_from_metadata_requests, whatever RAY_USAGE_STATS_ENABLED says). The processes
-    a Ray started here spawns get ray_process_site/ on their PYTHONPATH, whose sitecustomize
-    calls silence_cloud_probe. A cluster the sweep joins is its owner's to configure."""
+    """Ray's API server (its dashboard process), which runs even with include_dashboard=False,
+    asks the AWS, Azure and GCP metadata addresses which cloud it is on when it starts
+    (usage_lib's get_cloud_from_metadata_requests, whatever RAY_USAGE_STATS_ENABLED says).
+    A sweep's own Ray starts none (_without_api_server), unless Ray's internals moved; for
+    that case, and any other process that asks, the processes a Ray started here spawns get
+    ray_process_site/ on their PYTHONPATH, whose sitecustomize calls silence_cloud_probe.
+    A cluster the sweep joins is its owner's to configure."""
     if not starting:
         yield
         return
@@ -74,6 +76,25 @@ def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
+
+
+@contextmanager
+def _without_api_server(*, starting: bool) -> Iterator[None]:
+    """A Ray started here starts no API server. Ray's head starts one (its dashboard process)
+    even with include_dashboard=False, where it serves only Ray's usage statistics, which
+    the sweep turns off, and ray.init waits for it to come up: about a second of every
+    sweep's start-up (bench/RESULTS.md). Nothing a sweep uses asks it anything: Tune talks
+    to the GCS and the raylet. A cluster the sweep joins keeps its own."""
+    node_class = _internal("Ray's API server start") if starting else None
+    if node_class is None:
+        yield
+        return
+    start_api_server = node_class.start_api_server
+    node_class.start_api_server = lambda node, **options: None
+    try:
+        yield
+    finally:
+        node_class.start_api_server = start_api_server
 
 
 def silence_cloud_probe() -> None:
@@ -235,6 +256,17 @@ def _kill_monitor_accessor() -> Callable[[], None]:
     return lambda: kill(monitor, allow_graceful=False, check_alive=False, wait=True)
 
 
+def _api_server_start() -> Any:
+    import inspect
+
+    from ray._private.node import Node
+
+    parameters = inspect.signature(Node.start_api_server).parameters
+    if not {"include_dashboard", "raise_on_failure"} <= set(parameters) or not hasattr(Node, "start_head_processes"):
+        raise TypeError("Node.start_api_server changed")
+    return Node
+
+
 def _tune_actor_env_vars() -> dict[str, str]:
     from ray.tune.execution import class_cache
 
@@ -267,6 +299,10 @@ RAY_INTERNALS: dict[str, tuple[Callable[..., Any], str]] = {
     "autoscaler monitor": (
         _kill_monitor_accessor,
         "ray._private.worker._global_node._kill_process_type and ray._private.ray_constants.PROCESS_TYPE_MONITOR",
+    ),
+    "Ray's API server start": (
+        _api_server_start,
+        "ray._private.node.Node.start_api_server(include_dashboard=, raise_on_failure=), which Node.start_head_processes calls",
     ),
     "Tune's actor env vars": (_tune_actor_env_vars, "ray.tune.execution.class_cache.DEFAULT_ENV_VARS"),
     "Ray's cloud probe": (_cloud_probe, f"{USAGE_LIB}.get_cloud_from_metadata_requests, replaced in the processes a sweep's own Ray starts"),

@@ -109,30 +109,38 @@ def test_the_sweeps_own_ray_stops_whole():
     result = subprocess.run([sys.executable, "-c", OWN_RAY], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    # The autoscaler's monitor, which the sweep kills first, was among Ray's processes.
+    # The autoscaler's monitor, which the sweep kills first, was among Ray's processes;
+    # Ray's API server (its dashboard process) was not: a sweep's own Ray starts none.
     assert any("autoscaler/_private/monitor.py" in command for command in outcome["while_running"])
+    assert not [command for command in outcome["while_running"] if "dashboard/dashboard.py" in command]
     assert outcome["left_running"] == []
 
 
 START_AND_STOP_RAY = """
-import time
-from sweeps.driver.ray_cluster import connect_ray, stop_own_ray
-assert connect_ray(None, verbose=False)
-time.sleep(8)  # Ray's dashboard probes the clouds as it comes up
-stop_own_ray()
+import sys, time
+from sweeps.driver import ray_cluster
+if sys.argv[1] == "with-api-server":  # as where Ray's internals moved and its API server starts
+    ray_cluster.RAY_INTERNALS["Ray's API server start"] = (lambda: None, "gone")
+assert ray_cluster.connect_ray(None, verbose=False)
+time.sleep(8)  # Ray's dashboard, where it runs, probes the clouds as it comes up
+ray_cluster.stop_own_ray()
 """
 METADATA_SERVICES = ("169.254.", "fd00:ec2::254", "100.100.100.200")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (.ci/run installs it)")
-def test_the_sweeps_own_ray_asks_no_cloud_metadata_service(tmp_path):
+@pytest.mark.parametrize("api_server", ["without-api-server", "with-api-server"])
+def test_the_sweeps_own_ray_asks_no_cloud_metadata_service(tmp_path, api_server):
     trace = tmp_path / "connect.trace"
     env = os.environ | {"PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
-    result = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-c", START_AND_STOP_RAY],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    command = ["strace", "-f", "-qq", "-s", "512", "-e", "trace=connect,execve", "-o", str(trace), sys.executable, "-c", START_AND_STOP_RAY, api_server]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    connects = trace.read_text().splitlines()
+    lines = trace.read_text().splitlines()
+    started_api_server = any("execve(" in line and "dashboard/dashboard.py" in line for line in lines)
+    assert started_api_server == (api_server == "with-api-server")
+    connects = [line for line in lines if "connect(" in line]
     assert any("AF_INET" in line for line in connects)  # the trace saw Ray's own connections
     assert [line for line in connects if any(address in line for address in METADATA_SERVICES)] == []

@@ -1,7 +1,7 @@
 """Run at start-up by every Python process the sweep's own Ray starts (ray_cluster.connect_ray
-puts this folder on their PYTHONPATH): it keeps Ray's dashboard from asking cloud metadata
-servers which cloud it is on, a network request no Ray setting turns off (see
-sweeps/driver/ray_cluster.py). Any other sitecustomize on the path still runs."""
+puts this folder on their PYTHONPATH): it keeps Ray's dashboard, should one start, from
+asking cloud metadata servers which cloud it is on, a network request no Ray setting turns
+off (see sweeps/driver/ray_cluster.py). Any other sitecustomize on the path still runs."""
 import importlib.machinery
 import importlib.util
 import os
