@@ -28,6 +28,8 @@ def empty_tables_file() -> Path | None:
     """The file of MLflow's empty tables for the installed MLflow, made now if missing; None
     when it cannot be kept (no cache folder, no writable one, or no MLflow internal to make it)."""
     kept = kept_tables_path()
+    if kept is None:
+        return None
     if kept.is_file() and _migrated(kept):
         return kept
     initialize_tables = mlflow_initializer()
@@ -51,11 +53,20 @@ def forget(kept: Path) -> None:
         kept.unlink()
 
 
-def kept_tables_path() -> Path:
+def kept_tables_path() -> Path | None:
+    """Where the installed MLflow's empty tables are kept; None without an absolute cache
+    folder (a relative $XDG_CACHE_HOME is ignored, as the XDG rules say, and a home that
+    cannot be found must not turn into a folder `~` in the working folder), or one whose
+    name a sqlite URL would misread."""
     import mlflow
 
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / CACHE_FOLDER / f"mlflow-{mlflow.__version__}-empty-store.db"
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):
+        cache = os.path.join(os.path.expanduser("~"), ".cache")
+    kept = Path(cache) / CACHE_FOLDER / f"mlflow-{mlflow.__version__}-empty-store.db"
+    if not kept.is_absolute() or any(sign in str(kept) for sign in "?#%"):
+        return None
+    return kept
 
 
 def mlflow_initializer() -> Callable[[Any], None] | None:
@@ -69,7 +80,7 @@ def mlflow_initializer() -> Callable[[Any], None] | None:
 def _migrated(path: Path) -> bool:
     """Whether the file records a migration (MLflow checks, as it opens the copy, that it is its latest)."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as database:
             return database.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
     except sqlite3.Error:
         return False

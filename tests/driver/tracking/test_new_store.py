@@ -165,6 +165,27 @@ def test_an_unusable_cache_folder_still_gives_a_store(tmp_path, monkeypatch):
     assert not_a_folder.read_text() == "a file where the cache folder should be"
 
 
+@pytest.mark.parametrize(
+    "environment",
+    [
+        # A relative $XDG_CACHE_HOME is ignored (the XDG rules), and this home is a file, not a folder.
+        pytest.param({"XDG_CACHE_HOME": "relative/cache", "HOME": "{tmp}/home-is-a-file"}, id="relative-xdg-and-a-home-that-is-a-file"),
+        pytest.param({"XDG_CACHE_HOME": "{tmp}/odd?name#cache"}, id="a-name-a-sqlite-url-misreads"),
+    ],
+)
+def test_without_a_usable_cache_folder_mlflow_makes_the_tables_and_nothing_lands_in_the_working_folder(tmp_path, monkeypatch, environment):
+    (tmp_path / "home-is-a-file").write_text("")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    client = make_store(working / "store")
+    assert [experiment.name for experiment in client.search_experiments()] == ["Default"]
+    assert [path.name for path in working.iterdir()] == ["store"]  # no "relative" or "~" folder made here
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["home-is-a-file", "working"]
+
+
 MAKE_A_STORE = """
 import sys
 from sweeps.driver.tracking.new_store import NewStore
