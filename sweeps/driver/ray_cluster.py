@@ -35,7 +35,9 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
     # Ray reports usage to its makers unless told not to: a network request no one asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        with _processes_without_cloud_probe(starting=address is None), _without_api_server(starting=address is None):
+        # Ray's API server serves only usage statistics here: one who asked for them gets it.
+        serves_nothing = os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+        with _processes_without_cloud_probe(starting=address is None), _without_api_server(starting=address is None and serves_nothing):
             ray.init(
                 address=address,
                 include_dashboard=False,
@@ -81,15 +83,15 @@ def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
 @contextmanager
 def _without_api_server(*, starting: bool) -> Iterator[None]:
     """A Ray started here starts no API server. Ray's head starts one (its dashboard process)
-    even with include_dashboard=False, where it serves only Ray's usage statistics, which
-    the sweep turns off, and ray.init waits for it to come up: about a second of every
+    even with include_dashboard=False, where it loads only Ray's usage-statistics module
+    and no HTTP server, and ray.init waits for it to come up: about a second of every
     sweep's start-up (bench/RESULTS.md). Nothing a sweep uses asks it anything: Tune talks
     to the GCS and the raylet. A cluster the sweep joins keeps its own."""
     node_class = _internal("Ray's API server start") if starting else None
     if node_class is None:
         yield
         return
-    start_api_server = node_class.start_api_server
+    start_api_server = vars(node_class)["start_api_server"]  # as defined, should it become a staticmethod
     node_class.start_api_server = lambda node, **options: None
     try:
         yield
@@ -262,8 +264,8 @@ def _api_server_start() -> Any:
     from ray._private.node import Node
 
     parameters = inspect.signature(Node.start_api_server).parameters
-    if not {"include_dashboard", "raise_on_failure"} <= set(parameters) or not hasattr(Node, "start_head_processes"):
-        raise TypeError("Node.start_api_server changed")
+    if not {"include_dashboard", "raise_on_failure"} <= set(parameters) or "self.start_api_server(" not in inspect.getsource(Node.start_head_processes):
+        raise TypeError("Node.start_api_server changed, or the head no longer starts its API server through it")
     return Node
 
 

@@ -2,7 +2,7 @@
 
 MLflow sets up a new sqlite store's tables in about 2 seconds (its migrations), which a
 sweep's first run used to spend after Ray was up, one thing after the other. Here the
-tables are made in a file of their own beside the store (`.mlflow.db.setup-PID`) while
+tables are made in a file of their own beside the store (`.mlflow.db.setup-PID-*`) while
 Ray starts, and linked to the store's name when the sweep opens its parent run: a
 sweep refused or interrupted before that leaves no store behind, as before. If another
 process made the store meanwhile, its store is used and ours is thrown away.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -51,21 +52,28 @@ class NewStore:
         database = sqlite_path(tracking_uri)
         if database is None or database.exists():
             return
-        self.database, self.setup = database, database.with_name(f".{database.name}.setup-{os.getpid()}")
+        self.database = database
         quiet_mlflow()
-        self.discard()
         kept = empty_tables.empty_tables_file()
         if kept is not None:
+            self.setup = self._new_setup_file()
             try:
                 shutil.copyfile(kept, self.setup)
-                self._open_copy_of_empty_tables()
-                return
-            except Exception:  # MLflow raises many types: whatever it refused, it makes the tables itself below
-                empty_tables.forget(kept)
+            except OSError:  # the store's folder refused the copy: MLflow makes the tables below
                 self.discard()
-                # MLflow keeps the store it opened, by URI: the tables are made afresh under another name.
-                self.setup = self.setup.with_name(f"{self.setup.name}-afresh")
+            else:
+                try:
+                    self._open_copy_of_empty_tables()
+                    return
+                except Exception:  # MLflow raises many types: what it refused was the kept file's content
+                    empty_tables.forget(kept)
+                    self.discard()
+        self.setup = self._new_setup_file()
         self._open_setup()
+
+    def _new_setup_file(self) -> Path:
+        """A name no earlier setup of this process used: MLflow keeps the stores it opened, by URI."""
+        return self.database.with_name(f".{self.database.name}.setup-{os.getpid()}-{secrets.token_hex(4)}")
 
     def _open_setup(self) -> list[Any]:
         """Open the setup file as MLflow opens a new store: it makes the tables the file lacks,

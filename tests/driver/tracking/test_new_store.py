@@ -5,8 +5,10 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -25,7 +27,8 @@ def test_a_new_store_is_made_aside_and_named_when_installed(tmp_path, monkeypatc
     database = tmp_path / "mlflow.db"
     new_store = NewStore()
     new_store.prepare(uri(database))
-    assert not database.exists() and [path.name for path in tmp_path.iterdir()] == [f".mlflow.db.setup-{os.getpid()}"]
+    (setup,) = tmp_path.iterdir()
+    assert not database.exists() and setup.name.startswith(f".mlflow.db.setup-{os.getpid()}-")
     new_store.install()
     assert [path.name for path in tmp_path.iterdir()] == ["mlflow.db"]
     (default,) = MlflowClient(uri(database)).search_experiments()
@@ -92,12 +95,13 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "sweep"
 
 
-def test_the_mlflow_internal_that_makes_the_tables_is_still_there():
+@pytest.mark.parametrize("name, reach", [("_initialize_tables", empty_tables.mlflow_initializer), ("_get_latest_schema_revision", empty_tables.mlflow_latest_revision)])
+def test_the_mlflow_internals_the_kept_tables_need_are_still_there(name, reach):
     import mlflow
 
-    assert empty_tables.mlflow_initializer() is not None, (
-        f"MLflow {mlflow.__version__} no longer has mlflow.store.db.utils._initialize_tables "
-        f"(checked against {empty_tables.MLFLOW_CHECKED_VERSION}); every new store runs MLflow's migrations again"
+    assert reach() is not None, (
+        f"MLflow {mlflow.__version__} no longer has mlflow.store.db.utils.{name} "
+        f"(checked against {empty_tables.MLFLOW_CHECKED_VERSION}): see sweeps/driver/tracking/empty_tables.py"
     )
 
 
@@ -137,23 +141,86 @@ def test_migrations_run_once_and_later_stores_start_from_their_empty_tables(tmp_
     assert rows(kept, "experiments") == 0  # what the stores hold is theirs alone
 
 
+def latest_revision(path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        (version,) = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    return version[0]
+
+
 @pytest.mark.parametrize(
-    "spoil",
+    "spoil, reaches_mlflow",
     [
-        pytest.param(lambda kept: kept.write_bytes(b"not a database" * 100), id="damaged"),
-        pytest.param(lambda kept: kept.write_bytes(b""), id="empty"),
-        pytest.param(lambda kept: _execute(kept, "UPDATE alembic_version SET version_num = 'from-another-mlflow'"), id="another-schema"),
-        pytest.param(lambda kept: MlflowClient(uri(kept)).create_experiment("someone else's"), id="holds-an-experiment"),
+        pytest.param(lambda kept: kept.write_bytes(b"not a database" * 100), False, id="damaged"),
+        pytest.param(lambda kept: kept.write_bytes(b""), False, id="empty"),
+        pytest.param(lambda kept: _execute(kept, "UPDATE alembic_version SET version_num = 'from-another-mlflow'"), False, id="another-schema"),
+        # The schema is right, so MLflow opens the copy; what it finds there is refused.
+        pytest.param(lambda kept: MlflowClient(uri(kept)).create_experiment("someone else's"), True, id="holds-an-experiment"),
     ],
 )
-def test_a_kept_file_mlflow_refuses_or_that_holds_anything_is_replaced(tmp_path, cache, spoil):
+def test_a_kept_file_that_is_not_mlflows_empty_tables_is_made_afresh(tmp_path, cache, migrations, spoil, reaches_mlflow):
     make_store(tmp_path / "first")
     (kept,) = cache.iterdir()
     spoil(kept)
+    before = migrations.count
     client = make_store(tmp_path / "second")
     assert [experiment.name for experiment in client.search_experiments()] == ["Default"]
-    make_store(tmp_path / "third")  # the next store keeps good tables again
-    assert rows(kept, "experiments") == 0
+    # One migration: the kept file remade before the copy, or, once MLflow refused the copy, the store's own tables.
+    assert migrations.count - before == 1
+    make_store(tmp_path / "third")
+    # The refused file was dropped, so the third store remakes it; a file remade before the copy serves it as it is.
+    assert migrations.count - before == (2 if reaches_mlflow else 1)
+    assert rows(kept, "experiments") == 0 and latest_revision(kept) == empty_tables.mlflow_latest_revision()
+
+
+def _plant_symlink(kept):
+    elsewhere = kept.with_name("elsewhere.db")
+    kept.rename(elsewhere)
+    kept.symlink_to(elsewhere)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="handing a file to another user takes root")
+@pytest.mark.parametrize(
+    "plant",
+    [
+        pytest.param(lambda kept: os.chown(kept, 12345, 12345), id="another-users"),
+        pytest.param(lambda kept: kept.chmod(0o664), id="others-can-write-it"),
+        pytest.param(_plant_symlink, id="a-symlink"),
+    ],
+)
+def test_a_kept_file_someone_else_could_have_written_is_not_used(tmp_path, cache, migrations, plant):
+    make_store(tmp_path / "first")
+    kept = empty_tables.kept_tables_path()
+    plant(kept)
+    before = migrations.count
+    make_store(tmp_path / "second")
+    assert migrations.count - before == 1  # made afresh, as ours alone
+    status = kept.lstat()
+    assert stat.S_ISREG(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path, cache, migrations):
+    cache.mkdir(parents=True)
+    cache.chmod(0o777)
+    for name in ("first", "second"):
+        make_store(tmp_path / name)
+    assert migrations.count == 2 and list(cache.iterdir()) == []
+
+
+def test_a_new_cache_folder_is_the_users_alone(tmp_path, cache):
+    make_store(tmp_path / "first")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
+def test_half_made_files_of_processes_that_died_are_cleared_and_others_kept(tmp_path, cache):
+    cache.mkdir(parents=True, mode=0o700)
+    name = empty_tables.kept_tables_path().name
+    abandoned, in_the_making = cache / f".{name}.making-dead", cache / f".{name}.making-alive"
+    for leftover in (abandoned, in_the_making):
+        leftover.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    make_store(tmp_path / "first")
+    assert sorted(path.name for path in cache.iterdir()) == sorted([name, in_the_making.name])
 
 
 def test_an_unusable_cache_folder_still_gives_a_store(tmp_path, monkeypatch):
