@@ -36,6 +36,13 @@ ABANDONED_AFTER_S = 3600  # a half-made file this old was left by a process that
 def empty_tables_file() -> Path | None:
     """The file of MLflow's empty tables for the installed MLflow, made now if missing; None
     when none can be trusted or kept (no usable cache folder, or no MLflow internal to make it)."""
+    try:
+        return _kept_or_made()
+    except OSError:  # a cache folder that turns unreadable midway: MLflow makes the store's tables itself
+        return None
+
+
+def _kept_or_made() -> Path | None:
     kept = kept_tables_path()
     if kept is None or not _folder_is_private(kept.parent):
         return None
