@@ -55,21 +55,27 @@ class NewStore:
         self.database = database
         quiet_mlflow()
         kept = empty_tables.empty_tables_file()
-        if kept is not None:
-            self.setup = self._new_setup_file()
-            try:
-                shutil.copyfile(kept, self.setup)
-            except OSError:  # the store's folder refused the copy: MLflow makes the tables below
-                self.discard()
-            else:
-                try:
-                    self._open_copy_of_empty_tables()
-                    return
-                except Exception:  # MLflow raises many types: what it refused was the kept file's content
-                    empty_tables.forget(kept)
-                    self.discard()
+        if kept is not None and self._started_from(kept):
+            return
         self.setup = self._new_setup_file()
         self._open_setup()
+
+    def _started_from(self, kept: Path) -> bool:
+        """Whether the setup file, a copy of the kept empty tables, opened as a new store. A copy
+        MLflow refused, or one that held anything, drops the kept file: what failed was its content."""
+        self.setup = self._new_setup_file()
+        try:
+            shutil.copyfile(kept, self.setup)
+        except OSError:  # the store's folder refused the copy, not the kept file's fault
+            self.discard()
+            return False
+        try:
+            self._open_copy_of_empty_tables()
+        except Exception:  # MLflow raises many types
+            empty_tables.forget(kept)
+            self.discard()
+            return False
+        return True
 
     def _new_setup_file(self) -> Path:
         """A name no earlier setup of this process used: MLflow keeps the stores it opened, by URI."""

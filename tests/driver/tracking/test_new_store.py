@@ -22,6 +22,14 @@ def uri(path) -> str:
     return f"sqlite:///{path}"
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    """The kept tables' folder, this test's own: never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder / "sweep"
+
+
 def test_a_new_store_is_made_aside_and_named_when_installed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     database = tmp_path / "mlflow.db"
@@ -89,10 +97,6 @@ def rows(path, table: str) -> int:
         return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "sweep"
 
 
 @pytest.mark.parametrize("name, reach", [("_initialize_tables", empty_tables.mlflow_initializer), ("_get_latest_schema_revision", empty_tables.mlflow_latest_revision)])
@@ -178,11 +182,14 @@ def _plant_symlink(kept):
     kept.symlink_to(elsewhere)
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="handing a file to another user takes root")
 @pytest.mark.parametrize(
     "plant",
     [
-        pytest.param(lambda kept: os.chown(kept, 12345, 12345), id="another-users"),
+        pytest.param(
+            lambda kept: os.chown(kept, 12345, 12345),
+            id="another-users",
+            marks=pytest.mark.skipif(os.getuid() != 0, reason="handing a file to another user takes root"),
+        ),
         pytest.param(lambda kept: kept.chmod(0o664), id="others-can-write-it"),
         pytest.param(_plant_symlink, id="a-symlink"),
     ],
