@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sweeps.driver.report import load_report  # noqa: E402
+from sweeps.driver.analysis.report import load_report  # noqa: E402
 from sweeps.driver.tracking.queries import SweepReader  # noqa: E402
 
 

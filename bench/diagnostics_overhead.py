@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from sweeps.driver.plan import build_trial_settings
-from sweeps.driver.sweep_file import load_sweep
+from sweeps.driver.planning.plan import build_trial_settings
+from sweeps.driver.sweep_file.reading import load_sweep
 from sweeps.trial.data import DataSpec, load_split
 from sweeps.trial.training import run_training
 

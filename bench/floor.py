@@ -4,7 +4,7 @@
 
 No Ray, no MLflow, no checkpoint files, no diagnostics: the project's own training loop
 (sweeps.trial.training.run_training) on the trials `sweep run` samples with the same file and
-seed (sweeps.driver.distributions.preview_trial_configs), with one torch thread as a trial with
+seed (sweeps.driver.sweep_file.distributions.preview_trial_configs), with one torch thread as a trial with
 cpus_per_trial: 1 has. `--epochs-per-trial` trains each trial for the epochs it got in a
 sweep (ASHA stops trials early); without it every trial trains train.epochs. The floor
 is the training time summed over trials and divided by search.max_concurrent: what
@@ -20,9 +20,9 @@ import json
 import time
 from typing import Any
 
-from sweeps.driver.distributions import preview_trial_configs
-from sweeps.driver.plan import build_trial_settings, load_sweep_data
-from sweeps.driver.sweep_file import load_sweep
+from sweeps.driver.sweep_file.distributions import preview_trial_configs
+from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data
+from sweeps.driver.sweep_file.reading import load_sweep
 from sweeps.trial.training import run_training
 from sweeps.trial_settings import TrialSettings
 

@@ -41,12 +41,13 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sweeps.driver.config import validate_sweep  # noqa: E402
-from sweeps.driver.distributions import preview_trial_configs  # noqa: E402
-from sweeps.driver.gpu_share import share_from_probe  # noqa: E402
-from sweeps.driver.plan import build_trial_settings, load_sweep_data  # noqa: E402
+from sweeps.driver.sweep_file.validation import validate_sweep  # noqa: E402
+from sweeps.driver.sweep_file.distributions import preview_trial_configs  # noqa: E402
+from sweeps.driver.planning.gpu_share import share_from_probe  # noqa: E402
+from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data  # noqa: E402
 from sweeps.trial.fused.loop import run_group_training  # noqa: E402
-from sweeps.trial.training import build_trial_model, run_training  # noqa: E402
+from sweeps.trial.building import build_trial_model  # noqa: E402
+from sweeps.trial.training import run_training
 
 
 @dataclass(frozen=True)

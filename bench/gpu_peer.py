@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import build_model  # noqa: E402
-from sweeps.driver.distributions import build_search_space  # noqa: E402
-from sweeps.driver.plan import load_sweep_data  # noqa: E402
-from sweeps.driver.sweep_file import load_sweep  # noqa: E402
+from sweeps.driver.sweep_file.distributions import build_search_space  # noqa: E402
+from sweeps.driver.planning.plan import load_sweep_data  # noqa: E402
+from sweeps.driver.sweep_file.reading import load_sweep  # noqa: E402
 
 
 def train_model(config: dict, *, data, model_options: dict, epochs: int) -> None:

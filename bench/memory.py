@@ -72,8 +72,8 @@ def measure(folder: str, size: int) -> dict:
     import torchvision.datasets  # noqa: F401  (imported before the baseline: the code's import cost is not the data's)
     import torchvision.transforms.v2  # noqa: F401
 
-    from sweeps.driver.config import validate_sweep
-    from sweeps.driver.plan import build_trial_settings, load_sweep_data
+    from sweeps.driver.sweep_file.validation import validate_sweep
+    from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data
 
     raw = {
         "name": "memory",

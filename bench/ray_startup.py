@@ -24,9 +24,9 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from sweeps.driver.plan import load_sweep_data
-    from sweeps.driver.ray_cluster import connect_ray, stop_own_ray
-    from sweeps.driver.sweep_file import load_sweep
+    from sweeps.driver.planning.plan import load_sweep_data
+    from sweeps.driver.cluster.ray_cluster import connect_ray, stop_own_ray
+    from sweeps.driver.sweep_file.reading import load_sweep
 
     config = load_sweep(args.sweep_file)
     load_sweep_data(config)

@@ -9,7 +9,7 @@ member stops at max_t. tests/test_member_asha.py holds it to Tune's own schedule
 the same reported values.
 
 One record serves the whole sweep, so every group's members count at every rung: the
-driver creates it as a Ray actor (sweeps.driver.fused_sweep) that each group calls once
+driver creates it as a Ray actor (sweeps.driver.running.fused_sweep) that each group calls once
 an epoch. Shared by both sides and plain Python: the trials call it, the driver builds it.
 """
 from __future__ import annotations

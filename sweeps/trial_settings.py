@@ -2,7 +2,7 @@
 
 Plain values, no torch: the driver builds them without importing PyTorch, and they
 travel to the trials with the trainable. No defaults here: the sweep file's schema
-holds each default once, and sweeps/driver/plan.py builds these from it.
+holds each default once, and sweeps/driver/planning/plan.py builds these from it.
 """
 from __future__ import annotations
 

@@ -75,8 +75,8 @@ def digits(preprocess: str = "per_channel_mean"):
 def trial_settings(sweep: dict | None = None, **fields):
     """The TrialSettings a sweep file gives its trials: `sweep`'s sections over the schema's
     defaults (as `sweep run` builds them), then `fields` replaced."""
-    from sweeps.driver.config import validate_sweep
-    from sweeps.driver.plan import build_trial_settings
+    from sweeps.driver.sweep_file.validation import validate_sweep
+    from sweeps.driver.planning.plan import build_trial_settings
 
     config = validate_sweep({"name": "test", "params": {}, **(sweep or {})}, source="test")
     return dataclasses.replace(build_trial_settings(config), **fields)

@@ -59,7 +59,7 @@ def decide(settings: TrialSettings, data: SplitData, trainable_layers: int) -> t
     """Build the trial's model for `trainable_layers` and decide on a few images whether its prefix is cached."""
     import torch
 
-    from sweeps.trial.training import build_trial_model
+    from sweeps.trial.building import build_trial_model
 
     model = build_trial_model(settings, resolve_trial_params({"trainable_layers": trainable_layers}), data).eval()
     names = [name for name, _ in model.backbone.named_children()]
@@ -104,7 +104,7 @@ def compute_frozen_features(settings: TrialSettings, data: SplitData, trainable_
     eval mode, on the device (and in the precision) a trial of the sweep would train on."""
     import torch
 
-    from sweeps.trial.training import build_trial_model, resolve_placement
+    from sweeps.trial.building import build_trial_model, resolve_placement
 
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)

@@ -14,7 +14,8 @@ import torch
 
 from sweeps.trial.data import SplitData
 from sweeps.trial.diagnostics import PROBE_EXAMPLES, activation_layers
-from sweeps.trial.training import build_trial_model, run_training, trial_seed
+from sweeps.trial.building import build_trial_model, trial_seed
+from sweeps.trial.training import run_training
 from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.trial.data import SplitData
-from sweeps.trial.training import build_optimizer, build_trial_model, trial_seed
+from sweeps.trial.building import build_optimizer, build_trial_model, trial_seed
 from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import run_sweep_cli, sweep_runs, write_sweep
-from tests.driver.test_webhook import Receiver, silence
+from tests.driver.events.test_webhook import Receiver, silence
 
 pytestmark = pytest.mark.slow
 SMALL = {

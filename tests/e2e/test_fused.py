@@ -11,10 +11,10 @@ import signal
 import pytest
 import yaml
 
-from sweeps.driver.distributions import preview_trial_configs, sampled_names
-from sweeps.driver.fusion import plan_fusion
-from sweeps.driver.run_names import trial_run_name
-from sweeps.driver.sweep_file import load_sweep
+from sweeps.driver.sweep_file.distributions import preview_trial_configs, sampled_names
+from sweeps.driver.planning.fusion import plan_fusion
+from sweeps.run_names import trial_run_name
+from sweeps.driver.sweep_file.reading import load_sweep
 from tests.conftest import run_sweep_cli, sweep_runs
 from tests.conftest import write_sweep as write_sweep_file
 from tests.e2e.conftest import (

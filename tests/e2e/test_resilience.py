@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from sweeps.driver.config import validate_sweep
-from sweeps.driver.plan import build_trial_settings, load_sweep_data
+from sweeps.driver.sweep_file.validation import validate_sweep
+from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data
 from sweeps.trial.training import divergence, run_training
 from sweeps.trial_status import trial_status
 from tests.conftest import run_sweep_cli, sweep_runs

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweeps.driver.distributions import preview_trial_configs
-from sweeps.driver.sweep_file import load_sweep
+from sweeps.driver.sweep_file.distributions import preview_trial_configs
+from sweeps.driver.sweep_file.reading import load_sweep
 from tests.conftest import REPO, run_sweep_cli, sweep_runs, write_sweep
 from tests.e2e.conftest import DIGITS_SWEEP
 

@@ -123,8 +123,8 @@ def test_diagnostics_can_be_switched_off():
 
 @pytest.mark.slow
 def test_alerts_reach_mlflow_the_webhook_and_stop_the_trial(tmp_path, tracking_uri, ray_connected, alert_webhook):
-    from sweeps.driver.config import validate_sweep
-    from sweeps.driver.launch import run_sweep
+    from sweeps.driver.sweep_file.validation import validate_sweep
+    from sweeps.driver.running.launch import run_sweep
 
     config = validate_sweep(
         {

@@ -9,7 +9,8 @@ import torch
 
 from sweeps.trial.data import DataSpec, load_split
 from sweeps.trial.frozen_features import compute_frozen_features, decide_all
-from sweeps.trial.training import build_trial_model, run_training
+from sweeps.trial.building import build_trial_model
+from sweeps.trial.training import run_training
 from sweeps.trial_params import resolve_trial_params
 from tests.conftest import trial_settings
 

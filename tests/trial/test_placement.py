@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from sweeps.trial.data import DataSpec, load_split
-from sweeps.trial.training import resolve_placement, run_training
+from sweeps.trial.building import resolve_placement
+from sweeps.trial.training import run_training
 from tests.conftest import trial_settings
 
 

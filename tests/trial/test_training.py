@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sweeps.trial.data import split_indices
-from sweeps.trial.training import batch_indices, run_training, trial_seed
+from sweeps.trial.building import trial_seed
+from sweeps.trial.training import batch_indices, run_training
 from tests.conftest import digits, trial_settings
 
 

@@ -5,7 +5,8 @@ import torch
 import torchvision
 
 from sweeps.trial.data import DataSpec, load_split
-from sweeps.trial.training import build_optimizer, build_trial_model, train_one_epoch
+from sweeps.trial.building import build_optimizer, build_trial_model
+from sweeps.trial.training import train_one_epoch
 from sweeps.trial_params import resolve_trial_params
 from tests.conftest import trial_settings
 

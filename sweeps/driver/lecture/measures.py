@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from sweeps.driver.lecture.study import SweepResult
-from sweeps.driver.report import TrialRow
+from sweeps.driver.analysis.report import TrialRow
 
 
 def layer_mean_history(result: SweepResult, row: TrialRow, stat: str) -> list[tuple[int, float]]:

@@ -12,17 +12,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from sweeps.driver import ray_cluster
-from sweeps.driver.lecture import (
-    activations,
-    batch_norm,
-    coarse_to_fine,
-    initialization,
-    learning_rate,
-    random_vs_grid,
-    sanity_checks,
-    transfer,
-)
+from sweeps.driver.cluster import ray_cluster
+from sweeps.driver.lecture.studies import activations, batch_norm, coarse_to_fine, initialization, learning_rate, random_vs_grid, sanity_checks, transfer
 from sweeps.driver.lecture.html_report import RunFacts, write_report
 from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, Finding, Lecture, LogFile
 from sweeps.driver.tracking import store

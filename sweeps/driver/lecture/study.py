@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sweeps.driver.config import SweepConfig
-from sweeps.driver.sweep_file import load_sweep
+from sweeps.driver.sweep_file.schema import SweepConfig
+from sweeps.driver.sweep_file.reading import load_sweep
 
 if TYPE_CHECKING:
-    from sweeps.driver.report import SweepReport
+    from sweeps.driver.analysis.report import SweepReport
     from sweeps.driver.tracking.queries import SweepReader
 
 # The lecture's sweep files live with the other examples, in the repository.
@@ -116,8 +116,8 @@ class Lecture:
     def run(self, name: str, overrides: dict[str, Any], *, path: Path | None = None, importance: bool = False) -> SweepResult:
         """Run a sweep file as `sweep run` does (Ray, MLflow, the file as written kept on the
         sweep's run for `sweep refine`), then read it back; `importance` as `sweep report` computes it."""
-        from sweeps.driver.launch import run_sweep
-        from sweeps.driver.report import load_report
+        from sweeps.driver.running.launch import run_sweep
+        from sweeps.driver.analysis.report import load_report
         from sweeps.driver.tracking.queries import SweepReader
         from sweeps.driver.tracking.sweep_run import log_user_sweep_file
 
@@ -134,7 +134,7 @@ class Lecture:
 
     def save(self, figure: Any, filename: str) -> str:
         """A matplotlib figure as a PNG in the report's folder; returns its file name."""
-        from sweeps.driver import plots
+        from sweeps.driver.analysis import plots
 
         figure.savefig(self.out_dir / filename, dpi=100)
         plots.close(figure)

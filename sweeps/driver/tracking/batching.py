@@ -5,7 +5,16 @@ metric, so a run's consecutive log_batch writes become one call where they fit.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
+
+class MetricPoint(NamedTuple):
+    """One value of a metric, as MLflow keeps it: at a step, stamped in milliseconds."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
 
 # MLflow's log_batch limits per call.
 MAX_ITEMS_PER_BATCH = 1000  # metrics, params and tags together

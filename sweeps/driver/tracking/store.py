@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from sweeps.driver.tracking.credentials import CREDENTIALS_HINT, has_credentials
+from sweeps.credentials import CREDENTIALS_HINT, has_credentials
 from sweeps.errors import SweepError, first_line
 
 SQLITE_PREFIX = "sqlite:///"

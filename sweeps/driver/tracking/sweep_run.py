@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, truncate
+from sweeps.driver.tracking.batching import MAX_PARAMS_PER_BATCH, MetricPoint, truncate
 from sweeps.driver.tracking.experiment_view import (
     artifact_location,
     mark_sweep_experiment,
@@ -15,6 +15,7 @@ from sweeps.trial_status import SUCCEEDED
 
 if TYPE_CHECKING:
     from sweeps.driver.tracking.writer import MlflowWriter
+
 
 
 def open_sweep_run(
@@ -84,38 +85,32 @@ def close_sweep_run(
     alerts: list[dict[str, Any]],
 ) -> None:
     """The sweep ended: its counts, best result and alerting trials, and FINISHED (FAILED if no trial succeeded)."""
-    from mlflow.entities import Metric, RunTag
-
     now = int(time.time() * 1000)
-    metrics = [Metric(f"trials_{status}", count, now, 0) for status, count in status_counts.items()]
-    metrics.append(Metric("alerts_count", len(alerts), now, 0))
-    tags = []
+    metrics = [MetricPoint(f"trials_{status}", count, now, 0) for status, count in status_counts.items()]
+    metrics.append(MetricPoint("alerts_count", len(alerts), now, 0))
+    tags = {}
     alerting = sorted({alert["trial"] for alert in alerts})
     if alerting:
-        tags.append(RunTag("sweep.alerting_trials", truncate(", ".join(alerting))))
+        tags["sweep.alerting_trials"] = truncate(", ".join(alerting))
     if best_value is not None:
-        metrics.append(Metric(f"best_{metric}", best_value, now, 0))
+        metrics.append(MetricPoint(f"best_{metric}", best_value, now, 0))
     if best_run_id is not None:
-        tags.append(RunTag("sweep.best_run_id", best_run_id))
+        tags["sweep.best_run_id"] = best_run_id
     succeeded = sum(status_counts.get(status, 0) for status in SUCCEEDED)
-    tags.append(RunTag("sweep.state", "finished" if succeeded else "failed"))
+    tags["sweep.state"] = "finished" if succeeded else "failed"
     writer.log_batch(run_id, metrics=metrics, tags=tags)
     writer.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
 def mark_sweep_interrupted(writer: MlflowWriter, run_id: str, *, signal_name: str) -> None:
     """A signal stopped the sweep: KILLED, with why; `sweep resume` reopens it."""
-    from mlflow.entities import RunTag
-
-    writer.log_batch(run_id, tags=[RunTag("sweep.state", "interrupted"), RunTag("sweep.stop_reason", f"interrupted by {signal_name}")])
+    writer.log_batch(run_id, tags={"sweep.state": "interrupted", "sweep.stop_reason": f"interrupted by {signal_name}"})
     writer.set_terminated(run_id, "KILLED")
 
 
 def mark_sweep_failed(writer: MlflowWriter, run_id: str, *, reason: str) -> None:
     """The sweep itself failed (not a trial): FAILED, with the one-line reason."""
-    from mlflow.entities import RunTag
-
-    writer.log_batch(run_id, tags=[RunTag("sweep.state", "failed"), RunTag("sweep.failure", truncate(reason))])
+    writer.log_batch(run_id, tags={"sweep.state": "failed", "sweep.failure": truncate(reason)})
     writer.set_terminated(run_id, "FAILED")
 
 

@@ -10,15 +10,13 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from sweeps.driver.journal import Spool, SweepJournal
-from sweeps.driver.storage import read_bytes
-from sweeps.driver.tracking.batching import merge_log_batches
+from sweeps.driver.tracking.batching import MetricPoint, merge_log_batches
 from sweeps.driver.tracking.store import quiet_mlflow
 from sweeps.errors import first_line
 
@@ -29,6 +27,27 @@ PENDING_RUN_ID = re.compile(rb"pending:[\w-]+")
 SEND_EVERY_S = 1.0  # how far MLflow may lag behind the sweep, to merge writes into few calls
 REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
 CLOSE_PATIENCE_S = 30.0  # at the end, how long writes wait for a store that does not answer
+
+
+class WriteLog(Protocol):
+    """Where writes wait on disk until the store takes them (the sweep's spool, record/spool.py)."""
+
+    path: str
+    appendable: bool  # False on object stores: there the log is rewritten whole
+    operations: list[dict[str, Any]]  # not yet sent, oldest first
+
+    def append(self, operations: list[dict[str, Any]]) -> None: ...
+    def pop_sent(self, count: int) -> None: ...
+    def keep_file(self, name: str, content: bytes) -> str: ...
+    def read_file(self, path: str) -> bytes: ...
+
+
+class RunIds(Protocol):
+    """Which run each trial writes to (the sweep's journal, record/journal.py): the writer reads
+    runs an earlier driver created and records the real id of each run it creates."""
+
+    def run_of(self, trial_id: str) -> str | None: ...
+    def replace_run_id(self, old_run_id: str, new_run_id: str) -> None: ...
 
 
 def is_outage(error: Exception) -> bool:
@@ -68,7 +87,9 @@ class MlflowWriter:
     `close()` sends what is queued; an exit does too.
     """
 
-    def __init__(self, tracking_uri: str, spool: Spool, journal: SweepJournal | None = None, *, warn: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, tracking_uri: str, spool: WriteLog, journal: RunIds | None = None, *, warn: Callable[[str], None] = print
+    ) -> None:
         quiet_mlflow()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
@@ -86,19 +107,31 @@ class MlflowWriter:
         self._gave_up = False
         self._sender: threading.Thread | None = None
 
-    def create_run(self, key: str, experiment_id: str, tags: dict[str, str]) -> str:
-        """Queue the run's creation; returns the `pending:` id later writes to it use."""
+    def create_run(self, key: str, experiment_id: str, *, parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+        """Queue the creation of a run nested under `parent_run_id`; returns the `pending:` id later writes to it use."""
+        tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_RUN_NAME: run_name, **tags}
         self._submit({"op": "create_run", "key": key, "experiment_id": experiment_id, "tags": tags})
         return f"pending:{key}"
 
-    def log_batch(self, run_id: str, metrics: list[Metric] = (), params: list[Param] = (), tags: list[RunTag] = ()) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[MetricPoint] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
         self._submit({
             "op": "log_batch",
             "run_id": run_id,
-            "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
-            "params": [[p.key, p.value] for p in params],
-            "tags": [[t.key, t.value] for t in tags],
+            "metrics": [list(point) for point in metrics],
+            "params": [[key, value] for key, value in (params or {}).items()],
+            "tags": [[key, value] for key, value in (tags or {}).items()],
         })
+
+    def last_step(self, run_id: str, key: str) -> int:
+        """The highest step of metric `key` the store holds for a run (0 if none), asked on the caller's thread."""
+        return max((metric.step for metric in self.client.get_metric_history(run_id, key)), default=0)
 
     def set_terminated(self, run_id: str, status: str) -> None:
         self._submit({"op": "set_terminated", "run_id": run_id, "status": status})
@@ -282,7 +315,7 @@ class MlflowWriter:
         elif kind == "reopen_run":
             self.client.update_run(run_id, status="RUNNING")
         elif kind == "log_bytes":
-            content = writes[0].content if writes[0].content is not None else read_bytes(operation["file"])
+            content = writes[0].content if writes[0].content is not None else self.spool.read_file(operation["file"])
             if operation["name"].endswith(".json"):
                 content = self._with_run_ids(content)
             with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from sweeps.trial.data import SplitData
 from sweeps.trial.fused.model import FUSED_ARCHITECTURES
-from sweeps.trial.training import build_trial_state, resolve_placement
+from sweeps.trial.building import resolve_placement
+from sweeps.trial.training import build_trial_state
 from sweeps.trial_settings import TrialSettings
 
 WARM_UP_STEPS, MEASURED_STEPS = 5, 20

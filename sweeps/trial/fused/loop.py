@@ -22,12 +22,8 @@ from sweeps.trial.fused.diagnostics import GroupDiagnostics
 from sweeps.trial.fused.members import MemberSpec, member_specs
 from sweeps.trial.fused.model import FusedModel, build_fused_model
 from sweeps.trial.fused.optimizer import MemberOptimizer
-from sweeps.trial.training import (
-    Placement,
-    divergence,
-    resolve_placement,
-    steps_per_epoch,
-)
+from sweeps.trial.building import Placement, resolve_placement
+from sweeps.trial.training import divergence, steps_per_epoch
 from sweeps.trial_settings import TrialSettings
 
 Group = list[tuple[int, dict[str, Any]]]  # (sampling index, sampled params) of each member

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.trial.training import trial_seed
+from sweeps.trial.building import trial_seed
 from sweeps.trial_params import resolve_trial_params
 
 

@@ -26,7 +26,7 @@ from sweeps.trial.fused.layers import (
     channels_to_rows,
 )
 from sweeps.trial.fused.members import MemberSpec
-from sweeps.trial.training import build_trial_model
+from sweeps.trial.building import build_trial_model
 from sweeps.trial_settings import TrialSettings
 
 
@@ -183,7 +183,7 @@ class FusedResNet(FusedModel):
 
 
 # arch -> builder(members, input_shape (C, H, W), num_classes, **architecture options). An
-# architecture missing here runs unfused (sweeps.driver.fusion says so before the sweep starts).
+# architecture missing here runs unfused (sweeps.driver.planning.fusion says so before the sweep starts).
 FUSED_ARCHITECTURES: dict[str, Callable[..., FusedModel]] = {
     "mlp": lambda members, shape, classes, **options: FusedMLP(members, math.prod(shape), classes, **options),
     "cnn": lambda members, shape, classes, **options: FusedCNN(members, shape[0], classes, input_size=tuple(shape[1:]), **options),

@@ -7,13 +7,7 @@ import pickle
 
 import pytest
 
-from sweeps.driver.lecture import (
-    coarse_to_fine,
-    initialization,
-    learning_rate,
-    random_vs_grid,
-    transfer,
-)
+from sweeps.driver.lecture.studies import coarse_to_fine, initialization, learning_rate, random_vs_grid, transfer
 from sweeps.driver.lecture.html_report import RunFacts, write_report
 from sweeps.driver.lecture.runner import STUDIES
 from sweeps.driver.lecture.study import (
@@ -27,7 +21,7 @@ from sweeps.driver.lecture.study import (
     LogFile,
     judge,
 )
-from sweeps.driver.report import TrialRow
+from sweeps.driver.analysis.report import TrialRow
 from tests.conftest import REPO
 
 

@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeps.driver.journal import Spool, SweepJournal
+from sweeps.driver.record.journal import SweepJournal
+from sweeps.driver.record.spool import Spool
 from sweeps.driver.tracking import writer as writer_module
+from sweeps.driver.tracking.batching import MetricPoint
 from sweeps.driver.tracking.writer import MlflowWriter
-from sweeps.driver.webhook import WebhookSender
+from sweeps.driver.events.webhook import WebhookSender
 from tests.conftest import free_port
 from tests.driver.tracking.test_batching import log_batch
 
@@ -33,13 +34,13 @@ def make_journal(tmp_path, tracking_uri: str) -> SweepJournal:
 def test_writes_reach_the_store_in_order_and_the_journal_gets_the_real_run_id(tmp_path, tracking_uri):
     journal = make_journal(tmp_path, tracking_uri)
     writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
-    run_id = writer.create_run("trial_1", journal.experiment_id, tags={"sweep.trial_id": "trial_1"})
+    run_id = writer.create_run("trial_1", journal.experiment_id, parent_run_id=journal.parent_run_id, run_name="t1", tags={"sweep.trial_id": "trial_1"})
     assert run_id == "pending:trial_1"  # the caller does not wait for the store
     journal.record_run("trial_1", run_id, {"lr": 0.1})
-    writer.log_batch(run_id, params=[Param("lr", "0.1")])
+    writer.log_batch(run_id, params={"lr": "0.1"})
     for epoch in range(1, 31):
-        writer.log_batch(run_id, metrics=[Metric("val_acc", epoch / 30, 0, epoch)], tags=[RunTag("sweep.status", "running")])
-    writer.log_batch(run_id, tags=[RunTag("sweep.status", "completed")])
+        writer.log_batch(run_id, metrics=[MetricPoint("val_acc", epoch / 30, 0, epoch)], tags={"sweep.status": "running"})
+    writer.log_batch(run_id, tags={"sweep.status": "completed"})
     writer.log_bytes(run_id, "figure.txt", b"a figure")
     writer.set_terminated(run_id, "FINISHED")
     assert writer.close() == 0
@@ -62,8 +63,8 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(tmp_p
     unreachable = f"http://127.0.0.1:{free_port()}"
     warnings = []
     writer = MlflowWriter(unreachable, Spool(journal.experiment_path), journal, warn=warnings.append)
-    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
-    writer.log_batch(run_id, metrics=[Metric("val_acc", 0.5, 0, 1)])
+    run_id = writer.create_run("trial_1", journal.experiment_id, parent_run_id=journal.parent_run_id, run_name="t1", tags={})
+    writer.log_batch(run_id, metrics=[MetricPoint("val_acc", 0.5, 0, 1)])
     writer.log_bytes(run_id, "figure.txt", b"kept with the spool")
     assert writer.close(patience_s=0) == 3
     assert any("does not answer" in warning for warning in warnings)
@@ -83,7 +84,7 @@ def test_an_alert_reaches_the_webhook_and_alerts_json_with_the_runs_real_id(tmp_
     journal = make_journal(tmp_path, tracking_uri)
     writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
     webhook = WebhookSender(alert_webhook.url, warn=print)
-    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
+    run_id = writer.create_run("trial_1", journal.experiment_id, parent_run_id=journal.parent_run_id, run_name="t1", tags={})
     alert = {"trial": "trial_1", "run_id": run_id, "direction": "too_high"}
     # Queued while the run is still pending: the webhook's thread waits for the sender to create it.
     webhook.send(alert, run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 30))
@@ -103,7 +104,7 @@ def test_an_alert_sent_while_mlflow_is_away_names_no_run_and_does_not_hold_up_th
     journal = make_journal(tmp_path, tracking_uri)
     writer = MlflowWriter(f"http://127.0.0.1:{free_port()}", Spool(journal.experiment_path), journal, warn=lambda line: None)
     webhook = WebhookSender(alert_webhook.url, warn=print)
-    run_id = writer.create_run("trial_1", journal.experiment_id, tags={})
+    run_id = writer.create_run("trial_1", journal.experiment_id, parent_run_id=journal.parent_run_id, run_name="t1", tags={})
     started = time.monotonic()
     for step in range(5):  # each would wait a minute for a run that the closed writer can no longer create
         webhook.send({"trial": "trial_1", "step": step}, run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 60))
@@ -141,12 +142,13 @@ def test_a_store_that_answers_again_while_the_writer_closes_gets_every_write(tmp
     monkeypatch.setattr(writer_module, "RETRY_DELAYS_S", (0.0,))
     client = MlflowClient(mlflow_server.url)
     experiment_id = client.create_experiment("late")
+    parent = client.create_run(experiment_id).info.run_id
     mlflow_server.stop()
     warnings: list[str] = []
     writer = MlflowWriter(mlflow_server.url, Spool(str(tmp_path / "experiment")), warn=warnings.append)
-    run_id = writer.create_run("trial_1", experiment_id, tags={"sweep.trial_id": "trial_1"})
+    run_id = writer.create_run("trial_1", experiment_id, parent_run_id=parent, run_name="t1", tags={"sweep.trial_id": "trial_1"})
     for epoch in range(1, 101):
-        writer.log_batch(run_id, metrics=[Metric("val_acc", epoch / 100, 0, epoch)])
+        writer.log_batch(run_id, metrics=[MetricPoint("val_acc", epoch / 100, 0, epoch)])
     deadline = time.monotonic() + 5
     while not writer.offline and time.monotonic() < deadline:
         time.sleep(0.1)  # the sender finds the store away

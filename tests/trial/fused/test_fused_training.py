@@ -23,7 +23,8 @@ import torch
 from sweeps.trial.fused.loop import run_group_training
 from sweeps.trial.fused.members import member_specs
 from sweeps.trial.fused.model import FUSED_ARCHITECTURES, build_fused_model
-from sweeps.trial.training import build_trial_model, run_training
+from sweeps.trial.building import build_trial_model
+from sweeps.trial.training import run_training
 from tests.conftest import digits, trial_settings
 
 FLOAT64 = 1e-6
@@ -139,7 +140,7 @@ def test_a_fused_model_starts_from_each_members_solo_model():
 
 
 def test_every_fusable_architecture_is_listed_for_the_driver():
-    from sweeps.driver.fusion import FUSABLE_ARCHITECTURES
+    from sweeps.driver.planning.fusion import FUSABLE_ARCHITECTURES
 
     assert sorted(FUSED_ARCHITECTURES) == sorted(FUSABLE_ARCHITECTURES)
 

@@ -1,4 +1,0 @@
-"""`python -m cli`: the `sweep` command, as the tests run it from a checkout."""
-from cli import main
-
-main()

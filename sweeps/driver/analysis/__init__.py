@@ -1,0 +1,1 @@
+"""Reading a sweep back: the report, importance, plots, and the refined sweep file (coarse to fine)."""

@@ -1,0 +1,226 @@
+"""The Tune callback that keeps one MLflow child run per trial under the sweep's parent run.
+
+Only the driver talks to MLflow: trials report to Tune, and this callback turns Tune's
+events into writes queued on the tracking package's writer, so workers need no tracking
+credentials and a sqlite store never sees writers from several processes. It also keeps
+the sweep's journal, hands alerts to the webhook and has each trial's histogram figure
+drawn.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ray import tune
+
+from sweeps.alerts import alert_summary
+from sweeps.driver.record.journal import SweepJournal
+from sweeps.driver.record.spool import Spool
+from sweeps.run_names import trial_run_name
+from sweeps.driver.tracking.batching import MetricPoint, truncate
+from sweeps.driver.tracking.sweep_run import param_text
+from sweeps.driver.tracking.writer import MlflowWriter
+from sweeps.driver.events.webhook import WebhookSender
+from sweeps.errors import first_line
+from sweeps.trial_status import trial_status
+
+TRACKED_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+ALERT_WAITS_FOR_RUN_S = 10.0  # an alert sent while MLflow is away names no run rather than wait for it
+
+
+class MlflowTrialLogger(tune.Callback):
+    """A Tune callback that keeps one MLflow child run per trial under the sweep's parent run.
+
+    Tune pickles it with the experiment and unpickles it when a sweep resumes, so it
+    holds only the experiment path; the run ids, tracking URI and parent run come
+    from the sweep's journal there when the experiment starts (or starts again).
+    """
+
+    def __init__(self, experiment_path: str, *, epochs: int, sampled: tuple[str, ...] = (), on_alert: WebhookSender | None = None) -> None:
+        self.experiment_path = experiment_path
+        self.epochs = epochs
+        self.sampled = sampled  # the params a trial's run name shows
+        self.on_alert = on_alert
+        self._reset()
+
+    def _reset(self) -> None:
+        self.journal: SweepJournal | None = None
+        self.writer: MlflowWriter | None = None
+        self._logged_epochs: dict[str, int] = {}
+        self._unfinished: set[str] = set()  # trials started and not yet ended
+        self._histograms: dict[str, tuple[dict, dict]] = {}
+        # Figures are drawn here, off Tune's event loop, which every running trial's report waits on.
+        self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "sampled": self.sampled, "on_alert": self.on_alert}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def setup(self, **info: Any) -> None:
+        self.journal = SweepJournal.load(self.experiment_path)
+        self.writer = MlflowWriter(self.journal.tracking_uri, Spool(self.experiment_path), self.journal)
+        # A resumed sweep: epochs its runs already hold are not logged again.
+        for trial_id, entry in self.journal.trial_runs.items():
+            created = not entry["run_id"].startswith("pending:")
+            self._logged_epochs[trial_id] = self.writer.last_step(entry["run_id"], "val_acc") if created else 0
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._unfinished.add(trial.trial_id)
+        existing = self.journal.run_of(trial.trial_id)
+        if existing is not None:
+            # A retry, or a trial of a resumed sweep: it goes on in its run, which an
+            # interruption may have closed.
+            self.writer.reopen_run(existing)
+            self.writer.log_batch(existing, tags={"sweep.status": "running"})
+            self.journal.record_status(trial.trial_id, "running")
+            return
+        live = {other.trial_id for other in trials if other is not trial}
+        adopted = self.journal.adopt_run(trial.trial_id, trial.config, live)
+        if adopted is not None:
+            self.writer.log_batch(adopted, tags={"sweep.trial_id": trial.trial_id})
+            return
+        run_id = self.writer.create_run(
+            trial.trial_id,
+            self.journal.experiment_id,
+            parent_run_id=self.journal.parent_run_id,
+            run_name=self._name(trial),
+            tags={
+                "sweep.trial_id": trial.trial_id,
+                "sweep.status": "running",
+                **getattr(trial, "run_tags", {}),  # a fused group's member says which group (driver/member_events.py)
+            },
+        )
+        self.journal.record_run(trial.trial_id, run_id, trial.config)
+        self.writer.log_batch(run_id, params={key: param_text(value) for key, value in trial.config.items()})
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.journal.run_of(trial.trial_id)
+        if run_id is not None:
+            self.writer.log_batch(run_id, tags={"sweep.retries": str(trial.num_failures)})
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.journal.run_of(trial.trial_id)
+        epoch = int(result["training_iteration"])
+        if epoch <= self._logged_epochs.get(trial.trial_id, 0):
+            return  # a restarted trial going over epochs after its checkpoint that its run already holds
+        self._logged_epochs[trial.trial_id] = epoch
+        now = int(time.time() * 1000)
+        metrics = [MetricPoint(key, float(result[key]), now, epoch) for key in TRACKED_METRICS if key in result]
+        diagnostics = diagnostics_of(result)
+        if diagnostics:
+            metrics += diagnostic_metrics(diagnostics, now)
+            self._keep_histograms(trial.trial_id, diagnostics["histograms"])
+            self._record_alerts(trial, run_id, diagnostics["alerts"])
+        first_on_its_node = "node_id" in result and result.get("iterations_since_restore") == 1
+        tags = {"sweep.node_id": result["node_id"]} if first_on_its_node else {}
+        self.writer.log_batch(run_id, metrics=metrics, tags=tags)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, errored=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Every trial ends before the experiment does, unless the sweep was stopped
+        # (a signal, or the driver failing): close those runs as interrupted, not RUNNING.
+        for trial_id in sorted(self._unfinished):
+            run_id = self.journal.run_of(trial_id)
+            if run_id is not None:
+                self.writer.log_batch(run_id, tags={"sweep.status": "interrupted"})
+                self.writer.set_terminated(run_id, "KILLED")
+                self.journal.record_status(trial_id, "interrupted")
+        self._unfinished.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Send what is queued (or keep it in the spool) before the sweep reports its end."""
+        self._figures.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.close(patience_s=0)  # the sweep's closing writer takes the spool over and waits for the store
+        if self.on_alert is not None:
+            self.on_alert.close()
+
+    def _keep_histograms(self, trial_id: str, snapshots: list[dict[str, Any]]) -> None:
+        """Keep the first snapshot (initialization) and the latest one (the end so far)."""
+        if snapshots:
+            initial, _ = self._histograms.get(trial_id, (snapshots[0], None))
+            self._histograms[trial_id] = (initial, snapshots[-1])
+
+    def _record_alerts(self, trial: Any, run_id: str, alerts: list[dict[str, Any]]) -> None:
+        if not alerts:
+            return
+        alerts = [{"trial": self._name(trial), "run_id": run_id, **alert} for alert in alerts]
+        for alert in alerts:
+            if not math.isfinite(alert["value"]):
+                alert["value"] = str(alert["value"])  # JSON has no NaN or inf
+        self.journal.add_alerts(alerts)
+        if self.on_alert is not None:
+            # From now, not from when the webhook's thread gets to it: a burst of alerts waits once.
+            deadline = time.monotonic() + ALERT_WAITS_FOR_RUN_S
+            for alert in alerts:
+                self.on_alert.send(alert, run_id=lambda: self.writer.created_run_id(run_id, deadline=deadline))
+        summaries = [alert_summary(alert) for alert in self._alerts_of(trial)]
+        self.writer.log_batch(run_id, tags={"alert.update_ratio": truncate("; ".join(summaries))})
+
+    def _alerts_of(self, trial: Any) -> list[dict[str, Any]]:
+        # By trial, not run id: the sender may swap a run's pending id for its real one at any time.
+        return [alert for alert in self.journal.alerts if alert["trial"] == self._name(trial)]
+
+    def _name(self, trial: Any) -> str:
+        return trial_run_name(trial.trial_id, trial.config, self.sampled)
+
+    def _finish(self, trial: Any, *, errored: bool) -> None:
+        self._unfinished.discard(trial.trial_id)
+        run_id = self.journal.run_of(trial.trial_id)
+        if run_id is None:
+            return
+        status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
+        self.journal.record_status(trial.trial_id, status)
+        tags = {"sweep.status": status}
+        if (trial.last_result or {}).get("stop_reason"):
+            tags["sweep.stop_reason"] = trial.last_result["stop_reason"]
+        self.writer.log_batch(run_id, tags=tags)
+        trial_alerts = self._alerts_of(trial)
+        if trial_alerts:
+            # Run ids still pending here are resolved by the writer when it sends the file.
+            self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
+        if trial.trial_id in self._histograms:
+            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{self._name(trial)}: hidden activations")
+        self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+
+    def _log_histogram_figure(self, run_id: str, snapshots: tuple[dict, dict], *, title: str) -> None:
+        from sweeps.driver.events.histogram_figure import activation_histograms_png
+
+        try:
+            figure = activation_histograms_png(*snapshots, title=title)
+        except Exception as error:  # a figure that cannot be drawn is no reason to lose the sweep
+            self.writer.warn(f"{title}: the activation histogram figure could not be drawn: {first_line(error)}")
+            return
+        self.writer.log_bytes(run_id, "activation_histograms.png", figure)
+
+
+def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A trial's diagnostics from its Tune result, where the trainable sends them as JSON text."""
+    diagnostics = result.get("diagnostics")
+    return json.loads(diagnostics) if isinstance(diagnostics, str) else diagnostics
+
+
+def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[MetricPoint]:
+    """update_ratio/<param> and act_*/<layer> metrics, each at its global optimizer step."""
+    metrics = []
+    for step, ratios in diagnostics["update_ratios"]:
+        metrics += [MetricPoint(f"update_ratio/{name}", value, timestamp, step) for name, value in ratios.items()]
+        if ratios:
+            metrics.append(MetricPoint("update_ratio/median", statistics.median(ratios.values()), timestamp, step))
+    for step, layers in diagnostics["activations"]:
+        for layer, stats in layers.items():
+            metrics += [MetricPoint(f"{stat}/{layer}", value, timestamp, step) for stat, value in stats.items()]
+    return metrics
