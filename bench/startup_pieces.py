@@ -5,8 +5,12 @@
 Each round runs `sweep run search.yaml` once with every piece in place and once with
 each piece taken out (the order shuffled per round, each run in a fresh folder with a
 fresh sqlite store), so the machine's drift lands on every variant alike. A piece is
-taken out by putting Ray's or MLflow's own behaviour back in the driver process before
-the command runs. Prints one JSON line per run and a table of medians.
+taken out by putting Ray's own behaviour back in the driver process before the command
+runs. Prints one JSON line per run and a table of medians.
+
+Commit ce09cff measured four more pieces this way (kept MLflow tables, a store made aside,
+no Ray API server, prestarted workers); each saved under half a second and was removed
+(bench/RESULTS.md). What is left is the one that pays.
 """
 
 from __future__ import annotations
@@ -24,25 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # piece -> Python run in the driver before `sweep` starts, putting back what Ray or MLflow does alone
 WITHOUT = {
-    "kept-empty-tables": (
-        "from sweeps.driver.tracking import empty_tables; empty_tables.empty_tables_file = lambda: None"
-    ),
-    "store-made-aside": (
-        "from sweeps.driver.tracking import new_store, empty_tables;"
-        " empty_tables.empty_tables_file = lambda: None;"
-        " new_store.NewStore.prepare = lambda self, uri: setattr(self, 'tracking_uri', uri)"
-    ),
-    "no-api-server": (
-        "import contextlib; from sweeps.driver.cluster import ray_cluster;"
-        " ray_cluster._without_api_server = lambda **kw: contextlib.nullcontext()"
-    ),
     "monitor-killed-first": (
         "from sweeps.driver.cluster import ray_cluster;"
         " ray_cluster.RAY_INTERNALS['autoscaler monitor'] = (lambda: None, '')"
-    ),
-    "prestarted-workers": (
-        "from sweeps.driver.cluster import ray_cluster;"
-        " ray_cluster.let_trials_take_prestarted_workers = lambda: None"
     ),
 }
 

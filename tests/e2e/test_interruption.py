@@ -13,8 +13,8 @@ from tests.conftest import run_sweep_cli, sweep_runs
 from tests.e2e.conftest import (
     assert_one_complete_sweep,
     experiment_of,
-    logged_epochs,
     start_sweep_cli,
+    trial_results,
     wait_until,
     write_sweep,
 )
@@ -29,13 +29,14 @@ def start_sweep(tmp_path, tracking_uri, ray_address) -> tuple[subprocess.Popen, 
     return start_sweep_cli("run", str(path), *common, cwd=tmp_path), common
 
 
-def wait_for_a_trial_midway(sweep, tracking_uri) -> None:
+def wait_for_a_trial_midway(sweep, tmp_path) -> None:
+    """Until Tune's own record (written as each epoch is reported, not a second later as MLflow
+    is) shows a trial with at least three epochs still to go: a signal then lands mid-sweep."""
+
     def midway() -> bool:
-        try:
-            client, _, children = sweep_runs(tracking_uri, "resilient")
-        except AttributeError:  # no experiment yet
-            return False
-        return any(0 < len(logged_epochs(client, child.info.run_id)) < EPOCHS for child in children)
+        experiment = experiment_of(tmp_path / "results")
+        lines = trial_results(experiment).values() if experiment is not None else []
+        return any(0 < len(results) <= EPOCHS - 3 for results in lines)
 
     wait_until(midway, timeout=240, what="a trial part-way through", process=sweep)
 
@@ -44,7 +45,7 @@ def wait_for_a_trial_midway(sweep, tracking_uri) -> None:
 def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_trial(tmp_path, tracking_uri, ray_address, signum, code):
     sweep, _ = start_sweep(tmp_path, tracking_uri, ray_address)
     try:
-        wait_for_a_trial_midway(sweep, tracking_uri)
+        wait_for_a_trial_midway(sweep, tmp_path)
         sweep.send_signal(signum)
         output, _ = sweep.communicate(timeout=120)
     finally:
@@ -75,7 +76,7 @@ def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_tr
 def test_a_second_ctrl_c_leaves_at_once(tmp_path, tracking_uri, ray_address):
     sweep, _ = start_sweep(tmp_path, tracking_uri, ray_address)
     try:
-        wait_for_a_trial_midway(sweep, tracking_uri)
+        wait_for_a_trial_midway(sweep, tmp_path)
         sweep.send_signal(signal.SIGINT)
         time.sleep(0.05)
         sweep.send_signal(signal.SIGINT)
@@ -151,7 +152,7 @@ def read_lock(experiment) -> str:
 def test_two_resumes_of_one_sweep_at_once_one_refuses(tmp_path, tracking_uri, ray_address):
     sweep, _ = start_sweep(tmp_path, tracking_uri, ray_address)
     try:
-        wait_for_a_trial_midway(sweep, tracking_uri)
+        wait_for_a_trial_midway(sweep, tmp_path)
         sweep.send_signal(signal.SIGKILL)  # as a dead pod leaves it: no closing at all
         sweep.wait(timeout=30)
     finally:

@@ -35,9 +35,7 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
     # Ray reports usage to its makers unless told not to: a network request no one asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        # Ray's API server serves only usage statistics here: one who asked for them gets it.
-        serves_nothing = os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
-        with _processes_without_cloud_probe(starting=address is None), _without_api_server(starting=address is None and serves_nothing):
+        with _processes_without_cloud_probe(starting=address is None):
             ray.init(
                 address=address,
                 include_dashboard=False,
@@ -62,10 +60,9 @@ def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
     """Ray's API server (its dashboard process), which runs even with include_dashboard=False,
     asks the AWS, Azure and GCP metadata addresses which cloud it is on when it starts
     (usage_lib's get_cloud_from_metadata_requests, whatever RAY_USAGE_STATS_ENABLED says).
-    A sweep's own Ray starts none (_without_api_server), unless Ray's internals moved; for
-    that case, and any other process that asks, the processes a Ray started here spawns get
-    ray_process_site/ on their PYTHONPATH, whose sitecustomize calls silence_cloud_probe.
-    A cluster the sweep joins is its owner's to configure."""
+    The processes a Ray started here spawns get ray_process_site/ on their PYTHONPATH, whose
+    sitecustomize calls silence_cloud_probe. A cluster the sweep joins is its owner's to
+    configure."""
     if not starting:
         yield
         return
@@ -78,25 +75,6 @@ def _processes_without_cloud_probe(*, starting: bool) -> Iterator[None]:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
-
-
-@contextmanager
-def _without_api_server(*, starting: bool) -> Iterator[None]:
-    """A Ray started here starts no API server. Ray's head starts one (its dashboard process)
-    even with include_dashboard=False, where it loads only Ray's usage-statistics module
-    and no HTTP server, and ray.init waits for it to come up: about a second of every
-    sweep's start-up (bench/RESULTS.md). Nothing a sweep uses asks it anything: Tune talks
-    to the GCS and the raylet. A cluster the sweep joins keeps its own."""
-    node_class = _internal("Ray's API server start") if starting else None
-    if node_class is None:
-        yield
-        return
-    start_api_server = vars(node_class)["start_api_server"]  # as defined, should it become a staticmethod
-    node_class.start_api_server = lambda node, **options: None
-    try:
-        yield
-    finally:
-        node_class.start_api_server = start_api_server
 
 
 def silence_cloud_probe() -> None:
@@ -224,18 +202,6 @@ def ray_alongside(address: str | None, *, verbose: bool, meanwhile: Callable[[],
             stop_own_ray()
 
 
-def let_trials_take_prestarted_workers() -> None:
-    """Ray starts a worker process per CPU as it comes up, which boots (Python, Ray) while
-    the sweep gets ready. Tune creates its trial actors with
-    `runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`, for PyTorch Lightning, which no
-    trial here uses, and a worker started without that runtime env never hosts one: each
-    trial worker was a new process (bench/RESULTS.md). Without the variable the trials
-    take the workers Ray started."""
-    env_vars = _internal("Tune's actor env vars")
-    if env_vars is not None:
-        env_vars.pop("PL_DISABLE_FORK", None)
-
-
 def recorded_checkpoint(trial: Any) -> Any | None:
     """The checkpoint Tune will restore `trial` from (None if it has none)."""
     result = _internal("a trial's latest checkpoint result", trial)
@@ -256,23 +222,6 @@ def _kill_monitor_accessor() -> Callable[[], None]:
     kill = worker._global_node._kill_process_type
     monitor = ray_constants.PROCESS_TYPE_MONITOR
     return lambda: kill(monitor, allow_graceful=False, check_alive=False, wait=True)
-
-
-def _api_server_start() -> Any:
-    import inspect
-
-    from ray._private.node import Node
-
-    parameters = inspect.signature(Node.start_api_server).parameters
-    if not {"include_dashboard", "raise_on_failure"} <= set(parameters) or "self.start_api_server(" not in inspect.getsource(Node.start_head_processes):
-        raise TypeError("Node.start_api_server changed, or the head no longer starts its API server through it")
-    return Node
-
-
-def _tune_actor_env_vars() -> dict[str, str]:
-    from ray.tune.execution import class_cache
-
-    return class_cache.DEFAULT_ENV_VARS
 
 
 def _tune_stops_on_sigusr1() -> bool:
@@ -302,11 +251,6 @@ RAY_INTERNALS: dict[str, tuple[Callable[..., Any], str]] = {
         _kill_monitor_accessor,
         "ray._private.worker._global_node._kill_process_type and ray._private.ray_constants.PROCESS_TYPE_MONITOR",
     ),
-    "Ray's API server start": (
-        _api_server_start,
-        "ray._private.node.Node.start_api_server(include_dashboard=, raise_on_failure=), which Node.start_head_processes calls",
-    ),
-    "Tune's actor env vars": (_tune_actor_env_vars, "ray.tune.execution.class_cache.DEFAULT_ENV_VARS"),
     "Ray's cloud probe": (_cloud_probe, f"{USAGE_LIB}.get_cloud_from_metadata_requests, replaced in the processes a sweep's own Ray starts"),
     "Tune's graceful stop": (
         _tune_stops_on_sigusr1,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +26,8 @@ from sweeps.driver.planning.plan import SweepPlan, load_sweep_data, plan_sweep
 from sweeps.driver.running.startup import announce
 from sweeps.driver.sweep_file.reading import load_yaml
 from sweeps.driver.tracking import store
-from sweeps.driver.tracking.new_store import NewStore
 from sweeps.errors import SweepError
+from sweeps.trial.data import SplitData
 
 Echo = Callable[[str], None]
 
@@ -72,10 +73,10 @@ def _run_new_sweep(
     store.check_sources(tracking_uri, configured=config.mlflow.tracking_uri)
     ray_cluster.check_ray_reachable(address)
     storage.check_storage_writable(storage_path)
-    with stop_gracefully_on_signals(echo) as interruption, NewStore() as new_store:
-        prepare = lambda: _load_data_and_reach_store(plan, tracking_uri, new_store, echo=echo)  # noqa: E731
+    with stop_gracefully_on_signals(echo) as interruption:
         announce(echo, f"joining the Ray cluster at {address}" if address else "starting Ray on this machine")
-        with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as data:
+        prepare = partial(_load_data_and_reach_store, plan, tracking_uri, echo=echo)
+        with ray_cluster.ray_alongside(address, verbose=verbose, meanwhile=prepare) as (data, resolved_uri):
             interruption.reclaim()
             announce(echo, f"Ray is up: {ray_cluster.alive_node_count()} node(s); the first trials start")
             _check_the_cluster_can_run(config, storage_path)
@@ -85,8 +86,7 @@ def _run_new_sweep(
                 with interruption.opening_the_sweep():
                     experiment_path = storage.new_experiment_folder(storage_path, run_name)
                     held.enter_context(hold_sweep(experiment_path, command="sweep run"))
-                    new_store.install()
-                    journal = _open_sweep(plan, new_store.tracking_uri, experiment_path)
+                    journal = _open_sweep(plan, resolved_uri, experiment_path)
                     held.enter_context(closing.on_failure(journal, echo=echo))
                 from sweeps.driver.running.tuner import new_tuner
 
@@ -175,9 +175,10 @@ def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     return journal, config
 
 
-def _load_data_and_reach_store(plan: SweepPlan, tracking_flag: str | None, new_store: NewStore, *, echo: Echo) -> Any:
+def _load_data_and_reach_store(plan: SweepPlan, tracking_flag: str | None, *, echo: Echo) -> tuple[SplitData, str]:
     """What a sweep needs before its first trial, done while Ray starts: the data, and the
-    MLflow store (importing MLflow, and making a new store's tables, take seconds)."""
+    MLflow store's URI, checked (importing MLflow takes seconds). A new sqlite store's tables
+    are made when the sweep opens its parent run: bad input leaves no store behind."""
     if plan.config.diagnostics.enabled:
         # Pillow loads now, while Ray starts, not when the first trial's histogram figure
         # is drawn mid-sweep, where its import would hold the GIL against Tune's event loop.
@@ -189,12 +190,10 @@ def _load_data_and_reach_store(plan: SweepPlan, tracking_flag: str | None, new_s
     announce(echo, "opening the MLflow store")
     tracking_uri = store.resolve_tracking_uri(tracking_flag, configured=plan.config.mlflow.tracking_uri)
     store.check_reachable(tracking_uri, create=True)
-    try:
-        new_store.prepare(tracking_uri)
-    except Exception as error:  # MLflow raises many types
-        raise store.StoreError(store.describe_failure(tracking_uri, error)) from None
-    announce(echo, f"MLflow store ready: {tracking_uri}")
-    return data
+    database = store.sqlite_path(tracking_uri)
+    made = database is None or database.exists()
+    announce(echo, f"MLflow store ready: {tracking_uri}" if made else f"MLflow store: a new one at {database}")
+    return data, tracking_uri
 
 
 def _check_the_cluster_can_run(config: SweepConfig, storage_path: str | None) -> None:

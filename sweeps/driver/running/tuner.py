@@ -85,7 +85,6 @@ def _trainable(plan: SweepPlan, data: SplitData, features: SweepFeatures, *, res
 
 
 def _prepare_tune() -> None:
-    ray_cluster.let_trials_take_prestarted_workers()
     # Tune's own per-trial files: result.json and progress.csv, not TensorBoard event files
     # (MLflow is where a person looks); and no warning that checkpoints force snapshots.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
