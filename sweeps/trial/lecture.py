@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sweeps.trial.data import SplitData
-from sweeps.trial.diagnostics import PROBE_EXAMPLES, activation_layers
+from sweeps.trial.measurements import PROBE_EXAMPLES, activation_layers
 from sweeps.trial.building import build_trial_model, trial_seed
 from sweeps.trial.training import run_training
 from sweeps.trial_params import resolve_trial_params

@@ -5,7 +5,6 @@ Tune `train_trial` without loading it.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps.epoch_report import encode_diagnostics
 from sweeps.trial.data import SplitData
 from sweeps.trial_settings import TrialSettings
 
@@ -32,10 +32,7 @@ def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -
     # Which Ray node trained it: on a cluster, a person wants to know where a trial ran.
     metrics = metrics | {"node_id": ray.get_runtime_context().get_node_id()}
     if "diagnostics" in metrics:
-        # One string, not a tree of hundreds of numbers that Tune would flatten, copy, write
-        # to result.json and progress.csv and snapshot with the experiment at every result.
-        # The MLflow callback reads it back (tracking.diagnostics_of).
-        metrics["diagnostics"] = json.dumps(metrics["diagnostics"])
+        metrics["diagnostics"] = encode_diagnostics(metrics["diagnostics"])
     if checkpoint is None:
         tune.report(metrics)
         return

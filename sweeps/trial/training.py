@@ -12,11 +12,14 @@ from torch import nn
 
 from sweeps.trial.augmentation import BatchAugmenter
 from sweeps.trial.data import SplitData
-from sweeps.trial.diagnostics import PROBE_EXAMPLES, TrialDiagnostics
+from sweeps.trial.diagnostics import Diagnostics
 from sweeps.trial.frozen_features import FrozenFeatures, train_on_features
 from sweeps.trial.building import Placement, build_optimizer, build_trial_model, resolve_placement, trial_seed
 from sweeps.trial_params import resolve_trial_params
+from sweeps.trial.measurements import PROBE_EXAMPLES, MeasuredModel, SoloModel
 from sweeps.trial_settings import TrialSettings
+
+SOLO = "trial"  # the one member a solo trial's diagnostics measure
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -46,7 +49,7 @@ def train_one_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
-    diagnostics: TrialDiagnostics | None = None,
+    diagnostics: Diagnostics | None = None,
     placement: Placement = Placement(torch.device("cpu")),
     augment: BatchAugmenter | None = None,
 ) -> dict[str, float]:
@@ -68,7 +71,7 @@ def train_one_epoch(
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if measured and diagnostics.after_step(loss.detach()):
+        if measured and diagnostics.after_step(loss.detach().unsqueeze(0)):
             break
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
 
@@ -179,11 +182,7 @@ def run_training(
     state = build_trial_state(sampled, settings, data, placement, features)
     if resume_from is not None:
         state.restore(resume_from)
-    diagnostics = None
-    if settings.diagnostics.enabled:
-        done_steps = (state.next_epoch - 1) * steps_per_epoch(len(state.data.train_y), state.params["batch_size"])
-        probe = state.data.inputs(state.data.train_x[:PROBE_EXAMPLES])
-        diagnostics = TrialDiagnostics(state.model, probe, settings.diagnostics, start_step=done_steps)
+    diagnostics = start_diagnostics(SoloModel(state.model, SOLO), state.data, settings, epochs_done=state.next_epoch - 1, batch_size=state.params["batch_size"])
     last_checkpoint_at = time.monotonic()
     for epoch in range(state.next_epoch, settings.epochs + 1):
         metrics = train_and_evaluate_epoch(state, epoch, diagnostics=diagnostics, placement=placement)
@@ -199,7 +198,7 @@ def run_training(
             return
 
 
-def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: TrialDiagnostics | None, placement: Placement) -> dict[str, Any]:
+def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Diagnostics | None, placement: Placement) -> dict[str, Any]:
     """One epoch's metrics; `stop_reason` among them when the trial must end after it."""
     metrics: dict[str, Any] = train_one_epoch(
         state.model,
@@ -211,13 +210,23 @@ def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Tria
         placement=placement,
         augment=state.augment,
     )
-    stop_reason = None
+    measured = None
     if diagnostics is not None:
         # Before evaluate(): the probe wants training mode, which the model is still in.
-        metrics["diagnostics"] = diagnostics.end_epoch(epoch, metrics["train_loss"])
-        stop_reason = diagnostics.stop_reason
-    metrics |= evaluate(state.model, state.data, placement=placement)
-    diverged = divergence(metrics["train_loss"], num_classes=state.data.num_classes, epoch=epoch)
+        measured = diagnostics.end_epoch(epoch, {SOLO: metrics["train_loss"]})[SOLO]
+    evaluated = evaluate(state.model, state.data, placement=placement)
+    stop_reason = diagnostics.stop_reasons.get(SOLO) if diagnostics is not None else None
+    metrics = epoch_metrics(metrics, evaluated, stop_reason=stop_reason, num_classes=state.data.num_classes, epoch=epoch)
+    if measured is not None:
+        metrics["diagnostics"] = measured
+    return metrics
+
+
+def epoch_metrics(trained: dict[str, float], evaluated: dict[str, float], *, stop_reason: str | None, num_classes: int, epoch: int) -> dict[str, Any]:
+    """An epoch's metrics as a trial (or a group's member) reports them: EPOCH_METRICS, with
+    `diverged` and `stop_reason` when it must end after this epoch."""
+    metrics: dict[str, Any] = {**trained, **evaluated}
+    diverged = divergence(metrics["train_loss"], num_classes=num_classes, epoch=epoch)
     if diverged is not None:
         # Nothing more to learn from exploded weights: end the trial, say why, let the sweep go on.
         metrics["diverged"] = True
@@ -225,3 +234,13 @@ def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Tria
     if stop_reason is not None:
         metrics["stop_reason"] = stop_reason
     return metrics
+
+
+def start_diagnostics(model: MeasuredModel, data: SplitData, settings: TrialSettings, *, epochs_done: int, batch_size: int) -> Diagnostics | None:
+    """The diagnostics of a model about to train (None where they are off), counting the steps
+    of the epochs a resumed trial already trained."""
+    if not settings.diagnostics.enabled or not model.members:
+        return None
+    probe = data.inputs(data.train_x[:PROBE_EXAMPLES])
+    done_steps = epochs_done * steps_per_epoch(len(data.train_y), batch_size)
+    return Diagnostics(model, probe, settings.diagnostics, start_step=done_steps)

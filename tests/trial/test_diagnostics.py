@@ -9,7 +9,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models import build_model
-from sweeps.trial.diagnostics import ActivationProbe, AlertTracker, UpdateRatioMonitor
+from sweeps.trial.diagnostics import AlertTracker
+from sweeps.trial.measurements import SoloModel, measure_activations, update_ratios
 from sweeps.trial.training import run_training, steps_per_epoch
 from tests.conftest import diagnostics_settings, digits, trial_settings
 
@@ -18,14 +19,14 @@ def test_update_ratio_is_the_real_change_over_the_weights():
     model = build_model("mlp", input_shape=(4,), num_classes=2, hidden=[8])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model(torch.randn(16, 4)).sum().backward()
-    monitor = UpdateRatioMonitor(model, every_n_steps=1)
-    assert monitor.names == ["layers.0.weight", "layers.3.weight"]  # weights only, no biases
+    named = SoloModel(model, "trial").weights()
+    assert [name for name, _ in named] == ["layers.0.weight", "layers.3.weight"]  # weights only, no biases
     weight, grad = model.layers[0].weight.detach().clone(), model.layers[0].weight.grad.clone()
-    monitor.before_step()
+    before = [tensor.detach().clone() for _, tensor in named]
     optimizer.step()
-    ratios = monitor.after_step()
+    [ratios] = update_ratios(before, [tensor for _, tensor in named])  # one member
     # Plain SGD's first step moves W by lr * grad.
-    assert ratios["layers.0.weight"] == pytest.approx((0.1 * grad).norm().item() / weight.norm().item(), rel=1e-5)
+    assert ratios[0] == pytest.approx((0.1 * grad).norm().item() / weight.norm().item(), rel=1e-5)
 
 
 def test_alert_needs_patience_and_fires_once_per_parameter_and_direction():
@@ -66,24 +67,31 @@ def test_no_alert_while_training_warms_up_nor_for_weights_batch_norm_makes_scale
 def test_the_weights_batch_norm_follows_are_found_and_still_measured(arch, options, expected):
     shape = (64,) if arch == "mlp" else (1, 8, 8)
     with_bn = build_model(arch, input_shape=shape, num_classes=3, batch_norm=True, **options)
-    monitor = UpdateRatioMonitor(with_bn, every_n_steps=1)
-    assert monitor.normalized == expected and expected < set(monitor.names)
-    assert UpdateRatioMonitor(build_model(arch, input_shape=shape, num_classes=3, **options), every_n_steps=1).normalized == set()
+    measured = SoloModel(with_bn, "trial")
+    [normalized] = measured.normalized()
+    assert normalized == expected and expected < {name for name, _ in measured.weights()}
+    assert SoloModel(build_model(arch, input_shape=shape, num_classes=3, **options), "trial").normalized() == [set()]
+
+
+def probe(model, *, with_histograms):
+    """One solo model's activation statistics and histograms on a random probe batch."""
+    stats, histograms = measure_activations(SoloModel(model, "trial"), torch.randn(64, 10), with_histograms=with_histograms)
+    return stats["trial"], histograms.get("trial", {})
 
 
 def test_probing_changes_no_batch_norm_statistics_and_finds_dead_units():
     model = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="relu", batch_norm=True)
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    stats, histograms = ActivationProbe(model, torch.randn(64, 10)).measure(with_histograms=True)
+    stats, histograms = probe(model, with_histograms=True)
     assert all(torch.equal(before[name], buffer) for name, buffer in model.named_buffers())
     assert set(stats) == {"layers.2"} and sum(histograms["layers.2"]["counts"]) == 32 * 16  # histogram of 32 examples
 
     dead = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="relu", init="small_random", bias_init=-5.0)
-    dead_stats, _ = ActivationProbe(dead, torch.randn(64, 10)).measure(with_histograms=False)
+    dead_stats, _ = probe(dead, with_histograms=False)
     assert dead_stats["layers.2"]["act_dead_frac"] == 1.0
 
     saturated = build_model("mlp", input_shape=(10,), num_classes=2, hidden=[16], activation="tanh", init="small_random", bias_init=5.0)
-    saturated_stats, _ = ActivationProbe(saturated, torch.randn(64, 10)).measure(with_histograms=False)
+    saturated_stats, _ = probe(saturated, with_histograms=False)
     assert saturated_stats["layers.2"]["act_saturated_frac"] == 1.0
 
 

@@ -8,12 +8,12 @@ the experiment's prefix of Tune's trial ids and the member's index in sampling o
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ray import tune
 
 from sweeps.driver.planning.fusion import Member
+from sweeps.epoch_report import GroupReport, ended_members
 from sweeps.trial.trainable import train_trial
 
 
@@ -71,7 +71,7 @@ class MemberEvents(tune.Callback):
 
     def _running(self, trial: Any) -> list[MemberTrial]:
         """The group's members not ended (by Tune's last record of it and by what this session saw)."""
-        ended = json.loads((trial.last_result or {}).get("ended") or "{}")
+        ended = ended_members(trial.last_result)
         return [member for member in self.members_of(trial) if member.trial_id not in self._ended and member.key not in ended]
 
     def _each(self, hook: str, **info: Any) -> None:
@@ -92,19 +92,19 @@ class MemberEvents(tune.Callback):
             self._each("on_trial_recover", iteration=iteration, trials=self._all(trials), trial=member, **info)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if "members" not in result:
+        report = GroupReport.from_result(result)
+        if report is None:
             return  # not a group's report (Tune's own bookkeeping result)
         members = {member.key: member for member in self.members_of(trial)}
-        diagnostics = result.get("diagnostics")
-        diagnostics = json.loads(diagnostics) if isinstance(diagnostics, str) else diagnostics
         everyone = self._all(trials)
-        for key, metrics in json.loads(result["members"]).items():
+        for key, metrics in report.members.items():
             member = members[key]
             if member.trial_id in self._ended:
                 continue  # a retried group going over an epoch after a member ended
-            member.last_result = member_result({"epoch": result["epoch"], **metrics}, result, None if diagnostics is None else diagnostics[key])
+            diagnostics = None if report.diagnostics is None else report.diagnostics[key]
+            member.last_result = member_result({"epoch": report.epoch, **metrics}, result, diagnostics)
             self._each("on_trial_result", iteration=iteration, trials=everyone, trial=member, result=member.last_result)
-        for key, metrics in json.loads(result["ended"]).items():
+        for key, metrics in report.ended.items():
             member = members[key]
             if member.trial_id not in self._ended:
                 member.last_result = member_result(metrics, result, None)

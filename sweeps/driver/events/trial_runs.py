@@ -18,6 +18,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.alerts import alert_summary
+from sweeps.epoch_report import EPOCH_METRICS, diagnostics_of
 from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.record.spool import Spool
 from sweeps.run_names import trial_run_name
@@ -28,7 +29,6 @@ from sweeps.driver.events.webhook import WebhookSender
 from sweeps.errors import first_line
 from sweeps.trial_status import trial_status
 
-TRACKED_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 ALERT_WAITS_FOR_RUN_S = 10.0  # an alert sent while MLflow is away names no run rather than wait for it
 
 
@@ -112,7 +112,7 @@ class MlflowTrialLogger(tune.Callback):
             return  # a restarted trial going over epochs after its checkpoint that its run already holds
         self._logged_epochs[trial.trial_id] = epoch
         now = int(time.time() * 1000)
-        metrics = [MetricPoint(key, float(result[key]), now, epoch) for key in TRACKED_METRICS if key in result]
+        metrics = [MetricPoint(key, float(result[key]), now, epoch) for key in EPOCH_METRICS if key in result]
         diagnostics = diagnostics_of(result)
         if diagnostics:
             metrics += diagnostic_metrics(diagnostics, now)
@@ -205,12 +205,6 @@ class MlflowTrialLogger(tune.Callback):
             self.writer.warn(f"{title}: the activation histogram figure could not be drawn: {first_line(error)}")
             return
         self.writer.log_bytes(run_id, "activation_histograms.png", figure)
-
-
-def diagnostics_of(result: dict[str, Any]) -> dict[str, Any] | None:
-    """A trial's diagnostics from its Tune result, where the trainable sends them as JSON text."""
-    diagnostics = result.get("diagnostics")
-    return json.loads(diagnostics) if isinstance(diagnostics, str) else diagnostics
 
 
 def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[MetricPoint]:

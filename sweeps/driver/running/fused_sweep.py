@@ -16,6 +16,7 @@ from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.events.member_events import member_id
 from sweeps.driver.running.outcome import SweepOutcome
 from sweeps.driver.planning.plan import SweepPlan
+from sweeps.epoch_report import GroupReport, ended_members
 from sweeps.errors import first_line
 from sweeps.member_asha import MemberResult
 from sweeps.trial.data import SplitData
@@ -50,17 +51,17 @@ def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> An
 
 def reported_results(experiment_path: str, *, epochs: int) -> tuple[list[MemberResult], list[bool]]:
     """Every member result the experiment's groups reported, oldest first, and whether early stopping stopped each."""
-    lines = []
+    reports = []
     for folder in storage.subfolders(experiment_path):
         for order, line in enumerate((storage.read_text(storage.join(folder, RESULT_FILE)) or "").splitlines()):
             if line.strip():
-                report = json.loads(line)
-                if "members" in report:
-                    lines.append((report.get("timestamp", 0), folder, order, report))
+                result = json.loads(line)
+                if (report := GroupReport.from_result(result)) is not None:
+                    reports.append((result.get("timestamp", 0), folder, order, report))
     results, stopped = [], []
-    for *_, report in sorted(lines, key=lambda line: line[:3]):
-        for key, metrics in json.loads(report["members"]).items():
-            results.append((int(key), report["epoch"], metrics, "stop_reason" in metrics or report["epoch"] >= epochs))
+    for *_, report in sorted(reports, key=lambda entry: entry[:3]):
+        for key, metrics in report.members.items():
+            results.append((int(key), report.epoch, metrics, "stop_reason" in metrics or report.epoch >= epochs))
             stopped.append(bool(metrics.get("early_stopped")))
     return results, stopped
 
@@ -76,7 +77,7 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     run_ids: dict[str, str] = {}
     for result in results:
         last = result.metrics or {}  # empty for a group that failed before its first report
-        ended |= json.loads(last.get("ended") or "{}")
+        ended |= ended_members(last)
         if result.error is not None:
             outcome.errors.append(first_line(result.error))
         for key, values in _member_histories(result.metrics_dataframe, metric).items():
@@ -102,8 +103,9 @@ def _member_histories(frame: Any, metric: str) -> dict[str, list[float]]:
     histories: dict[str, list[float]] = {}
     if frame is None or "members" not in getattr(frame, "columns", ()):
         return histories
-    for text in frame["members"]:
-        for key, metrics in json.loads(text).items():
+    for row in frame.to_dict("records"):
+        report = GroupReport.from_result(row)
+        for key, metrics in (report.members if report is not None else {}).items():
             value = metrics.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 histories.setdefault(key, []).append(float(value))

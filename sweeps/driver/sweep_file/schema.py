@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from sweeps.epoch_report import EPOCH_METRICS
 from sweeps.credentials import CREDENTIALS_HINT, has_credentials
 from sweeps.driver.cluster.storage import storage_path_problem
 from sweeps.driver.sweep_file import transfer
@@ -25,7 +26,6 @@ from sweeps.driver.sweep_file.fields import ParamSpec, keyword_or_number, regist
 from sweeps.trial.augmentation import AUGMENTATIONS
 from sweeps.trial.data import DATASETS, PREPROCESSORS
 
-REPORTED_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
 
 class _Section(BaseModel):
@@ -124,7 +124,7 @@ class SearchConfig(_Section):
     num_samples: PositiveInt = 16
     max_concurrent: PositiveInt = 2
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
-    metric: Literal[REPORTED_METRICS] = "val_acc"
+    metric: Literal[EPOCH_METRICS] = "val_acc"
     mode: Literal["max", "min"] = "max"
     max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
 

@@ -8,7 +8,6 @@ without it, and ends with its last member.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,14 +15,15 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from sweeps.epoch_report import GroupReport
 from sweeps.trial.data import SplitData
-from sweeps.trial.diagnostics import PROBE_EXAMPLES
-from sweeps.trial.fused.diagnostics import GroupDiagnostics
+from sweeps.trial.diagnostics import Diagnostics
+from sweeps.trial.fused.diagnostics import MeasuredGroup
 from sweeps.trial.fused.members import MemberSpec, member_specs
 from sweeps.trial.fused.model import FusedModel, build_fused_model
 from sweeps.trial.fused.optimizer import MemberOptimizer
 from sweeps.trial.building import Placement, resolve_placement
-from sweeps.trial.training import divergence, steps_per_epoch
+from sweeps.trial.training import epoch_metrics, start_diagnostics
 from sweeps.trial_settings import TrialSettings
 
 Group = list[tuple[int, dict[str, Any]]]  # (sampling index, sampled params) of each member
@@ -110,7 +110,7 @@ def _member_tensors(model: FusedModel) -> list[torch.Tensor]:
     return list(model.state_dict(keep_vars=True).values())
 
 
-def train_group_epoch(state: GroupState, *, batch_size: int, diagnostics: GroupDiagnostics | None, placement: Placement) -> dict[str, list[float]]:
+def train_group_epoch(state: GroupState, *, batch_size: int, diagnostics: Diagnostics | None, placement: Placement) -> dict[str, list[float]]:
     """One pass over the training split for every member; each member's train_loss and train_acc, in member order."""
     model, data, members = state.model, state.data, len(state.members)
     model.train()
@@ -168,7 +168,7 @@ def evaluate_group(model: FusedModel, data: SplitData, *, placement: Placement, 
     return {"val_loss": (loss_sum / count).tolist(), "val_acc": (correct / count).tolist()}
 
 
-def group_epoch_metrics(state: GroupState, epoch: int, *, diagnostics: GroupDiagnostics | None, placement: Placement) -> tuple[dict[str, dict], dict | None]:
+def group_epoch_metrics(state: GroupState, epoch: int, *, diagnostics: Diagnostics | None, placement: Placement) -> tuple[dict[str, dict], dict | None]:
     """Each member's metrics for the epoch (`stop_reason` among them for one that must end), and its diagnostics."""
     batch_size = state.members[0].params["batch_size"]
     trained = train_group_epoch(state, batch_size=batch_size, diagnostics=diagnostics, placement=placement)
@@ -179,14 +179,11 @@ def group_epoch_metrics(state: GroupState, epoch: int, *, diagnostics: GroupDiag
     evaluated = evaluate_group(state.model, state.data, placement=placement)
     metrics = {}
     for position, key in enumerate(keys):
-        member = {name: values[position] for name, values in (trained | evaluated).items()}
+        trained_here = {name: values[position] for name, values in trained.items()}
+        evaluated_here = {name: values[position] for name, values in evaluated.items()}
         stop_reason = diagnostics.stop_reasons.get(key) if diagnostics is not None else None
-        diverged = divergence(member["train_loss"], num_classes=state.data.num_classes, epoch=epoch)
-        if diverged is not None:
-            member["diverged"], stop_reason = True, diverged
-        if stop_reason is not None:
-            member["stop_reason"] = stop_reason
-        metrics[key] = member
+        num_classes = state.data.num_classes
+        metrics[key] = epoch_metrics(trained_here, evaluated_here, stop_reason=stop_reason, num_classes=num_classes, epoch=epoch)
     return metrics, member_diagnostics
 
 
@@ -212,11 +209,8 @@ def run_group_training(
     state = build_group_state(group, settings, data, placement)
     if resume_from is not None:
         state.restore(resume_from)
-    diagnostics = None
-    if settings.diagnostics.enabled and state.members:
-        done_steps = (state.next_epoch - 1) * steps_per_epoch(len(state.data.train_y), state.members[0].params["batch_size"])
-        probe = state.data.inputs(state.data.train_x[:PROBE_EXAMPLES])
-        diagnostics = GroupDiagnostics(state.model, probe, settings.diagnostics, start_step=done_steps)
+    batch_size = state.members[0].params["batch_size"] if state.members else 1
+    diagnostics = start_diagnostics(MeasuredGroup(state.model), state.data, settings, epochs_done=state.next_epoch - 1, batch_size=batch_size)
     last_checkpoint_at = time.monotonic()
     for epoch in range(state.next_epoch, settings.epochs + 1):
         if not state.members:
@@ -233,15 +227,9 @@ def run_group_training(
         if due or epoch == settings.epochs or not state.members:
             last_checkpoint_at = now
             checkpoint = state.checkpoint(epoch)
-        group_metrics = {
-            "epoch": epoch,
-            "members": json.dumps(metrics),
-            "ended": json.dumps(state.ended),
-            "active": [member.index for member in state.members],
-        }
-        if member_diagnostics is not None:
-            group_metrics["diagnostics"] = member_diagnostics
-        report(group_metrics, checkpoint)
+        active = [member.index for member in state.members]
+        group_report = GroupReport(epoch, members=metrics, ended=dict(state.ended), active=active, diagnostics=member_diagnostics)
+        report(group_report.as_result(), checkpoint)
 
 
 def end_members(state: GroupState, metrics: dict[str, dict], epoch: int, *, epochs: int, decide: Decide | None) -> list[int]:
