@@ -1,11 +1,13 @@
-"""The `sweep` command line: the Click group and its entry point, `main` (the commands are in commands/).
+"""The `sweep` command line: the Click group and its entry point, `main` (the commands are in
+commands/).
 
 Each command imports what it needs when it runs, so `sweep --help`, `validate` and
 `schema` load neither torch, Ray nor MLflow.
 """
+
 from __future__ import annotations
 
-import click  # noqa: E402
+import click
 
 from commands import k8s_commands, lecture_commands, store_commands, sweep_commands
 from commands.exit import exit_without_teardown

@@ -1,4 +1,5 @@
 """Leaving the process: the exit status, without Python's slow teardown."""
+
 from __future__ import annotations
 
 import atexit
@@ -16,7 +17,11 @@ def exit_without_teardown(code: Any) -> NoReturn:
     output is flushed; while another thread runs, it is a plain sys.exit, which waits for it."""
     # Python's own private hook, checked on 3.11; without it, a plain sys.exit.
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    others = [thread for thread in threading.enumerate() if thread is not threading.main_thread() and not thread.daemon]
+    others = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon
+    ]
     if run_exit_handlers is None or others:
         sys.exit(code)
     if code is None or isinstance(code, int):
@@ -26,6 +31,8 @@ def exit_without_teardown(code: Any) -> NoReturn:
         status = 1
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a closed pipe (`sweep ... | head`) has nothing left to take
+        with contextlib.suppress(
+            OSError
+        ):  # a closed pipe (`sweep ... | head`) has nothing left to take
             stream.flush()
     os._exit(status)

@@ -1,4 +1,5 @@
 """`sweep lecture`: the CS231n lecture's claims reproduced on real data, as one HTML report."""
+
 from __future__ import annotations
 
 import sys
@@ -9,9 +10,18 @@ from commands.options import EXIT_NO_TRIAL_SUCCEEDED, expected_errors, tracking_
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Fewer trials, seeds and epochs: about 3 minutes on 2 cores instead of about 15.")
 @click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False), default="lecture-report", show_default=True, help="Where index.html and its figures go."
+    "--quick",
+    is_flag=True,
+    help="Fewer trials, seeds and epochs: about 3 minutes on 2 cores instead of about 15.",
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default="lecture-report",
+    show_default=True,
+    help="Where index.html and its figures go.",
 )
 @tracking_uri_option
 def lecture(quick: bool, output_dir: str, tracking_uri: str | None) -> None:
@@ -34,11 +44,15 @@ def lecture(quick: bool, output_dir: str, tracking_uri: str | None) -> None:
 
     click.echo(f"sweep lecture{' --quick' if quick else ''}: the lecture's claims, one study each")
     with expected_errors():
-        outcome = run_lecture(Path(output_dir), quick=quick, tracking_uri=tracking_uri, echo=click.echo)
+        outcome = run_lecture(
+            Path(output_dir), quick=quick, tracking_uri=tracking_uri, echo=click.echo
+        )
     click.echo("")
     for finding in outcome.findings:
         click.echo(f"{finding.verdict:<15} {finding.claim.title} ({finding.seconds:.0f} s)")
     click.echo(f"\nreport: {outcome.report} ({outcome.seconds / 60:.1f} minutes in all)")
-    click.echo(f"MLflow: experiment 'lecture', run {outcome.lecture_run_id} at {outcome.tracking_uri}")
+    click.echo(
+        f"MLflow: experiment 'lecture', run {outcome.lecture_run_id} at {outcome.tracking_uri}"
+    )
     if not outcome.every_study_ran:
         sys.exit(EXIT_NO_TRIAL_SUCCEEDED)

@@ -1,12 +1,15 @@
 """What the commands share: exit codes, the clean one-line error, and reusable options."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
-# Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed, or a lecture study
+# Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed, or a
+# lecture study
 # could not run); 2 bad input.
 EXIT_NO_TRIAL_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
@@ -54,7 +57,8 @@ def tracking_uri_option(command: Callable) -> Callable:
         "--tracking-uri",
         metavar="URI",
         help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, then the sweep's own "
-        "(mlflow.tracking_uri, or the one it ran with), then sqlite:///mlflow.db. [env var: MLFLOW_TRACKING_URI]",
+        "(mlflow.tracking_uri, or the one it ran with), then sqlite:///mlflow.db. [env var: "
+        "MLFLOW_TRACKING_URI]",
     )(command)
 
 
@@ -68,15 +72,28 @@ def address_option(command: Callable) -> Callable:
 
 
 def verbose_option(command: Callable) -> Callable:
-    return click.option("-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables.")(command)
+    return click.option(
+        "-v", "--verbose", is_flag=True, help="Show Ray's own logs and trial tables."
+    )(command)
 
 
 def top_option(command: Callable) -> Callable:
-    return click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, metavar="K", help="How many of the best trials.")(command)
+    return click.option(
+        "--top",
+        "k",
+        type=click.IntRange(min=1),
+        default=5,
+        show_default=True,
+        metavar="K",
+        help="How many of the best trials.",
+    )(command)
 
 
-def load_config(config_path: str, overrides: tuple[str, ...], extra: list[tuple[str, Any]] = ()) -> Any:
-    """The validated sweep file with its `--set` overrides (then `extra` ones from other options)."""
+def load_config(
+    config_path: str, overrides: tuple[str, ...], extra: list[tuple[str, Any]] = ()
+) -> Any:
+    """The validated sweep file with its `--set` overrides (then `extra` ones from other
+    options)."""
     from sweeps.driver.sweep_file.reading import load_sweep, parse_override
 
     with expected_errors():

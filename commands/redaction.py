@@ -3,6 +3,7 @@
 MLflow puts its tracking URI into error messages and Ray into tracebacks; filtering what
 reaches the terminal is the one place that catches all of them.
 """
+
 from __future__ import annotations
 
 import sys

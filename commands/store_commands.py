@@ -1,4 +1,5 @@
 """Commands that read a tracking store: report, refine, ui. None of them imports Ray."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,24 @@ from commands.options import BadInput, expected_errors, top_option, tracking_uri
 @click.argument("experiment")
 @tracking_uri_option
 @top_option
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="sweep-report", show_default=True, help="Where the plots go.")
-def report(experiment: str, tracking_uri: str | None, k: int, output_format: str, output_dir: str) -> None:
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default="sweep-report",
+    show_default=True,
+    help="Where the plots go.",
+)
+def report(
+    experiment: str, tracking_uri: str | None, k: int, output_format: str, output_dir: str
+) -> None:
     """Rank a sweep's trials and plot them; the plots are also logged on the sweep's MLflow run.
 
     EXPERIMENT is the sweep's MLflow experiment name (its newest sweep) or a sweep run id.
@@ -26,25 +42,42 @@ def report(experiment: str, tracking_uri: str | None, k: int, output_format: str
     from sweeps.driver.analysis.store_reports import report_sweep
 
     with expected_errors():
-        written = report_sweep(experiment, tracking_uri=tracking_uri, k=k, output_format=output_format, output_dir=Path(output_dir))
+        written = report_sweep(
+            experiment,
+            tracking_uri=tracking_uri,
+            k=k,
+            output_format=output_format,
+            output_dir=Path(output_dir),
+        )
     click.echo(written.text)
     plots = ", ".join(str(path) for path in written.plots)
-    click.echo(f"plots: {plots} (also on MLflow run {written.parent_run_id})", err=output_format != "table")
+    click.echo(
+        f"plots: {plots} (also on MLflow run {written.parent_run_id})", err=output_format != "table"
+    )
 
 
 @click.command()
 @click.argument("experiment")
 @tracking_uri_option
 @top_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="The refined sweep file to write.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The refined sweep file to write.",
+)
 @click.option(
     "--from",
     "source",
     type=click.Path(exists=True, dir_okay=False),
-    help="The coarse sweep's file as you wrote it, to keep its comments (default: the copy `sweep run` logged with the sweep).",
+    help="The coarse sweep's file as you wrote it, to keep its comments (default: the copy "
+    "`sweep run` logged with the sweep).",
 )
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def refine(experiment: str, tracking_uri: str | None, k: int, output: str, source: str | None, force: bool) -> None:
+def refine(
+    experiment: str, tracking_uri: str | None, k: int, output: str, source: str | None, force: bool
+) -> None:
     """Write the next, finer sweep file from a coarse sweep's results (coarse to fine).
 
     Compares the trials at the latest epoch ASHA compared most of them at. A range
@@ -55,7 +88,8 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str, sourc
 
     \b
     Example:
-        sweep refine digits-cs231n --top 4 -o digits-cs231n-refine-1.yaml && sweep run digits-cs231n-refine-1.yaml
+        sweep refine digits-cs231n --top 4 -o digits-cs231n-refine-1.yaml
+        sweep run digits-cs231n-refine-1.yaml
     """
     from sweeps.driver.analysis.refine import format_changes
     from sweeps.driver.analysis.store_reports import InvalidRefinement, refine_from_store
@@ -64,7 +98,9 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str, sourc
         raise BadInput(f"{output}: exists; pass --force to overwrite it, or choose another -o")
     with expected_errors():
         try:
-            refined, text = refine_from_store(experiment, tracking_uri=tracking_uri, k=k, source=source, output=output)
+            refined, text = refine_from_store(
+                experiment, tracking_uri=tracking_uri, k=k, source=source, output=output
+            )
         except InvalidRefinement as error:
             raise click.ClickException(str(error)) from None
     for warning in refined.warnings:
@@ -72,19 +108,28 @@ def refine(experiment: str, tracking_uri: str | None, k: int, output: str, sourc
     click.echo(format_changes(refined))
     Path(output).write_text(text, encoding="utf-8")
     same_store = f" --tracking-uri {tracking_uri}" if tracking_uri else ""
-    click.echo(f"\nwrote {output}: sweep {refined.changes['name']}; run it with: sweep run {output}{same_store}")
+    click.echo(
+        f"\nwrote {output}: sweep {refined.changes['name']}; run it with: sweep run "
+        f"{output}{same_store}"
+    )
 
 
 @click.command()
 @tracking_uri_option
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address; 0.0.0.0 exposes the UI to your network.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listen address; 0.0.0.0 exposes the UI to your network.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Server processes. One serves a person and a sweep, and starts several times faster than MLflow's default of 4.",
+    help="Server processes. One serves a person and a sweep, and starts several times faster "
+    "than MLflow's default of 4.",
 )
 def ui(tracking_uri: str | None, port: int, host: str, workers: int) -> None:
     """Open the MLflow UI on a sweep's tracking store, to compare trials side by side.
@@ -99,9 +144,12 @@ def ui(tracking_uri: str | None, port: int, host: str, workers: int) -> None:
 
     with expected_errors():
         server = ui_server(tracking_uri, host=host, port=port, workers=workers)
-    click.echo(f"MLflow UI for {server.tracking_uri} at http://{host}:{port} (Ctrl-C to stop)", err=True)
+    click.echo(
+        f"MLflow UI for {server.tracking_uri} at http://{host}:{port} (Ctrl-C to stop)", err=True
+    )
     for link in server.links:
         click.echo(f"  {link}", err=True)
     if server.note:
         click.echo(f"({server.note})", err=True)
-    os.execvp(server.command[0], server.command)  # become the server: Ctrl-C and signals reach it directly
+    # become the server: Ctrl-C and signals reach it directly
+    os.execvp(server.command[0], server.command)

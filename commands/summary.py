@@ -1,10 +1,12 @@
 """What `sweep run` and `sweep resume` print when a sweep ends, and their exit status."""
+
 from __future__ import annotations
 
 import contextlib
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,15 +27,28 @@ def print_outcome_and_exit(outcome: SweepOutcome) -> None:
 
 
 def print_interrupted(outcome: SweepOutcome) -> None:
-    """What a signal left: what finished, what stopped mid-way, and the one command that carries on."""
+    """What a signal left: what finished, what stopped mid-way, and the one command that carries
+    on."""
     import signal
 
     counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.statuses.items()))
     not_started = f", {outcome.not_started} not started" if outcome.not_started else ""
-    click.echo(f"\ninterrupted by {signal.Signals(outcome.interrupted_by).name}: {counts or 'no trial started'}{not_started}", err=True)
-    click.echo(f"MLflow: experiment {outcome.experiment_name!r}, sweep run {outcome.parent_run_id} (KILLED, sweep.state=interrupted)", err=True)
+    click.echo(
+        f"\ninterrupted by {signal.Signals(outcome.interrupted_by).name}: "
+        f"{counts or 'no trial started'}{not_started}",
+        err=True,
+    )
+    click.echo(
+        f"MLflow: experiment {outcome.experiment_name!r}, sweep run {outcome.parent_run_id} "
+        "(KILLED, sweep.state=interrupted)",
+        err=True,
+    )
     if outcome.unsent:
-        click.echo(f"  {outcome.unsent} MLflow writes are kept with the experiment; `sweep resume` sends them first", err=True)
+        click.echo(
+            f"  {outcome.unsent} MLflow writes are kept with the experiment; `sweep resume` "
+            "sends them first",
+            err=True,
+        )
     click.echo(f"continue it with:  sweep resume {outcome.experiment_path}", err=True)
 
 
@@ -45,7 +60,10 @@ def exit_on_interruption(again: str) -> Iterator[None]:
     try:
         yield
     except SweepInterrupted as interrupted:
-        click.echo(f"{interrupted}: stopped before any trial trained; start it again with:  {again}", err=True)
+        click.echo(
+            f"{interrupted}: stopped before any trial trained; start it again with:  {again}",
+            err=True,
+        )
         sys.exit(exit_code(interrupted.signum))
 
 
@@ -65,7 +83,8 @@ def print_summary(outcome: SweepOutcome) -> None:
         click.echo("no trial succeeded", err=True)
     if outcome.unsent:
         click.echo(
-            f"MLflow at {outcome.tracking_uri} did not answer: {outcome.unsent} writes are kept with the experiment; "
+            f"MLflow at {outcome.tracking_uri} did not answer: {outcome.unsent} writes are kept "
+            "with the experiment; "
             f"send them with:  sweep sync {outcome.experiment_path}",
             err=True,
         )
@@ -97,7 +116,10 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
     by_trial: dict[str, list[dict]] = {}
     for alert in alerts:
         by_trial.setdefault(alert["trial"], []).append(alert)
-    click.echo(f"alerts: {len(alerts)} in {len(by_trial)} trials (details: each trial's alerts.json in MLflow)")
+    click.echo(
+        f"alerts: {len(alerts)} in {len(by_trial)} trials (details: each trial's alerts.json in "
+        "MLflow)"
+    )
     for trial, trial_alerts in by_trial.items():
         more = f" (+{len(trial_alerts) - 1} more)" if len(trial_alerts) > 1 else ""
         click.echo(f"  {trial}: {alert_summary(trial_alerts[0])}{more}: {trial_alerts[0]['hint']}")

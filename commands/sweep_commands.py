@@ -1,8 +1,8 @@
 """Commands that run a sweep or read a sweep file: run, resume, sync, validate, check, schema."""
+
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -28,16 +28,31 @@ def live_panel(verbose: bool) -> bool:
 @config_options
 @address_option
 @tracking_uri_option
-@click.option("--experiment", metavar="NAME", help="MLflow experiment name (overrides mlflow.experiment; default: the sweep name).")
-@click.option("--num-samples", type=int, metavar="N", help="How many trials to sample (overrides search.num_samples).")
-@click.option("--max-concurrent", type=int, metavar="N", help="Trials running at once (overrides search.max_concurrent).")
+@click.option(
+    "--experiment",
+    metavar="NAME",
+    help="MLflow experiment name (overrides mlflow.experiment; default: the sweep name).",
+)
+@click.option(
+    "--num-samples",
+    type=int,
+    metavar="N",
+    help="How many trials to sample (overrides search.num_samples).",
+)
+@click.option(
+    "--max-concurrent",
+    type=int,
+    metavar="N",
+    help="Trials running at once (overrides search.max_concurrent).",
+)
 @click.option("--seed", type=int, metavar="N", help="Sampling seed (overrides search.seed).")
 @click.option(
     "--resume",
     type=click.Choice(["never", "auto"]),
     default="never",
     show_default=True,
-    help="auto: continue this sweep's unfinished experiment under storage.path if there is one, else start fresh "
+    help="auto: continue this sweep's unfinished experiment under storage.path if there is "
+    "one, else start fresh "
     "(for jobs that may be restarted).",
 )
 @verbose_option
@@ -65,11 +80,21 @@ def run(
         "search.max_concurrent": max_concurrent,
         "search.seed": seed,
     }
-    config = load_config(config_path, overrides, [(key, value) for key, value in option_overrides.items() if value is not None])
+    config = load_config(
+        config_path,
+        overrides,
+        [(key, value) for key, value in option_overrides.items() if value is not None],
+    )
     from sweeps.driver.running.launch import run_sweep
 
-    click.echo(f"sweep {config.name}: {config.search.num_samples} trials, {config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each")
-    with expected_errors(prefix=config_path), exit_on_interruption(again=f"sweep run {config_path}"):
+    click.echo(
+        f"sweep {config.name}: {config.search.num_samples} trials, "
+        f"{config.search.max_concurrent} at a time, up to {config.train.epochs} epochs each"
+    )
+    with (
+        expected_errors(prefix=config_path),
+        exit_on_interruption(again=f"sweep run {config_path}"),
+    ):
         outcome = run_sweep(
             config,
             tracking_uri=tracking_uri,
@@ -88,7 +113,9 @@ def run(
 @tracking_uri_option
 @address_option
 @verbose_option
-def resume(experiment_path: str, tracking_uri: str | None, address: str | None, verbose: bool) -> None:
+def resume(
+    experiment_path: str, tracking_uri: str | None, address: str | None, verbose: bool
+) -> None:
     """Continue a sweep that was interrupted (its driver died, the machine rebooted).
 
     EXPERIMENT_PATH is the sweep's folder under storage.path (`sweep run` prints it as
@@ -102,7 +129,14 @@ def resume(experiment_path: str, tracking_uri: str | None, address: str | None, 
     from sweeps.driver.running.launch import resume_sweep
 
     with expected_errors(), exit_on_interruption(again=f"sweep resume {experiment_path}"):
-        outcome = resume_sweep(experiment_path, tracking_uri=tracking_uri, address=address, verbose=verbose, live=live_panel(verbose), echo=click.echo)
+        outcome = resume_sweep(
+            experiment_path,
+            tracking_uri=tracking_uri,
+            address=address,
+            verbose=verbose,
+            live=live_panel(verbose),
+            echo=click.echo,
+        )
     print_outcome_and_exit(outcome)
 
 
@@ -120,7 +154,10 @@ def sync(experiment_path: str) -> None:
     with expected_errors():
         tracking_uri, unsent = sync_sweep(experiment_path, echo=click.echo)
     if unsent:
-        raise BadInput(f"{experiment_path}: MLflow at {tracking_uri} did not take {unsent} kept writes; try again later")
+        raise BadInput(
+            f"{experiment_path}: MLflow at {tracking_uri} did not take {unsent} kept writes; "
+            "try again later"
+        )
     click.echo(f"{experiment_path}: every kept MLflow write is sent to {tracking_uri}")
 
 
@@ -161,7 +198,10 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
     with expected_errors(prefix=config_path):
         results = check_sweep(config, echo=click.echo)
     for result in results:
-        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.measured}, expected {result.expected}")
+        click.echo(
+            f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.measured}, expected "
+            f"{result.expected}"
+        )
     if not all(result.passed for result in results):
         sys.exit(EXIT_NO_TRIAL_SUCCEEDED)
 

@@ -4,10 +4,12 @@ Importing the package and its registries does not import torch: an architecture'
 module is imported when it is built, so the sweep file's schema and `sweep validate`
 read every registry's names in a blink.
 """
+
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from models.activations import ACTIVATIONS, get_activation
 from models.initializers import INITIALIZERS, get_initializer
@@ -70,9 +72,18 @@ def build_model(
     try:
         builder = ARCHITECTURES[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}"
+        ) from None
     parts = Parts(activation=activation, init=init, batch_norm=batch_norm, bias_init=bias_init)
     return builder(tuple(input_shape), num_classes, parts=parts, **options)
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITIALIZERS", "build_model", "get_activation", "get_initializer"]
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "INITIALIZERS",
+    "build_model",
+    "get_activation",
+    "get_initializer",
+]

@@ -1,4 +1,5 @@
 """The activation modules PyTorch lacks: maxout, and leaky ReLU with the lecture's slope."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

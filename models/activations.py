@@ -3,6 +3,7 @@
 The registry knows its names without importing torch, so the sweep file's schema
 and `sweep validate` list them in a blink; a class is imported when looked up.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -54,7 +55,9 @@ def get_activation(name: str | type[nn.Module]) -> type[nn.Module]:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}"
+        ) from None
 
 
 def pieces_per_unit(activation: type[nn.Module]) -> int:

@@ -3,9 +3,11 @@
 Each initializer imports torch when it runs, so the sweep file's schema lists the
 names without loading PyTorch.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from models.activations import LEAKY_RELU_SLOPE
 
@@ -34,7 +36,8 @@ def _nonlinearity(activation: str) -> str:
         return _TORCH_NONLINEARITY[activation]
     except KeyError:
         raise ValueError(
-            f"no initializer gain for activation {activation!r}; choose from {sorted(_TORCH_NONLINEARITY)}"
+            f"no initializer gain for activation {activation!r}; choose from "
+            f"{sorted(_TORCH_NONLINEARITY)}"
         ) from None
 
 
@@ -84,7 +87,9 @@ def get_initializer(name: str | Initializer) -> Initializer:
     try:
         return INITIALIZERS[name]
     except KeyError:
-        raise ValueError(f"unknown initializer {name!r}; choose from {sorted(INITIALIZERS)}") from None
+        raise ValueError(
+            f"unknown initializer {name!r}; choose from {sorted(INITIALIZERS)}"
+        ) from None
 
 
 def initialize_layer(layer: nn.Module, *, init: str, activation: str, bias_init: float) -> None:

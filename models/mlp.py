@@ -1,4 +1,5 @@
 """A multi-layer perceptron: linear -> (batch norm) -> activation per hidden width."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -10,7 +11,14 @@ class MLP(nn.Module):
     """`layers` is one Sequential so parameter names read `layers.0.weight`,
     `layers.3.weight`, ... in diagnostics and MLflow."""
 
-    def __init__(self, in_features: int, num_classes: int, *, parts: Parts, hidden: list[int] = (128, 128, 128)) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        parts: Parts,
+        hidden: list[int] = (128, 128, 128),
+    ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         width_in = in_features

@@ -1,7 +1,8 @@
 """Batch norm on or off: the one place `batch_norm: false` becomes nn.Identity."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -15,4 +16,6 @@ def get_norm(batch_norm: bool, *, dims: int) -> Callable[[int], nn.Module]:
     try:
         return _BATCH_NORMS[dims]
     except KeyError:
-        raise ValueError(f"no batch norm for {dims}-d features; choose from {sorted(_BATCH_NORMS)}") from None
+        raise ValueError(
+            f"no batch norm for {dims}-d features; choose from {sorted(_BATCH_NORMS)}"
+        ) from None

@@ -1,9 +1,11 @@
-"""Transfer learning: a torchvision backbone with its own weights, a new head, and the top blocks unfrozen.
+"""Transfer learning: a torchvision backbone with its own weights, a new head, and the top blocks
+unfrozen.
 
 The frozen part in front of the first block that trains always gives the same output for
 an image, so it can be computed once (`frozen_features`) and cut off (`cut_frozen_prefix`):
 the cut model takes those features and trains exactly as the whole one would.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +24,18 @@ def load_backbone(name: str, weights: str | None) -> nn.Module:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"unknown backbone {name!r}; choose from torchvision's classification models, e.g. resnet18")
+        raise ValueError(
+            f"unknown backbone {name!r}; choose from torchvision's classification models, e.g. "
+            "resnet18"
+        )
     if weights is None or is_weights_name(weights):
         return torchvision.models.get_model(name, weights=weights)
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model.weights: no state_dict file {weights} (nor a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1)")
+        raise FileNotFoundError(
+            f"model.weights: no state_dict file {weights} (nor a torchvision weights name such "
+            "as ResNet18_Weights.IMAGENET1K_V1)"
+        )
     model = torchvision.models.get_model(name, weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
@@ -42,7 +50,10 @@ def _head_slot(backbone: nn.Module) -> tuple[nn.Module, str]:
         return classifier, str(len(classifier) - 1)
     if isinstance(classifier, nn.Linear):
         return backbone, "classifier"
-    raise ValueError(f"cannot find the classifier of backbone {type(backbone).__name__}; supported: models with `fc` or `classifier`")
+    raise ValueError(
+        f"cannot find the classifier of backbone {type(backbone).__name__}; supported: models "
+        "with `fc` or `classifier`"
+    )
 
 
 def _first_conv(backbone: nn.Module) -> nn.Conv2d:
@@ -83,29 +94,49 @@ class Pretrained(nn.Module):
         self.expected_channels = _first_conv(self.backbone).in_channels
         self.min_input_size = min_input_size
         if input_shape[0] not in (1, self.expected_channels):
-            raise ValueError(f"backbone {backbone} takes {self.expected_channels} channels, got {input_shape[0]}")
-        self.blocks = [block for name, block in self.backbone.named_children() if block is not head and any(True for _ in block.parameters())]
+            raise ValueError(
+                f"backbone {backbone} takes {self.expected_channels} channels, got {input_shape[0]}"
+            )
+        self.blocks = [
+            block
+            for name, block in self.backbone.named_children()
+            if block is not head and any(True for _ in block.parameters())
+        ]
         self.frozen = self.blocks[: max(0, len(self.blocks) - trainable_layers)]
         for block in self.frozen:
             block.requires_grad_(False)
-        head.requires_grad_(True)  # a classifier block frozen around the new head (VGG's) must not freeze it
+        # a classifier block frozen around the new head (VGG's) must not freeze it
+        head.requires_grad_(True)
         children = list(self.backbone.children())
-        self.frozen_prefix = next(index for index, child in enumerate(children) if any(p.requires_grad for p in child.parameters()))
-        self.frozen += [child for child in children[: self.frozen_prefix] if child not in self.frozen]
+        self.frozen_prefix = next(
+            index
+            for index, child in enumerate(children)
+            if any(p.requires_grad for p in child.parameters())
+        )
+        self.frozen += [
+            child for child in children[: self.frozen_prefix] if child not in self.frozen
+        ]
         self.takes_features = False
 
-    def train(self, mode: bool = True) -> "Pretrained":
+    def train(self, mode: bool = True) -> Pretrained:
         super().train(mode)
         for block in self.frozen:
             block.eval()
         return self
 
     def backbone_input(self, x: Tensor) -> Tensor:
-        """Images as the backbone takes them: grayscale repeated to its channels, small ones resized up."""
+        """Images as the backbone takes them: grayscale repeated to its channels, small ones resized
+        up."""
         if x.shape[1] != self.expected_channels:
-            x = x.expand(-1, self.expected_channels, -1, -1)  # grayscale to the RGB the backbone learned
+            # grayscale to the RGB the backbone learned
+            x = x.expand(-1, self.expected_channels, -1, -1)
         if min(x.shape[-2:]) < self.min_input_size:
-            x = F.interpolate(x, size=(self.min_input_size, self.min_input_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(self.min_input_size, self.min_input_size),
+                mode="bilinear",
+                align_corners=False,
+            )
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -132,7 +163,8 @@ class Pretrained(nn.Module):
         return caught[0]
 
     def cut_frozen_prefix(self) -> None:
-        """From now on take `frozen_features`' output instead of images: the frozen prefix becomes identities."""
+        """From now on take `frozen_features`' output instead of images: the frozen prefix becomes
+        identities."""
         for name, _ in list(self.backbone.named_children())[: self.frozen_prefix]:
             setattr(self.backbone, name, nn.Identity())
         self.takes_features = True

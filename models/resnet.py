@@ -1,4 +1,5 @@
 """A small CIFAR-style ResNet (He et al. 2016) built from the trial's activation, init and norm."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -1,4 +1,5 @@
 """An alert in one line, as the terminal, MLflow tags and reports show it (both sides use it)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,16 +8,28 @@ through `redact`) and never stored. A URI with credentials anywhere else (the
 --tracking-uri flag, a sweep file, a sweep's journal) is refused without being
 repeated: those are printed, stored and copied into manifests.
 """
+
 from __future__ import annotations
 
 import os
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SECRET_ENV_VARS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
-SECRET_QUERY_KEYS = ("token", "password", "passwd", "secret", "key", "auth", "access_token", "api_key", "apikey")
+SECRET_QUERY_KEYS = (
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "key",
+    "auth",
+    "access_token",
+    "api_key",
+    "apikey",
+)
 MASK = "***"
 CREDENTIALS_HINT = (
-    "credentials do not belong in the URI: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+    "credentials do not belong in the URI: set MLFLOW_TRACKING_USERNAME and "
+    "MLFLOW_TRACKING_PASSWORD "
     "(or MLFLOW_TRACKING_TOKEN) in the environment instead"
 )
 
@@ -28,11 +40,14 @@ def has_credentials(uri: str) -> bool:
         parts = urlsplit(uri)
     except ValueError:  # urlsplit refuses it, but it may still hold a password
         return "@" in uri or any(f"{key}=" in uri.lower() for key in SECRET_QUERY_KEYS)
-    return "@" in parts.netloc or any(key.lower() in SECRET_QUERY_KEYS for key, _ in parse_qsl(parts.query))
+    return "@" in parts.netloc or any(
+        key.lower() in SECRET_QUERY_KEYS for key, _ in parse_qsl(parts.query)
+    )
 
 
 def without_credentials(uri: str) -> str:
-    """The URI with its user name, password and token-like query parameters removed: what a journal keeps."""
+    """The URI with its user name, password and token-like query parameters removed: what a journal
+    keeps."""
     return _rewritten(uri, masked=False)
 
 
@@ -54,7 +69,15 @@ def _rewritten(uri: str, *, masked: bool) -> str:
         for key, value in parse_qsl(parts.query)
         if masked or key.lower() not in SECRET_QUERY_KEYS
     ]
-    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(f"{key}={value}" for key, value in query), parts.fragment))
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            "&".join(f"{key}={value}" for key, value in query),
+            parts.fragment,
+        )
+    )
 
 
 def storable(uri: str) -> str:
@@ -65,13 +88,18 @@ def storable(uri: str) -> str:
 def with_environment_credentials(uri: str) -> str:
     """A stored URI with the credentials MLFLOW_TRACKING_URI gives the same store, if it does."""
     from_environment = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if from_environment and has_credentials(from_environment) and without_credentials(from_environment) == uri:
+    if (
+        from_environment
+        and has_credentials(from_environment)
+        and without_credentials(from_environment) == uri
+    ):
         return from_environment
     return uri
 
 
 def environment_secrets() -> list[tuple[str, str]]:
-    """(secret, what to show instead) for each secret in this process's environment, longest first."""
+    """(secret, what to show instead) for each secret in this process's environment, longest
+    first."""
     pairs = [(os.environ.get(name, ""), MASK) for name in SECRET_ENV_VARS]
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri and has_credentials(uri):
@@ -80,11 +108,17 @@ def environment_secrets() -> list[tuple[str, str]]:
             parts = urlsplit(uri)
             if "@" in parts.netloc:
                 pairs.append((parts.netloc.rsplit("@", 1)[0], MASK))
-            pairs += [(value, MASK) for key, value in parse_qsl(parts.query) if key.lower() in SECRET_QUERY_KEYS]
+            pairs += [
+                (value, MASK)
+                for key, value in parse_qsl(parts.query)
+                if key.lower() in SECRET_QUERY_KEYS
+            ]
         except ValueError:
             pass
     # A secret of a few characters would mask pieces of every line; credentials are longer.
-    return sorted({pair for pair in pairs if len(pair[0]) >= 4}, key=lambda pair: len(pair[0]), reverse=True)
+    return sorted(
+        {pair for pair in pairs if len(pair[0]) >= 4}, key=lambda pair: len(pair[0]), reverse=True
+    )
 
 
 def redact(text: str, secrets: list[tuple[str, str]] | None = None) -> str:

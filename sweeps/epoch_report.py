@@ -16,7 +16,9 @@ from typing import Any
 # What every trial (and every member of a fused group) reports each epoch, besides `epoch`.
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
-Metrics = dict[str, Any]  # an epoch's EPOCH_METRICS, with `stop_reason`, `diverged`, `early_stopped` where they apply
+Metrics = dict[
+    str, Any
+]  # an epoch's EPOCH_METRICS, with `stop_reason`, `diverged`, `early_stopped` where they apply
 
 
 def encode_diagnostics(diagnostics: Mapping[str, Any]) -> str:
@@ -35,13 +37,19 @@ def diagnostics_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class GroupReport:
-    """A fused group's report for one epoch: each member's metrics as its solo trial reports them."""
+    """A fused group's report for one epoch: each member's metrics as its solo trial reports
+    them."""
 
     epoch: int
-    members: dict[str, Metrics]  # member key -> this epoch's metrics, for the members that trained it
-    ended: dict[str, Metrics]  # member key -> its last epoch's metrics with that `epoch`, for every member that ended
+    members: dict[
+        str, Metrics
+    ]  # member key -> this epoch's metrics, for the members that trained it
+    ended: dict[
+        str, Metrics
+    ]  # member key -> its last epoch's metrics with that `epoch`, for every member that ended
     active: list[int]  # the sampling indices of the members still training
-    diagnostics: dict[str, dict[str, Any]] | None = field(default=None)  # member key -> its epoch's diagnostics
+    # member key -> its epoch's diagnostics
+    diagnostics: dict[str, dict[str, Any]] | None = field(default=None)
 
     def as_result(self) -> dict[str, Any]:
         """The report as the trainable hands it to Tune (report_to_tune encodes the diagnostics)."""
@@ -73,6 +81,7 @@ class GroupReport:
 
 
 def ended_members(result: Mapping[str, Any] | None) -> dict[str, Metrics]:
-    """The members a group's latest result says have ended (none for a result that is no group report)."""
+    """The members a group's latest result says have ended (none for a result that is no group
+    report)."""
     report = GroupReport.from_result(result)
     return report.ended if report is not None else {}

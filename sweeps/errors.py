@@ -1,4 +1,5 @@
 """The errors sweep expects, and how any error reads in one line."""
+
 from __future__ import annotations
 
 

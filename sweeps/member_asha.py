@@ -1,4 +1,5 @@
-"""Early stopping for the members of fused groups: ASHA's asynchronous rule over the rung records of every member of a sweep.
+"""Early stopping for the members of fused groups: ASHA's asynchronous rule over the rung records of
+every member of a sweep.
 
 Ray Tune's ASHA (ray/tune/schedulers/async_hyperband.py, AsyncHyperBandScheduler with one
 _Bracket, checked against Ray 2.60.0) decides per Tune trial; a fused group is one Tune
@@ -12,6 +13,7 @@ One record serves the whole sweep, so every group's members count at every rung:
 driver creates it as a Ray actor (sweeps.driver.running.fused_sweep) that each group calls once
 an epoch. Shared by both sides and plain Python: the trials call it, the driver builds it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,15 +27,21 @@ MemberResult = tuple[int, int, dict[str, Any], bool]
 
 class MemberAsha:
     """Tune's ASHA (one bracket, stop_last_trials) for members, with each decision remembered:
-    a group retried from its checkpoint, reporting an epoch again, gets the decision it got before."""
+    a group retried from its checkpoint, reporting an epoch again, gets the decision it got
+    before."""
 
-    def __init__(self, *, max_t: int, grace_period: int, reduction_factor: float, metric: str, mode: str) -> None:
+    def __init__(
+        self, *, max_t: int, grace_period: int, reduction_factor: float, metric: str, mode: str
+    ) -> None:
         self.max_t = max_t
         self.reduction_factor = reduction_factor
         self.metric = metric
         self.sign = 1.0 if mode == "max" else -1.0
-        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # _Bracket's MAX_RUNGS with s = 0
-        self.rungs: list[tuple[float, dict[int, float]]] = [(grace_period * reduction_factor**k, {}) for k in reversed(range(count))]
+        # _Bracket's MAX_RUNGS with s = 0
+        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        self.rungs: list[tuple[float, dict[int, float]]] = [
+            (grace_period * reduction_factor**k, {}) for k in reversed(range(count))
+        ]
         self.decisions: dict[tuple[int, int], bool] = {}
 
     def report(self, results: list[MemberResult]) -> list[bool]:
@@ -42,7 +50,7 @@ class MemberAsha:
 
     def replay(self, results: list[MemberResult], stopped: list[bool]) -> None:
         """Put back results reported before (a resumed sweep), with the decisions they got then."""
-        for result, stop in zip(results, stopped):
+        for result, stop in zip(results, stopped, strict=True):
             self._decide(*result)
             self.decisions[(result[0], result[1])] = stop
 
@@ -62,7 +70,8 @@ class MemberAsha:
         return stop
 
     def _on_rung(self, member: int, epoch: int, reward: float) -> bool:
-        """_Bracket.on_result: record the member at the highest rung it reached and has no record at; stop it below the cutoff."""
+        """_Bracket.on_result: record the member at the highest rung it reached and has no record
+        at; stop it below the cutoff."""
         for milestone, recorded in self.rungs:
             if epoch < milestone or member in recorded:
                 continue
@@ -75,9 +84,13 @@ class MemberAsha:
     def cutoff(self, recorded: dict[int, float]) -> float | None:
         if not recorded:
             return None
-        with warnings.catch_warnings():  # every record NaN: the cutoff is NaN and stops nobody, as in Tune
+        with (
+            warnings.catch_warnings()
+        ):  # every record NaN: the cutoff is NaN and stops nobody, as in Tune
             warnings.simplefilter("ignore", RuntimeWarning)
-            return float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100))
+            return float(
+                np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100)
+            )
 
     def recorded(self) -> dict[float, dict[int, float]]:
         """Each rung's records, lowest rung first (for tests and a person looking)."""

@@ -5,10 +5,12 @@ first (activation, initializer, batch norm), numbers after. Tune's own trial id
 (`train_trial_5f1c2_00003`) tells trials apart but nothing about them; it stays on
 the run as the tag `sweep.trial_id`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Short names for the params a run name shows as `name=value` or as a flag.
 ABBREVIATIONS = {
@@ -47,8 +49,11 @@ def trial_run_name(trial_id: str, config: dict[str, Any], sampled: Iterable[str]
 
 
 def short_number(value: float) -> str:
-    """Small values as exponents of 2 digits without padding (0.035 -> 3.5e-2), others to 3 digits (0.9, 250)."""
-    if isinstance(value, int) or not math.isfinite(value):  # a diverged trial's ratio may be inf or nan
+    """Small values as exponents of 2 digits without padding (0.035 -> 3.5e-2), others to 3 digits
+    (0.9, 250)."""
+    if isinstance(value, int) or not math.isfinite(
+        value
+    ):  # a diverged trial's ratio may be inf or nan
         return str(value)
     if value != 0 and not 0.1 <= abs(value) < 1e3:
         mantissa, exponent = f"{value:.1e}".split("e")

@@ -4,11 +4,13 @@ This table is what `params:` in a sweep file may name; the README's list is
 generated from the same entries, and the trainer fills unnamed ones with the
 defaults.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from models.activations import ACTIVATIONS
 from models.initializers import INITIALIZERS
@@ -37,15 +39,29 @@ def _fraction_below_one(value: float) -> str | None:
 
 TRIAL_PARAMS: dict[str, TrialParam] = {
     "lr": TrialParam("float", 1e-2, "learning rate", _positive),
-    "weight_decay": TrialParam("float", 0.0, "L2 regularization strength (the optimizer's weight_decay)", _non_negative),
-    "momentum": TrialParam("float", 0.9, "SGD momentum (train.optimizer: sgd)", _fraction_below_one),
+    "weight_decay": TrialParam(
+        "float", 0.0, "L2 regularization strength (the optimizer's weight_decay)", _non_negative
+    ),
+    "momentum": TrialParam(
+        "float", 0.9, "SGD momentum (train.optimizer: sgd)", _fraction_below_one
+    ),
     "batch_size": TrialParam("int", 64, "examples per optimizer step", _positive),
-    "activation": TrialParam("name", "relu", "hidden-layer nonlinearity", names=tuple(sorted(ACTIVATIONS))),
+    "activation": TrialParam(
+        "name", "relu", "hidden-layer nonlinearity", names=tuple(sorted(ACTIVATIONS))
+    ),
     "init": TrialParam("name", "he", "weight initializer", names=tuple(sorted(INITIALIZERS))),
-    "batch_norm": TrialParam("bool", False, "BatchNorm after each linear layer, before the activation"),
-    "bias_init": TrialParam("float", 0.0, "constant for every hidden bias (e.g. 0.01 for ReLU units)"),
+    "batch_norm": TrialParam(
+        "bool", False, "BatchNorm after each linear layer, before the activation"
+    ),
+    "bias_init": TrialParam(
+        "float", 0.0, "constant for every hidden bias (e.g. 0.01 for ReLU units)"
+    ),
     "trainable_layers": TrialParam(
-        "int", 0, "top backbone blocks fine-tuned besides the new head (model.arch: pretrained; 0 = linear probe)", _non_negative
+        "int",
+        0,
+        "top backbone blocks fine-tuned besides the new head (model.arch: pretrained; 0 = "
+        "linear probe)",
+        _non_negative,
     ),
 }
 
@@ -66,7 +82,9 @@ def check_param_value(name: str, value: Any) -> str | None:
         return f"must be a number, got {value!r}"
     if param.kind == "int" and not isinstance(value, int):
         return f"must be an integer, got {value!r}"
-    if isinstance(value, float) and not math.isfinite(value):  # ints are finite, and may not fit a float
+    if isinstance(value, float) and not math.isfinite(
+        value
+    ):  # ints are finite, and may not fit a float
         return f"must be finite, got {value!r}"
     return param.check(value)
 

@@ -4,6 +4,7 @@ Plain values, no torch: the driver builds them without importing PyTorch, and th
 travel to the trials with the trainable. No defaults here: the sweep file's schema
 holds each default once, and sweeps/driver/planning/plan.py builds these from it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

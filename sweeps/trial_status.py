@@ -1,4 +1,5 @@
 """How a finished trial ended, in the words the MLflow tag `sweep.status` and the progress use."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: one real local Ray cluster per test session, fresh MLflow
 sqlite stores, real servers on 127.0.0.1, and the small things many test files need."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,11 @@ SWEEP = [sys.executable, "-m", "cli"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--fuse", choices=["off", "auto"], default=None,
-        help="train.fuse for every sweep file a test writes that does not set it (default: the schema's default)",
+        "--fuse",
+        choices=["off", "auto"],
+        default=None,
+        help="train.fuse for every sweep file a test writes that does not set it (default: the "
+        "schema's default)",
     )
 
 
@@ -46,7 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def write_sweep(folder: Path, sweep: dict, name: str = "search.yaml") -> Path:
-    """A sweep file in `folder`, as a person would write it (with --fuse's train.fuse unless it sets its own)."""
+    """A sweep file in `folder`, as a person would write it (with --fuse's train.fuse unless it sets
+    its own)."""
     if FUSE is not None and "fuse" not in sweep.get("train", {}):
         sweep = {**sweep, "train": {**sweep.get("train", {}), "fuse": FUSE}}
     path = folder / name
@@ -69,22 +74,27 @@ def digits(preprocess: str = "per_channel_mean"):
 
     from sweeps.trial.data import DataSpec, load_split
 
-    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0).to(torch.device("cpu"))
+    return load_split(DataSpec("digits"), val_fraction=0.2, preprocess=preprocess, seed=0).to(
+        torch.device("cpu")
+    )
 
 
 def trial_settings(sweep: dict | None = None, **fields):
     """The TrialSettings a sweep file gives its trials: `sweep`'s sections over the schema's
     defaults (as `sweep run` builds them), then `fields` replaced."""
-    from sweeps.driver.sweep_file.validation import validate_sweep
     from sweeps.driver.planning.plan import build_trial_settings
+    from sweeps.driver.sweep_file.validation import validate_sweep
 
     config = validate_sweep({"name": "test", "params": {}, **(sweep or {})}, source="test")
     return dataclasses.replace(build_trial_settings(config), **fields)
 
 
 def diagnostics_settings(sweep_diagnostics: dict | None = None, **fields):
-    """The DiagnosticsSettings of a sweep whose `diagnostics:` section is `sweep_diagnostics`, then `fields` replaced."""
-    return dataclasses.replace(trial_settings({"diagnostics": sweep_diagnostics or {}}).diagnostics, **fields)
+    """The DiagnosticsSettings of a sweep whose `diagnostics:` section is `sweep_diagnostics`, then
+    `fields` replaced."""
+    return dataclasses.replace(
+        trial_settings({"diagnostics": sweep_diagnostics or {}}).diagnostics, **fields
+    )
 
 
 def sweep_runs(tracking_uri: str, experiment: str):
@@ -120,11 +130,21 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> str:
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     head = subprocess.Popen(
         [
-            "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-            "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-            f"--temp-dir={temp_dir}", "--disable-usage-stats",
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
         ],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, process=head)
@@ -181,14 +201,21 @@ def tracking_uri(tmp_path: Path, empty_mlflow_db: Path) -> str:
 def run_sweep_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """The installed CLI as a real subprocess, as a user runs it."""
     # The session's cluster came from `ray start`, which requires Ray's auth token.
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO)}
+    env = os.environ | {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([*SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 (started through `sweep ui`) that a test can stop and start again."""
+    """A real `mlflow server` on 127.0.0.1 (started through `sweep ui`) that a test can stop and
+    start again."""
 
     def __init__(self, db_path: Path, cwd: Path) -> None:
         self.db_path = db_path
@@ -203,8 +230,12 @@ class MlflowServer:
         env = os.environ | {"PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
             [*SWEEP, "ui", "--tracking-uri", f"sqlite:///{self.db_path}", "--port", str(self.port)],
-            cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() takes the server's workers down too
+            cwd=self.cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # its own process group: stop() takes the server's workers down too
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:

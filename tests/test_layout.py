@@ -42,13 +42,17 @@ def module_name(path: Path) -> str:
 def imports_of(path: Path) -> list[tuple[str, list[str]]]:
     """(module, names imported from it) for every import in the file, nested and
     TYPE_CHECKING ones included; relative imports resolved."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    )
     found: list[tuple[str, list[str]]] = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            base = (
+                package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            )
             module = ".".join([*base, *([node.module] if node.module else [])])
             found.append((module, [alias.name for alias in node.names]))
     return found
@@ -111,7 +115,9 @@ def test_the_circle_finder_finds_a_circle():
 )
 def test_no_folder_holds_more_than_a_dozen_modules(folder):
     modules = sorted(path.name for path in folder.glob("*.py"))
-    assert len(modules) <= MAX_FOLDER_MODULES, f"{relative(folder)}: {len(modules)} modules: {modules}"
+    assert len(modules) <= MAX_FOLDER_MODULES, (
+        f"{relative(folder)}: {len(modules)} modules: {modules}"
+    )
 
 
 def test_only_the_tracking_package_imports_mlflow():
@@ -120,21 +126,34 @@ def test_only_the_tracking_package_imports_mlflow():
         for name, path in project_modules().items()
         if any(module.split(".")[0] == "mlflow" for module, _ in imports_of(path))
     }
-    assert importers and all(name.startswith(TRACKING + ".") for name in importers), sorted(importers)
+    assert importers and all(name.startswith(TRACKING + ".") for name in importers), sorted(
+        importers
+    )
 
 
 def test_the_tracking_package_imports_nothing_of_the_driver_above_it():
     for name, targets in import_graph().items():
         if name.startswith(TRACKING):
-            above = sorted(t for t in targets if t.startswith("sweeps.driver") and not t.startswith(TRACKING))
+            above = sorted(
+                t for t in targets if t.startswith("sweeps.driver") and not t.startswith(TRACKING)
+            )
             assert not above, f"{name} imports {above}"
 
 
 def test_the_command_line_reaches_no_tracking_plumbing():
     for name, path in project_modules().items():
         if name.split(".")[0] in COMMAND_LINE:
-            reached = [m for m, _ in imports_of(path) if m.startswith(TRACKING) or m.split(".")[0] == "mlflow"]
-            reached += [f"{m}.{n}" for m, n in imports_of(path) for n in n if f"{m}.{n}".startswith(TRACKING)]
+            reached = [
+                m
+                for m, _ in imports_of(path)
+                if m.startswith(TRACKING) or m.split(".")[0] == "mlflow"
+            ]
+            reached += [
+                f"{m}.{n}"
+                for m, n in imports_of(path)
+                for n in n
+                if f"{m}.{n}".startswith(TRACKING)
+            ]
             assert not reached, f"{name} imports {reached}"
 
 
@@ -179,7 +198,9 @@ def test_modules_and_functions_stay_small(path):
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             length = (node.end_lineno or node.lineno) - node.lineno + 1
-            assert length <= MAX_FUNCTION_LINES, f"{relative(path)}:{node.lineno} {node.name} is {length} lines"
+            assert length <= MAX_FUNCTION_LINES, (
+                f"{relative(path)}:{node.lineno} {node.name} is {length} lines"
+            )
 
 
 def test_every_module_says_what_it_is_for():

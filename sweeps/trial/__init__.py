@@ -1,1 +1,2 @@
-"""The trial side: what runs in each Ray worker, in plain PyTorch (the training loop needs no Ray)."""
+"""The trial side: what runs in each Ray worker, in plain PyTorch (the training loop needs no
+Ray)."""

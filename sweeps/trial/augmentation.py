@@ -3,6 +3,7 @@ stream that a checkpoint carries (a resumed trial draws what the uninterrupted o
 
 The registry's names are read by the sweep file's schema without importing torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Augmentation:
     flip: bool  # mirror left to right, each image with probability 1/2
-    crop_padding: float  # pad each side by this fraction of the image and crop back at a random offset; 0: no crop
+    # pad each side by this fraction of the image and crop back at a random offset; 0: no crop
+    crop_padding: float
 
 
 # data.augment -> what it does; CIFAR-10's classic recipe is crop_flip (4 px of padding at 32x32).
@@ -27,8 +29,13 @@ AUGMENTATIONS: dict[str, Augmentation] = {
 
 
 def padding_for(augmentation: Augmentation, height: int, width: int) -> int:
-    """Pixels of zero (black) padding on each side: 1/8 of the shorter side, at least 1, for a crop."""
-    return max(1, round(min(height, width) * augmentation.crop_padding)) if augmentation.crop_padding else 0
+    """Pixels of zero (black) padding on each side: 1/8 of the shorter side, at least 1, for a
+    crop."""
+    return (
+        max(1, round(min(height, width) * augmentation.crop_padding))
+        if augmentation.crop_padding
+        else 0
+    )
 
 
 class BatchAugmenter:
@@ -44,7 +51,9 @@ class BatchAugmenter:
         try:
             self.augmentation = AUGMENTATIONS[name]
         except KeyError:
-            raise ValueError(f"unknown augment {name!r}; choose from {sorted(AUGMENTATIONS)}") from None
+            raise ValueError(
+                f"unknown augment {name!r}; choose from {sorted(AUGMENTATIONS)}"
+            ) from None
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -53,10 +62,15 @@ class BatchAugmenter:
 
         count, channels, height, width = images.shape
         pad = padding_for(self.augmentation, height, width)
-        flips = torch.rand(count, generator=self.generator) < 0.5 if self.augmentation.flip else torch.zeros(count, dtype=torch.bool)
+        flips = (
+            torch.rand(count, generator=self.generator) < 0.5
+            if self.augmentation.flip
+            else torch.zeros(count, dtype=torch.bool)
+        )
         top = torch.randint(0, 2 * pad + 1, (count,), generator=self.generator)
         left = torch.randint(0, 2 * pad + 1, (count,), generator=self.generator)
-        # One gather does crop and flip: each image's rows and (mirrored) columns in the padded batch.
+        # One gather does crop and flip: each image's rows and (mirrored) columns in the padded
+        # batch.
         rows = top[:, None] + torch.arange(height)
         columns = left[:, None] + torch.arange(width)
         columns = torch.where(flips[:, None], columns.flip(1), columns)
@@ -68,7 +82,9 @@ class BatchAugmenter:
             rows.to(device)[:, None, :, None],
             columns.to(device)[:, None, None, :],
         ]
-        channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        channels_last = (
+            images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        )
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
     def state(self) -> Any:

@@ -1,4 +1,5 @@
-"""What a trial builds before it trains: its seeds, its model, its optimizer, and where it computes."""
+"""What a trial builds before it trains: its seeds, its model, its optimizer, and where it
+computes."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
     return zlib.crc32(fingerprint, sweep_seed & 0xFFFFFFFF)
 
 
-def build_trial_model(settings: TrialSettings, params: dict[str, Any], data: SplitData) -> nn.Module:
+def build_trial_model(
+    settings: TrialSettings, params: dict[str, Any], data: SplitData
+) -> nn.Module:
     """The trial's model: the sweep's architecture with the trial's parts plugged in."""
     own_params = {name: params[name] for name in ARCHITECTURE_PARAMS.get(settings.arch, ())}
     return build_model(
@@ -38,7 +41,9 @@ def build_trial_model(settings: TrialSettings, params: dict[str, Any], data: Spl
     )
 
 
-def build_optimizer(model: nn.Module, *, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, *, name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     # Frozen (transfer-learning) parameters get no optimizer state at all.
     trainable = [param for param in model.parameters() if param.requires_grad]
     if name == "sgd":
@@ -57,7 +62,11 @@ class Placement:
     channels_last: bool = False
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast or torch.float32,
+            enabled=self.autocast is not None,
+        ):
             return model(x)
 
 
@@ -68,8 +77,12 @@ def resolve_placement(settings: TrialSettings) -> Placement:
     """`auto` is CUDA exactly when this process can see a GPU, which under Ray means
     the trial was given one (Ray hides the others through CUDA_VISIBLE_DEVICES)."""
     if settings.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but this trial sees no GPU: set resources.gpus_per_trial above 0")
-    use_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+        raise RuntimeError(
+            "train.device is cuda but this trial sees no GPU: set resources.gpus_per_trial above 0"
+        )
+    use_cuda = settings.device == "cuda" or (
+        settings.device == "auto" and torch.cuda.is_available()
+    )
     device = torch.device("cuda" if use_cuda else "cpu")
     return Placement(
         device=device,

@@ -9,20 +9,21 @@ and they are applied identically to validation images. The driver works in numpy
 (it never imports torch for the data sets that need no torchvision); a trial turns
 the arrays into tensors on its device, without a copy on the CPU.
 """
+
 from __future__ import annotations
 
 import gzip
 import importlib.util
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from sweeps.errors import SweepError
-from sweeps.trial.preprocessing import (  # noqa: F401 (the registry, re-exported)
-    PREPROCESSORS,
+from sweeps.trial.preprocessing import (
     Normalization,
     StatisticsError,
     fit_preprocessing,
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 
 class DataError(SweepError):
-    """A data set that cannot be loaded as configured (missing files, no download); names the field."""
+    """A data set that cannot be loaded as configured (missing files, no download); names the
+    field."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
@@ -68,9 +70,12 @@ class SplitData:
     # Statistics from the training split only, applied identically to validation; in the
     # units of an image scaled to [0, 1].
     stats: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
-    full_scale: float = 1.0  # the stored value of a full-intensity pixel: 255 for 8-bit images, 16 for digits, 1 for floats
-    inputs_ready: bool = False  # train_x and val_x are already model inputs (frozen features), not images
-    # inputs = stored * factor + offset, on the device (set by `to()`): scaling and normalization in one.
+    # the stored value of a full-intensity pixel: 255 for 8-bit images, 16 for digits, 1 for floats
+    full_scale: float = 1.0
+    # train_x and val_x are already model inputs (frozen features), not images
+    inputs_ready: bool = False
+    # inputs = stored * factor + offset, on the device (set by `to()`): scaling and normalization in
+    # one.
     affine: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -89,7 +94,9 @@ class SplitData:
         factor, offset = self.affine
         return x.to(torch.get_default_dtype()) * factor + offset
 
-    def to(self, device: torch.device, *, memory_format: torch.memory_format | None = None) -> SplitData:
+    def to(
+        self, device: torch.device, *, memory_format: torch.memory_format | None = None
+    ) -> SplitData:
         """This split as tensors on `device` (images in `memory_format`, default contiguous)."""
         import torch
 
@@ -100,7 +107,9 @@ class SplitData:
                 # Arrays from Ray's object store are read-only views of shared memory. A trial
                 # never writes to its data, so it shares them rather than copy (torch warns).
                 with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    warnings.filterwarnings(
+                        "ignore", message="The given NumPy array is not writable"
+                    )
                     array = torch.from_numpy(array)
             if images and array.ndim == 4:  # frozen features may be flat vectors
                 return array.to(device, memory_format=memory_format)
@@ -118,7 +127,9 @@ class SplitData:
         )
 
 
-def _affine(stats: dict[str, torch.Tensor], full_scale: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(
+    stats: dict[str, torch.Tensor], full_scale: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(factor, offset) with stored * factor + offset == (stored / full_scale - mean) / std."""
     import torch
 
@@ -128,7 +139,8 @@ def _affine(stats: dict[str, torch.Tensor], full_scale: float, device: torch.dev
 
 
 class Images(NamedTuple):
-    """A data set as loaded: (N, C, H, W) pixels as stored, (N,) int64 labels, and the value of a full-intensity pixel."""
+    """A data set as loaded: (N, C, H, W) pixels as stored, (N,) int64 labels, and the value of a
+    full-intensity pixel."""
 
     pixels: np.ndarray
     labels: np.ndarray
@@ -136,14 +148,17 @@ class Images(NamedTuple):
 
 
 def load_digits(spec: DataSpec) -> Images:
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): whole numbers 0 to 16, kept as bytes."""
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): whole numbers 0 to 16, kept as
+    bytes."""
     table = _bundled_digits_table()
     if table is None:
         from sklearn.datasets import load_digits as sklearn_digits
 
         bunch = sklearn_digits()
         table = np.column_stack([bunch.data, bunch.target])
-    return Images(table[:, :-1].astype(np.uint8).reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64), 16.0)
+    return Images(
+        table[:, :-1].astype(np.uint8).reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64), 16.0
+    )
 
 
 def _bundled_digits_table() -> np.ndarray | None:
@@ -174,7 +189,15 @@ def _idx_loader(torchvision_name: str) -> Callable[[DataSpec], Images]:
         candidates = [root, root / torchvision_name / "raw"]
 
         def find(stem: str) -> Path | None:
-            return next((folder / name for folder in candidates for name in (stem, f"{stem}.gz") if (folder / name).is_file()), None)
+            return next(
+                (
+                    folder / name
+                    for folder in candidates
+                    for name in (stem, f"{stem}.gz")
+                    if (folder / name).is_file()
+                ),
+                None,
+            )
 
         if find("train-images-idx3-ubyte") is None and spec.download:
             import torchvision
@@ -184,10 +207,14 @@ def _idx_loader(torchvision_name: str) -> Callable[[DataSpec], Images]:
         if images_file is None or labels_file is None:
             raise DataError(
                 "data.root",
-                f"no {spec.dataset} files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in {root} "
-                f"or {root / torchvision_name / 'raw'}; set data.download: true on a machine with internet",
+                f"no {spec.dataset} files (train-images-idx3-ubyte[.gz], "
+                f"train-labels-idx1-ubyte[.gz]) in {root} "
+                f"or {root / torchvision_name / 'raw'}; set data.download: true on a machine "
+                "with internet",
             )
-        return Images(read_idx(images_file)[:, None, :, :], read_idx(labels_file).astype(np.int64), 255.0)
+        return Images(
+            read_idx(images_file)[:, None, :, :], read_idx(labels_file).astype(np.int64), 255.0
+        )
 
     return load
 
@@ -199,12 +226,19 @@ def load_cifar10(spec: DataSpec) -> Images:
     try:
         dataset = torchvision.datasets.CIFAR10(str(root), train=True, download=spec.download)
     except RuntimeError as error:
-        raise DataError("data.root", f"{error} under {root}; set data.download: true on a machine with internet") from None
-    return Images(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)), np.asarray(dataset.targets, dtype=np.int64), 255.0)
+        raise DataError(
+            "data.root", f"{error} under {root}; set data.download: true on a machine with internet"
+        ) from None
+    return Images(
+        np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)),
+        np.asarray(dataset.targets, dtype=np.int64),
+        255.0,
+    )
 
 
 def load_image_folder(spec: DataSpec) -> Images:
-    """A person's own images, one sub-folder per class, resized to image_size x image_size as 8-bit RGB."""
+    """A person's own images, one sub-folder per class, resized to image_size x image_size as 8-bit
+    RGB."""
     import torchvision
     from torchvision.transforms import v2
 
@@ -213,7 +247,9 @@ def load_image_folder(spec: DataSpec) -> Images:
     # Resizing an 8-bit tensor image gives 8-bit pixels (antialiased, rounded).
     transform = v2.Compose([v2.ToImage(), v2.Resize((size, size))])
     try:
-        dataset = torchvision.datasets.ImageFolder(str(root), transform=lambda image: transform(image.convert("RGB")))
+        dataset = torchvision.datasets.ImageFolder(
+            str(root), transform=lambda image: transform(image.convert("RGB"))
+        )
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError("data.root", f"{error}") from None
     # Filled in place: no list of every image beside the stacked copy.
@@ -224,7 +260,8 @@ def load_image_folder(spec: DataSpec) -> Images:
 
 
 def load_synthetic(spec: DataSpec) -> Images:
-    """Small generated images: one random template per class plus noise, learnable but not trivially."""
+    """Small generated images: one random template per class plus noise, learnable but not
+    trivially."""
     rng = np.random.default_rng(0)
     templates = rng.uniform(0, 1, size=(spec.num_classes, *spec.shape)).astype(np.float32)
     labels = rng.integers(0, spec.num_classes, size=spec.num_examples)
@@ -244,23 +281,32 @@ DATASETS: dict[str, Callable[[DataSpec], Images]] = {
 
 def _require_root(spec: DataSpec) -> Path:
     if spec.root is None:
-        raise DataError("data.root", f"dataset {spec.dataset} needs data.root, the folder that holds it")
+        raise DataError(
+            "data.root", f"dataset {spec.dataset} needs data.root, the folder that holds it"
+        )
     return Path(spec.root).expanduser()
 
 
-def keep_classes(images: np.ndarray, labels: np.ndarray, classes: list[int], *, dataset: str) -> Images:
+def keep_classes(
+    images: np.ndarray, labels: np.ndarray, classes: list[int], *, dataset: str
+) -> Images:
     """Only the examples of `classes`, relabelled by their place in the list (transfer
     learning pretrains on some classes of a data set and fine-tunes on the others)."""
     missing = sorted(set(classes) - set(np.unique(labels).tolist()))
     if missing:
-        raise DataError("data.classes", f"{dataset} has no class {missing[0]}; its labels are 0 to {int(labels.max())}")
+        raise DataError(
+            "data.classes",
+            f"{dataset} has no class {missing[0]}; its labels are 0 to {int(labels.max())}",
+        )
     relabel = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
     relabel[classes] = np.arange(len(classes))
     kept = np.flatnonzero(relabel[labels] >= 0)
     return images[kept], relabel[labels[kept]]
 
 
-def split_indices(num_examples: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    num_examples: int, *, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A shuffled split that depends only on the size, fraction and seed."""
     order = np.random.default_rng(seed).permutation(num_examples)
     num_val = max(1, round(num_examples * val_fraction))
@@ -284,19 +330,25 @@ def load_split(
     try:
         loader = DATASETS[spec.dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}") from None
+        raise ValueError(
+            f"unknown dataset {spec.dataset!r}; choose from {sorted(DATASETS)}"
+        ) from None
     images, labels, full_scale = loader(spec)
     if classes is not None:
         images, labels = keep_classes(images, labels, classes, dataset=spec.dataset)
     if len(labels) < 2:
-        raise DataError("data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2")
+        raise DataError(
+            "data.dataset", f"{spec.dataset} has {len(labels)} examples; a split needs at least 2"
+        )
     train_idx, val_idx = split_indices(len(labels), val_fraction=val_fraction, seed=seed)
     if max_examples is not None and max_examples < len(labels):
         keep_val = max(1, round(max_examples * val_fraction))
         train_idx, val_idx = train_idx[: max_examples - keep_val], val_idx[:keep_val]
     train_x, val_x = images[train_idx], images[val_idx]
     try:
-        stats = fit_preprocessing(preprocess, train_x, full_scale=full_scale, normalization=normalization)
+        stats = fit_preprocessing(
+            preprocess, train_x, full_scale=full_scale, normalization=normalization
+        )
     except StatisticsError as error:
         raise DataError(error.field, str(error)) from None
     return SplitData(

@@ -5,13 +5,13 @@ One Diagnostics serves a solo trial (a model of one member) and a fused group al
 by the training loop's step and epoch hooks. Plain PyTorch, no Ray and no MLflow: what it
 measures travels to the driver inside each epoch's report.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-import torch
 from torch import Tensor
 
 from sweeps.alerts import alert_summary
@@ -44,7 +44,9 @@ class AlertTracker:
     trial), and not for weights batch norm makes scale-free (`normalized`): their
     ratios are still measured and logged; a NaN or inf alerts whatever the weight."""
 
-    def __init__(self, settings: DiagnosticsSettings, *, normalized: set[str] = frozenset()) -> None:
+    def __init__(
+        self, settings: DiagnosticsSettings, *, normalized: set[str] = frozenset()
+    ) -> None:
         self.settings = settings
         self.normalized = normalized
         self._streaks: dict[tuple[str, str], int] = {}
@@ -59,7 +61,10 @@ class AlertTracker:
                 continue
             if not warm or name in self.normalized:
                 continue
-            for direction, outside in (("too_high", value > self.settings.high), ("too_low", value < self.settings.low)):
+            for direction, outside in (
+                ("too_high", value > self.settings.high),
+                ("too_low", value < self.settings.low),
+            ):
                 key = (name, direction)
                 self._streaks[key] = self._streaks.get(key, 0) + 1 if outside else 0
                 if self._streaks[key] >= self.settings.patience:
@@ -73,11 +78,19 @@ class AlertTracker:
         if (name, direction) in self.raised:
             return []
         self.raised.add((name, direction))
-        return [Alert(parameter=name, value=value, step=step, direction=direction, hint=HINTS[direction])]
+        return [
+            Alert(
+                parameter=name, value=value, step=step, direction=direction, hint=HINTS[direction]
+            )
+        ]
 
     def should_stop(self, alert: Alert) -> bool:
         stop_on = self.settings.stop_on
-        return stop_on == "any" or stop_on == alert.direction or (stop_on is not None and alert.direction == "nonfinite")
+        return (
+            stop_on == "any"
+            or stop_on == alert.direction
+            or (stop_on is not None and alert.direction == "nonfinite")
+        )
 
 
 @dataclass
@@ -94,7 +107,12 @@ class EpochDiagnostics:
 
     def as_report(self) -> dict[str, Any]:
         # Shallow on purpose: asdict() deep-copies every number, a cost paid each epoch.
-        return {"update_ratios": self.update_ratios, "activations": self.activations, "histograms": self.histograms, "alerts": self.alerts}
+        return {
+            "update_ratios": self.update_ratios,
+            "activations": self.activations,
+            "histograms": self.histograms,
+            "alerts": self.alerts,
+        }
 
 
 class Diagnostics:
@@ -102,31 +120,46 @@ class Diagnostics:
     loop's step and epoch hooks: a member's report carries the names and numbers its solo trial
     would, so nothing downstream tells a member from a trial."""
 
-    def __init__(self, model: MeasuredModel, probe: Tensor, settings: DiagnosticsSettings, *, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        model: MeasuredModel,
+        probe: Tensor,
+        settings: DiagnosticsSettings,
+        *,
+        start_step: int = 0,
+    ) -> None:
         self.model = model
         self.probe = probe
         self.settings = settings
-        self.step = start_step  # global optimizer steps so far (non-zero when resuming), the same for every member
+        # global optimizer steps so far (non-zero when resuming), the same for every member
+        self.step = start_step
         self.epoch_began_at = start_step
         self.first_epoch_over = start_step > 0  # no update-ratio alert while training warms up
         normalized = dict(zip(model.members, model.normalized(), strict=True))
-        self.alerts = {key: AlertTracker(settings, normalized=normalized[key]) for key in model.members}
+        self.alerts = {
+            key: AlertTracker(settings, normalized=normalized[key]) for key in model.members
+        }
         self.stop_reasons: dict[str, str] = {}
         self.pending: dict[str, EpochDiagnostics] = {}
         self._before: list[Tensor] | None = None
         self.bind()
         if start_step == 0:
-            self._probe_into(set(self.pending), histograms_of=set(self.pending))  # step 0: at initialization
+            # step 0: at initialization
+            self._probe_into(set(self.pending), histograms_of=set(self.pending))
 
     def bind(self) -> None:
-        """Find the model's members and weights again (after members left a group, they are new tensors)."""
+        """Find the model's members and weights again (after members left a group, they are new
+        tensors)."""
         named = self.model.weights()
         self.names = [name for name, _ in named]
         self.weights = [weight for _, weight in named]
-        self.pending = {key: self.pending.get(key, EpochDiagnostics()) for key in self.model.members}
+        self.pending = {
+            key: self.pending.get(key, EpochDiagnostics()) for key in self.model.members
+        }
 
     def before_step(self) -> bool:
-        """Count an optimizer step about to be taken; True if it is measured (then call after_step)."""
+        """Count an optimizer step about to be taken; True if it is measured (then call
+        after_step)."""
         self.step += 1
         measured = bool(self.weights) and self.step % self.settings.every_n_steps == 0
         if measured:
@@ -157,7 +190,8 @@ class Diagnostics:
         return stopping
 
     def end_epoch(self, epoch: int, train_losses: dict[str, float]) -> dict[str, dict[str, Any]]:
-        """Each member's measurements for this epoch's report, with the activations after it where due."""
+        """Each member's measurements for this epoch's report, with the activations after it where
+        due."""
         for key, loss in train_losses.items():
             self.pending[key].add_alerts(self.alerts[key].observe_loss(loss, step=self.step))
         # A probe is a fixed cost an epoch: on epochs of a few steps it would cost more than
@@ -166,7 +200,11 @@ class Diagnostics:
         # the uninterrupted one did; always at an epoch a member can end at.
         every = self.settings.activations_every_n_steps
         due = self.step // every > self.epoch_began_at // every
-        ending = {key for key in self.pending if epoch in self.settings.histogram_epochs or key in self.stop_reasons}
+        ending = {
+            key
+            for key in self.pending
+            if epoch in self.settings.histogram_epochs or key in self.stop_reasons
+        }
         probed = set(self.pending) if due else ending
         if probed:
             self._probe_into(probed, histograms_of=ending)
@@ -177,7 +215,9 @@ class Diagnostics:
         return reports
 
     def _probe_into(self, keys: set[str], *, histograms_of: set[str]) -> None:
-        stats, histograms = measure_activations(self.model, self.probe, with_histograms=bool(histograms_of))
+        stats, histograms = measure_activations(
+            self.model, self.probe, with_histograms=bool(histograms_of)
+        )
         for key in self.model.members:
             if key not in keys:
                 continue

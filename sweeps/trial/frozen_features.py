@@ -1,4 +1,5 @@
-"""Frozen features: a pretrained backbone's frozen prefix run once over the data, and trials that train on its output.
+"""Frozen features: a pretrained backbone's frozen prefix run once over the data, and trials that
+train on its output.
 
 With `trainable_layers: 0` (a linear probe) or a few, most of every epoch is the frozen
 part of the backbone recomputing what it computed the epoch before. Its output depends
@@ -10,6 +11,7 @@ whole model's logits (torchvision's forward passes must be their children in ord
 
 torch is imported inside the functions: the driver hands these to Ray without loading it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,21 +49,31 @@ class CacheDecision:
     """Whether the frozen prefix of a trial with `trainable_layers` is cached, and in words why."""
 
     trainable_layers: int
-    frozen_prefix: int  # leading backbone children that nothing in them trains: the same prefix, the same features
+    # leading backbone children that nothing in them trains: the same prefix, the same features
+    frozen_prefix: int
     cached: bool
-    reason: str  # what is cached ("conv1 to avgpool of resnet18 frozen, 512 numbers per image"), or why not
+    # what is cached ("conv1 to avgpool of resnet18 frozen, 512 numbers per image"), or why not
+    reason: str
 
     def line(self) -> str:
-        return f"trainable_layers={self.trainable_layers}: {'cached' if self.cached else 'not cached'}, {self.reason}"
+        return (
+            f"trainable_layers={self.trainable_layers}: "
+            f"{'cached' if self.cached else 'not cached'}, {self.reason}"
+        )
 
 
-def decide(settings: TrialSettings, data: SplitData, trainable_layers: int) -> tuple[CacheDecision, Pretrained]:
-    """Build the trial's model for `trainable_layers` and decide on a few images whether its prefix is cached."""
+def decide(
+    settings: TrialSettings, data: SplitData, trainable_layers: int
+) -> tuple[CacheDecision, Pretrained]:
+    """Build the trial's model for `trainable_layers` and decide on a few images whether its prefix
+    is cached."""
     import torch
 
     from sweeps.trial.building import build_trial_model
 
-    model = build_trial_model(settings, resolve_trial_params({"trainable_layers": trainable_layers}), data).eval()
+    model = build_trial_model(
+        settings, resolve_trial_params({"trainable_layers": trainable_layers}), data
+    ).eval()
     names = [name for name, _ in model.backbone.named_children()]
     prefix = model.frozen_prefix
 
@@ -69,25 +81,46 @@ def decide(settings: TrialSettings, data: SplitData, trainable_layers: int) -> t
         return CacheDecision(trainable_layers, prefix, cached, reason), model
 
     if settings.model_options["weights"] is None:
-        return decision(False, "without weights each trial's frozen backbone is a random initialization of its own")
+        return decision(
+            False,
+            "without weights each trial's frozen backbone is a random initialization of its own",
+        )
     if prefix == 0:
-        return decision(False, f"{names[0]}, the backbone's first block, trains: nothing in front of it is frozen")
+        return decision(
+            False,
+            f"{names[0]}, the backbone's first block, trains: nothing in front of it is frozen",
+        )
     on_cpu = data.to(torch.device("cpu"))
     images = on_cpu.inputs(on_cpu.train_x[:CHECK_IMAGES])
     features = model.frozen_features(images)
     size, image_size = features[0].numel(), model.backbone_input(images)[0].numel()
-    frozen = f"{names[0]} to {names[prefix - 1]} of {settings.model_options['backbone']}" if prefix > 1 else names[0]
+    frozen = (
+        f"{names[0]} to {names[prefix - 1]} of {settings.model_options['backbone']}"
+        if prefix > 1
+        else names[0]
+    )
     if size > image_size:
-        return decision(False, f"{frozen} gives {size} numbers per image, more than the {image_size} of the image the backbone sees")
+        return decision(
+            False,
+            f"{frozen} gives {size} numbers per image, more than the {image_size} of the image "
+            "the backbone sees",
+        )
     cut = copy.deepcopy(model)
     cut.cut_frozen_prefix()
     with torch.no_grad():
         try:
             same = torch.allclose(model(images), cut(features), rtol=1e-4, atol=1e-5)
-        except (RuntimeError, ValueError):  # a functional step between children met features of the wrong shape
+        except (
+            RuntimeError,
+            ValueError,
+        ):  # a functional step between children met features of the wrong shape
             same = False
     if not same:
-        return decision(False, f"{settings.model_options['backbone']}'s forward pass is not its blocks in order, so it cannot start after {names[prefix - 1]}")
+        return decision(
+            False,
+            f"{settings.model_options['backbone']}'s forward pass is not its blocks in order, "
+            f"so it cannot start after {names[prefix - 1]}",
+        )
     return decision(True, f"{frozen} frozen, {size} numbers per image")
 
 
@@ -99,7 +132,9 @@ def decide_all(settings: TrialSettings, data: SplitData, values: list[int]) -> l
     return [decide(settings, data, value)[0] for value in values]
 
 
-def compute_frozen_features(settings: TrialSettings, data: SplitData, trainable_layers: int) -> FrozenFeatures:
+def compute_frozen_features(
+    settings: TrialSettings, data: SplitData, trainable_layers: int
+) -> FrozenFeatures:
     """One pass of the frozen prefix of a trial with `trainable_layers` over every image, in
     eval mode, on the device (and in the precision) a trial of the sweep would train on."""
     import torch
@@ -108,13 +143,19 @@ def compute_frozen_features(settings: TrialSettings, data: SplitData, trainable_
 
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)
-    model = build_trial_model(settings, resolve_trial_params({"trainable_layers": trainable_layers}), data)
+    model = build_trial_model(
+        settings, resolve_trial_params({"trainable_layers": trainable_layers}), data
+    )
     model.eval().to(placement.device)
     on_device = data.to(placement.device)
 
     def run(images: torch.Tensor) -> np.ndarray:
         batches = [
-            placement.forward(model.frozen_features, on_device.inputs(images[start : start + BATCH])).float().cpu()
+            placement.forward(
+                model.frozen_features, on_device.inputs(images[start : start + BATCH])
+            )
+            .float()
+            .cpu()
             for start in range(0, len(images), BATCH)
         ]
         return torch.cat(batches).numpy()
@@ -122,7 +163,9 @@ def compute_frozen_features(settings: TrialSettings, data: SplitData, trainable_
     return FrozenFeatures(model.frozen_prefix, run(on_device.train_x), run(on_device.val_x))
 
 
-def sized_frozen_features(settings: TrialSettings, data: SplitData, trainable_layers: int) -> tuple[int, FrozenFeatures]:
+def sized_frozen_features(
+    settings: TrialSettings, data: SplitData, trainable_layers: int
+) -> tuple[int, FrozenFeatures]:
     """(their size in bytes, the features): a Ray task's two returns, so the driver learns
     the first, or the task's error, without fetching the second."""
     features = compute_frozen_features(settings, data, trainable_layers)
@@ -132,6 +175,9 @@ def sized_frozen_features(settings: TrialSettings, data: SplitData, trainable_la
 def train_on_features(model: Any, data: SplitData, features: FrozenFeatures) -> SplitData:
     """Cut the trial's model after its frozen prefix; the data it then trains on."""
     if model.frozen_prefix != features.frozen_prefix:
-        raise RuntimeError(f"features replace {features.frozen_prefix} frozen children, the model has {model.frozen_prefix}")
+        raise RuntimeError(
+            f"features replace {features.frozen_prefix} frozen children, the model has "
+            f"{model.frozen_prefix}"
+        )
     model.cut_frozen_prefix()
     return features.replacing_images(data)

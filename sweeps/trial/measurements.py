@@ -9,7 +9,8 @@ measure with the same code and report the same names and numbers.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +34,13 @@ class MeasuredModel(Protocol):
         ...
 
     def weights(self) -> list[tuple[str, Tensor]]:
-        """(name, tensor with the member dimension first) of every weight matrix and conv kernel that trains."""
+        """(name, tensor with the member dimension first) of every weight matrix and conv kernel
+        that trains."""
         ...
 
     def normalized(self) -> list[set[str]]:
-        """Per member: the weights batch norm directly follows (scale-free, see normalized_weights)."""
+        """Per member: the weights batch norm directly follows (scale-free, see
+        normalized_weights)."""
         ...
 
     def probe_outputs(self, probe: Tensor) -> dict[str, tuple[Tensor, list[type[nn.Module]]]]:
@@ -60,16 +63,26 @@ class SoloModel:
         return [self.key]
 
     def weights(self) -> list[tuple[str, Tensor]]:
-        # Weight matrices and conv kernels that train; biases and norm scales are not what the rule is about.
+        # Weight matrices and conv kernels that train; biases and norm scales are not what the rule
+        # is about.
         named = self.model.named_parameters()
-        return [(name, param.unsqueeze(0)) for name, param in named if param.requires_grad and param.ndim >= 2]
+        return [
+            (name, param.unsqueeze(0))
+            for name, param in named
+            if param.requires_grad and param.ndim >= 2
+        ]
 
     def normalized(self) -> list[set[str]]:
         return [normalized_weights(self.model)]
 
     def probe_outputs(self, probe: Tensor) -> dict[str, tuple[Tensor, list[type[nn.Module]]]]:
-        outputs = probe_layer_outputs(self.model, self.layers, self.buffers, lambda: self.model(probe))
-        return {name: (output.unsqueeze(0), [type(self.layers[name])]) for name, output in outputs.items()}
+        outputs = probe_layer_outputs(
+            self.model, self.layers, self.buffers, lambda: self.model(probe)
+        )
+        return {
+            name: (output.unsqueeze(0), [type(self.layers[name])])
+            for name, output in outputs.items()
+        }
 
 
 def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -79,19 +92,26 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def normalized_weights(model: nn.Module) -> set[str]:
-    """The weights of the convs and linear layers that batch norm directly follows (`layers.0.weight`).
+    """The weights of the convs and linear layers that batch norm directly follows
+    (`layers.0.weight`).
 
     Batch norm divides their output by its own scale, so the loss does not change when
     the weight grows or shrinks: its update/weight ratio is an angle per step that
     weight decay and the learning rate settle between them, not the lecture's signal
     of a learning rate too high or too low. Found in registration order, which is the
     order of the forward pass in every model here and in torchvision's."""
-    leaves = [(name, module) for name, module in model.named_modules() if not list(module.children())]
+    leaves = [
+        (name, module) for name, module in model.named_modules() if not list(module.children())
+    ]
     found = set()
     for (name, module), (_, following) in zip(leaves, leaves[1:], strict=False):
         width = getattr(module, "out_channels", getattr(module, "out_features", None))
         is_weighted = isinstance(module, (nn.Conv2d, nn.Linear))
-        if is_weighted and isinstance(following, nn.modules.batchnorm._BatchNorm) and following.num_features == width:
+        if (
+            is_weighted
+            and isinstance(following, nn.modules.batchnorm._BatchNorm)
+            and following.num_features == width
+        ):
             found.add(f"{name}.weight")
     return found
 
@@ -118,10 +138,15 @@ def member_activation_stats(output: Tensor, kinds: list[type[nn.Module]]) -> Ten
     dead = (flat == 0).all(dim=1).float().mean(dim=1)
     tanh_saturated = (flat.abs() > 0.99).float().mean(dim=(1, 2))
     sigmoid_saturated = ((flat < 0.01) | (flat > 0.99)).float().mean(dim=(1, 2))
-    which = [0 if kind is ACTIVATIONS["tanh"] else 1 if kind is ACTIVATIONS["sigmoid"] else 2 for kind in kinds]
+    which = [
+        0 if kind is ACTIVATIONS["tanh"] else 1 if kind is ACTIVATIONS["sigmoid"] else 2
+        for kind in kinds
+    ]
     choose = torch.tensor(which, device=output.device)
     saturated = torch.stack([tanh_saturated, sigmoid_saturated, torch.zeros_like(mean)])
-    return torch.stack([mean, std, dead, saturated.gather(0, choose.unsqueeze(0)).squeeze(0)], dim=1)
+    return torch.stack(
+        [mean, std, dead, saturated.gather(0, choose.unsqueeze(0)).squeeze(0)], dim=1
+    )
 
 
 @torch.no_grad()
@@ -134,15 +159,22 @@ def measure_activations(
     if not outputs:
         return {key: {} for key in members}, {key: {} for key in members}
     # One stacked tensor and one host transfer for every layer's and member's four numbers.
-    rows = torch.stack([member_activation_stats(output, kinds) for output, kinds in outputs.values()]).tolist()
+    rows = torch.stack(
+        [member_activation_stats(output, kinds) for output, kinds in outputs.values()]
+    ).tolist()
     stats = {
-        key: {name: dict(zip(ACTIVATION_STATS, rows[layer][m], strict=True)) for layer, name in enumerate(outputs)}
+        key: {
+            name: dict(zip(ACTIVATION_STATS, rows[layer][m], strict=True))
+            for layer, name in enumerate(outputs)
+        }
         for m, key in enumerate(members)
     }
     histograms: dict[str, dict[str, Histogram]] = {}
     if with_histograms:
         for m, key in enumerate(members):
-            histograms[key] = layer_histograms({name: output[m, :HISTOGRAM_EXAMPLES] for name, (output, _) in outputs.items()})
+            histograms[key] = layer_histograms(
+                {name: output[m, :HISTOGRAM_EXAMPLES] for name, (output, _) in outputs.items()}
+            )
     return stats, histograms
 
 
@@ -154,23 +186,43 @@ def layer_histograms(outputs: dict[str, Tensor]) -> dict[str, Histogram]:
     highs = torch.stack([value.nan_to_num(nan=-torch.inf).max() for value in values])
     widths = (highs - lows).clamp_min(1e-12)
     bins = [
-        ((value - low) / width * HISTOGRAM_BINS).clamp(0, HISTOGRAM_BINS - 1).nan_to_num(nan=-1).long()
+        ((value - low) / width * HISTOGRAM_BINS)
+        .clamp(0, HISTOGRAM_BINS - 1)
+        .nan_to_num(nan=-1)
+        .long()
         for value, low, width in zip(values, lows, widths, strict=True)
     ]
-    offset = torch.cat([torch.where(index >= 0, index + layer * HISTOGRAM_BINS, -1) for layer, index in enumerate(bins)])
-    counts = torch.bincount(offset[offset >= 0], minlength=len(values) * HISTOGRAM_BINS).view(len(values), HISTOGRAM_BINS)
+    offset = torch.cat(
+        [
+            torch.where(index >= 0, index + layer * HISTOGRAM_BINS, -1)
+            for layer, index in enumerate(bins)
+        ]
+    )
+    counts = torch.bincount(offset[offset >= 0], minlength=len(values) * HISTOGRAM_BINS).view(
+        len(values), HISTOGRAM_BINS
+    )
     histograms = {}
-    for name, low, high, row in zip(outputs, lows.tolist(), highs.tolist(), counts.tolist(), strict=True):
+    for name, low, high, row in zip(
+        outputs, lows.tolist(), highs.tolist(), counts.tolist(), strict=True
+    ):
         finite = math.isfinite(low) and math.isfinite(high)
-        histograms[name] = {"low": low, "high": high, "counts": row} if finite else {"low": 0.0, "high": 0.0, "counts": []}
+        histograms[name] = (
+            {"low": low, "high": high, "counts": row}
+            if finite
+            else {"low": 0.0, "high": 0.0, "counts": []}
+        )
     return histograms
 
 
 def probe_layer_outputs(
-    model: nn.Module, layers: dict[str, nn.Module], buffers: list[Tensor], forward: Callable[[], Any]
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    buffers: list[Tensor],
+    forward: Callable[[], Any],
 ) -> dict[str, Tensor]:
     """Each of `layers`' outputs during `forward()`, run in training mode (batch norm normalizes
-    with the batch, as in training) with every buffer restored afterwards: probing changes nothing."""
+    with the batch, as in training) with every buffer restored afterwards: probing changes
+    nothing."""
     saved = [buffer.clone() for buffer in buffers]
     was_training = model.training
     outputs: dict[str, Tensor] = {}

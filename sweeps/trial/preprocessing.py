@@ -6,10 +6,11 @@ statistics are in the units of an image scaled to [0, 1], whatever the storage, 
 checkpoint's statistics read the same for 8-bit and float data. numpy only: the
 sweep file's schema reads the registry's names.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -62,29 +63,46 @@ class PixelMoments:
         return self.image_mean().mean(axis=(2, 3), keepdims=True)
 
     def channel_std(self) -> np.ndarray:
-        """Each channel's standard deviation (ddof=1, as torch.std), (1, C, 1, 1); two passes, as numpy's."""
+        """Each channel's standard deviation (ddof=1, as torch.std), (1, C, 1, 1); two passes, as
+        numpy's."""
         mean = self.channel_mean()
-        squares = sum(np.square(np.subtract(chunk, mean, out=chunk), out=chunk).sum(axis=(0, 2, 3), keepdims=True) for chunk in self._chunks())
+        squares = sum(
+            np.square(np.subtract(chunk, mean, out=chunk), out=chunk).sum(
+                axis=(0, 2, 3), keepdims=True
+            )
+            for chunk in self._chunks()
+        )
         count = self.images.size // self.images.shape[1]
         return np.sqrt(squares / max(1, count - 1))
 
 
 def _channels(values: tuple[float, ...], channels: int) -> np.ndarray:
     """(1, C', 1, 1) from one value per channel; a single value serves every channel."""
-    return np.asarray(values if len(values) > 1 else values * channels, dtype=np.float64).reshape(1, -1, 1, 1)
+    return np.asarray(values if len(values) > 1 else values * channels, dtype=np.float64).reshape(
+        1, -1, 1, 1
+    )
 
 
 def _backbone(moments: PixelMoments, normalization: Normalization | None) -> dict[str, np.ndarray]:
     if normalization is None:
-        raise StatisticsError("data.preprocess", "backbone needs the weights' normalization: state it as data.normalization")
+        raise StatisticsError(
+            "data.preprocess",
+            "backbone needs the weights' normalization: state it as data.normalization",
+        )
     channels = moments.images.shape[1]
     given = len(normalization.mean)
     # A grayscale image normalized with an RGB backbone's three means becomes the three
     # channels the backbone expects (broadcasting repeats it), as torchvision's
     # Grayscale(3) followed by the weights' Normalize would.
     if given not in (1, channels) and not (channels == 1 and given == 3):
-        raise StatisticsError("data.normalization", f"has {given} values per field; the images have {channels} channels")
-    return {"mean": _channels(normalization.mean, channels), "std": _channels(normalization.std, channels)}
+        raise StatisticsError(
+            "data.normalization",
+            f"has {given} values per field; the images have {channels} channels",
+        )
+    return {
+        "mean": _channels(normalization.mean, channels),
+        "std": _channels(normalization.std, channels),
+    }
 
 
 # Each preprocessor's statistics, from the training images' moments (or stated outright).
@@ -96,18 +114,25 @@ PREPROCESSORS: dict[str, Callable[[PixelMoments, Normalization | None], dict[str
         "mean": moments.channel_mean(),
         "std": np.maximum(moments.channel_std(), STD_FLOOR),
     },
-    "backbone": _backbone,  # the pretrained weights' own normalization (ImageNet's for torchvision's)
+    # the pretrained weights' own normalization (ImageNet's for torchvision's)
+    "backbone": _backbone,
 }
 
 
 def fit_preprocessing(
-    name: str, train_x: np.ndarray, *, full_scale: float = 1.0, normalization: Normalization | None = None
+    name: str,
+    train_x: np.ndarray,
+    *,
+    full_scale: float = 1.0,
+    normalization: Normalization | None = None,
 ) -> dict[str, np.ndarray]:
     """The float32 statistics preprocessing `name` needs, from training images only (stored
     values divided by `full_scale` are in [0, 1]); `backbone` takes `normalization` instead."""
     try:
         fit = PREPROCESSORS[name]
     except KeyError:
-        raise ValueError(f"unknown preprocess {name!r}; choose from {sorted(PREPROCESSORS)}") from None
+        raise ValueError(
+            f"unknown preprocess {name!r}; choose from {sorted(PREPROCESSORS)}"
+        ) from None
     stats = fit(PixelMoments(train_x, full_scale), normalization)
     return {key: value.astype(np.float32) for key, value in stats.items()}

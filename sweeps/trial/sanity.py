@@ -1,4 +1,6 @@
-"""The lecture's sanity checks before a sweep: initial loss, overfitting a tiny subset, finite gradients."""
+"""The lecture's sanity checks before a sweep: initial loss, overfitting a tiny subset, finite
+gradients."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +10,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sweeps.trial.data import SplitData
 from sweeps.trial.building import build_optimizer, build_trial_model, trial_seed
+from sweeps.trial.data import SplitData
 from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
@@ -25,10 +27,14 @@ class CheckResult:
     passed: bool
     measured: str
     expected: str
-    curve: tuple[float, ...] = ()  # the overfit check's training loss, step by step (what `sweep lecture` draws)
+    curve: tuple[
+        float, ...
+    ] = ()  # the overfit check's training loss, step by step (what `sweep lecture` draws)
 
 
-def run_sanity_checks(sampled: dict[str, Any], settings: TrialSettings, data: SplitData) -> list[CheckResult]:
+def run_sanity_checks(
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData
+) -> list[CheckResult]:
     params = resolve_trial_params(sampled)
     data = data.to(torch.device("cpu"))
     return [
@@ -38,12 +44,16 @@ def run_sanity_checks(sampled: dict[str, Any], settings: TrialSettings, data: Sp
     ]
 
 
-def _fresh_model(params: dict[str, Any], settings: TrialSettings, data: SplitData) -> torch.nn.Module:
+def _fresh_model(
+    params: dict[str, Any], settings: TrialSettings, data: SplitData
+) -> torch.nn.Module:
     torch.manual_seed(trial_seed(params, settings.seed))
     return build_trial_model(settings, params, data)
 
 
-def check_initial_loss(params: dict[str, Any], settings: TrialSettings, data: SplitData) -> CheckResult:
+def check_initial_loss(
+    params: dict[str, Any], settings: TrialSettings, data: SplitData
+) -> CheckResult:
     """With small logits a C-class softmax starts at loss ln(C). Regularization is off
     here anyway: weight decay lives in the optimizer, not in the loss."""
     model = _fresh_model(params, settings, data)
@@ -60,7 +70,9 @@ def check_initial_loss(params: dict[str, Any], settings: TrialSettings, data: Sp
     )
 
 
-def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, data: SplitData) -> CheckResult:
+def check_overfit_tiny_subset(
+    params: dict[str, Any], settings: TrialSettings, data: SplitData
+) -> CheckResult:
     """A model that cannot memorize 20 examples has a bug or too little capacity.
 
     Adam at a fixed 1e-3 without weight decay, so the check is about the model and
@@ -70,7 +82,8 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
     optimizer = build_optimizer(model, name="adam", lr=OVERFIT_LR, momentum=0.0, weight_decay=0.0)
     x, y = data.inputs(data.train_x[:OVERFIT_EXAMPLES]), data.train_y[:OVERFIT_EXAMPLES]
     accuracy, steps, losses = 0.0, 0, []
-    for steps in range(1, OVERFIT_MAX_STEPS + 1):
+    while steps < OVERFIT_MAX_STEPS:
+        steps += 1
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         losses.append(loss.item())
@@ -89,14 +102,18 @@ def check_overfit_tiny_subset(params: dict[str, Any], settings: TrialSettings, d
     )
 
 
-def check_gradients_finite(params: dict[str, Any], settings: TrialSettings, data: SplitData) -> CheckResult:
+def check_gradients_finite(
+    params: dict[str, Any], settings: TrialSettings, data: SplitData
+) -> CheckResult:
     model = _fresh_model(params, settings, data)
     model.train()
     loss = F.cross_entropy(model(data.inputs(data.train_x[:256])), data.train_y[:256])
     loss.backward()
     grads = [param.grad for param in model.parameters() if param.grad is not None]
     bad = sum(not torch.isfinite(grad).all().item() for grad in grads)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad) for grad in grads])).item()
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(grad) for grad in grads])
+    ).item()
     return CheckResult(
         "gradients finite",
         bad == 0 and len(grads) > 0,

@@ -1,8 +1,10 @@
-"""The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training loop.
+"""The Ray Tune trainable: a thin adapter from Tune's config and checkpoints to the plain training
+loop.
 
 PyTorch is imported inside the functions, which run in the trials: the driver hands
 Tune `train_trial` without loading it.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -19,13 +21,27 @@ from sweeps.trial_settings import TrialSettings
 CHECKPOINT_FILE = "trial.pt"
 
 
-def train_trial(config: dict[str, Any], *, data: SplitData, settings: TrialSettings, features: dict[int, Any] | None = None) -> None:
-    """One trial; `features` maps trainable_layers to the object store's frozen features for it (feature_cache.py)."""
+def train_trial(
+    config: dict[str, Any],
+    *,
+    data: SplitData,
+    settings: TrialSettings,
+    features: dict[int, Any] | None = None,
+) -> None:
+    """One trial; `features` maps trainable_layers to the object store's frozen features for it
+    (feature_cache.py)."""
     from sweeps.trial.training import run_training
     from sweeps.trial_params import resolve_trial_params
 
     ref = (features or {}).get(resolve_trial_params(config)["trainable_layers"])
-    run_training(config, settings, data, report=report_to_tune, resume_from=load_tune_checkpoint(), features=None if ref is None else ray.get(ref))
+    run_training(
+        config,
+        settings,
+        data,
+        report=report_to_tune,
+        resume_from=load_tune_checkpoint(),
+        features=None if ref is None else ray.get(ref),
+    )
 
 
 def report_to_tune(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:

@@ -1,25 +1,34 @@
 """The training loop: plain functions over in-memory tensors that know nothing of Ray."""
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sweeps.trial.augmentation import BatchAugmenter
+from sweeps.trial.building import (
+    Placement,
+    build_optimizer,
+    build_trial_model,
+    resolve_placement,
+    trial_seed,
+)
 from sweeps.trial.data import SplitData
 from sweeps.trial.diagnostics import Diagnostics
 from sweeps.trial.frozen_features import FrozenFeatures, train_on_features
-from sweeps.trial.building import Placement, build_optimizer, build_trial_model, resolve_placement, trial_seed
-from sweeps.trial_params import resolve_trial_params
 from sweeps.trial.measurements import PROBE_EXAMPLES, MeasuredModel, SoloModel
+from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
 SOLO = "trial"  # the one member a solo trial's diagnostics measure
+ON_THE_CPU = Placement(torch.device("cpu"))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -28,7 +37,12 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return full + (rest > 1)
 
 
-def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+def batch_indices(
+    num_examples: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Iterator[torch.Tensor]:
     """Shuffled index batches for one epoch, on `device` (one transfer per epoch, not per batch).
 
     A trailing batch of one example is dropped: batch norm cannot normalize a
@@ -50,10 +64,11 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     diagnostics: Diagnostics | None = None,
-    placement: Placement = Placement(torch.device("cpu")),
+    placement: Placement = ON_THE_CPU,
     augment: BatchAugmenter | None = None,
 ) -> dict[str, float]:
-    """One pass over the training split, on data already on the trial's device; stops early if `diagnostics` asks to."""
+    """One pass over the training split, on data already on the trial's device; stops early if
+    `diagnostics` asks to."""
     model.train()
     loss_sum = torch.zeros((), device=placement.device)
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
@@ -77,16 +92,28 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: SplitData, *, batch_size: int = 1024, placement: Placement = Placement(torch.device("cpu"))) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    data: SplitData,
+    *,
+    batch_size: int = 1024,
+    placement: Placement = ON_THE_CPU,
+) -> dict[str, float]:
     model.eval()
     loss_sum = torch.zeros((), device=placement.device)
     correct = torch.zeros((), dtype=torch.long, device=placement.device)
     for start in range(0, len(data.val_y), batch_size):
-        x, y = data.inputs(data.val_x[start : start + batch_size]), data.val_y[start : start + batch_size]
+        x, y = (
+            data.inputs(data.val_x[start : start + batch_size]),
+            data.val_y[start : start + batch_size],
+        )
         logits = placement.forward(model, x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    return {"val_loss": loss_sum.item() / len(data.val_y), "val_acc": correct.item() / len(data.val_y)}
+    return {
+        "val_loss": loss_sum.item() / len(data.val_y),
+        "val_acc": correct.item() / len(data.val_y),
+    }
 
 
 # The lecture's rule of thumb: a loss over 3x where it started means it is exploding.
@@ -116,7 +143,8 @@ class TrialState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the shuffling order
     data: SplitData  # on the trial's device
-    augment: BatchAugmenter | None = None  # its random stream is checkpointed with the shuffling order's
+    # its random stream is checkpointed with the shuffling order's
+    augment: BatchAugmenter | None = None
     next_epoch: int = 1
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
@@ -126,7 +154,11 @@ class TrialState:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "preprocess": {"name": self.data.preprocess, "stats": self.data.stats, "full_scale": self.data.full_scale},
+            "preprocess": {
+                "name": self.data.preprocess,
+                "stats": self.data.stats,
+                "full_scale": self.data.full_scale,
+            },
             "params": self.params,
             "augment": self.augment.state() if self.augment is not None else None,
         }
@@ -141,10 +173,15 @@ class TrialState:
 
 
 def build_trial_state(
-    sampled: dict[str, Any], settings: TrialSettings, data: SplitData, placement: Placement, features: FrozenFeatures | None = None
+    sampled: dict[str, Any],
+    settings: TrialSettings,
+    data: SplitData,
+    placement: Placement,
+    features: FrozenFeatures | None = None,
 ) -> TrialState:
     """The trial's seeded model, optimizer and shuffling order, with its data on its device;
-    with `features`, the model cut after its frozen prefix and the features in place of the images."""
+    with `features`, the model cut after its frozen prefix and the features in place of the
+    images."""
     params = resolve_trial_params(sampled)
     torch.manual_seed(trial_seed(sampled, settings.seed))
     generator = torch.Generator().manual_seed(trial_seed(sampled, settings.seed + 1))
@@ -155,8 +192,18 @@ def build_trial_state(
     # The whole (small) data set moves to the device once; batches are indexed there.
     data = data.to(placement.device, memory_format=memory_format)
     model = model.to(placement.device, memory_format=memory_format)
-    optimizer = build_optimizer(model, name=settings.optimizer, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
-    augment = BatchAugmenter(settings.augment, seed=trial_seed(sampled, settings.seed + 2)) if settings.augment != "none" else None
+    optimizer = build_optimizer(
+        model,
+        name=settings.optimizer,
+        lr=params["lr"],
+        momentum=params["momentum"],
+        weight_decay=params["weight_decay"],
+    )
+    augment = (
+        BatchAugmenter(settings.augment, seed=trial_seed(sampled, settings.seed + 2))
+        if settings.augment != "none"
+        else None
+    )
     return TrialState(params, model, optimizer, generator, data, augment)
 
 
@@ -182,13 +229,24 @@ def run_training(
     state = build_trial_state(sampled, settings, data, placement, features)
     if resume_from is not None:
         state.restore(resume_from)
-    diagnostics = start_diagnostics(SoloModel(state.model, SOLO), state.data, settings, epochs_done=state.next_epoch - 1, batch_size=state.params["batch_size"])
+    diagnostics = start_diagnostics(
+        SoloModel(state.model, SOLO),
+        state.data,
+        settings,
+        epochs_done=state.next_epoch - 1,
+        batch_size=state.params["batch_size"],
+    )
     last_checkpoint_at = time.monotonic()
     for epoch in range(state.next_epoch, settings.epochs + 1):
-        metrics = train_and_evaluate_epoch(state, epoch, diagnostics=diagnostics, placement=placement)
+        metrics = train_and_evaluate_epoch(
+            state, epoch, diagnostics=diagnostics, placement=placement
+        )
         ending = "stop_reason" in metrics
         now = time.monotonic()
-        due = epoch % settings.checkpoint_every == 0 and now - last_checkpoint_at >= settings.checkpoint_min_interval_s
+        due = (
+            epoch % settings.checkpoint_every == 0
+            and now - last_checkpoint_at >= settings.checkpoint_min_interval_s
+        )
         checkpoint = None
         if due or epoch == settings.epochs or ending:
             last_checkpoint_at = now
@@ -198,7 +256,9 @@ def run_training(
             return
 
 
-def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Diagnostics | None, placement: Placement) -> dict[str, Any]:
+def train_and_evaluate_epoch(
+    state: TrialState, epoch: int, *, diagnostics: Diagnostics | None, placement: Placement
+) -> dict[str, Any]:
     """One epoch's metrics; `stop_reason` among them when the trial must end after it."""
     metrics: dict[str, Any] = train_one_epoch(
         state.model,
@@ -216,13 +276,22 @@ def train_and_evaluate_epoch(state: TrialState, epoch: int, *, diagnostics: Diag
         measured = diagnostics.end_epoch(epoch, {SOLO: metrics["train_loss"]})[SOLO]
     evaluated = evaluate(state.model, state.data, placement=placement)
     stop_reason = diagnostics.stop_reasons.get(SOLO) if diagnostics is not None else None
-    metrics = epoch_metrics(metrics, evaluated, stop_reason=stop_reason, num_classes=state.data.num_classes, epoch=epoch)
+    metrics = epoch_metrics(
+        metrics, evaluated, stop_reason=stop_reason, num_classes=state.data.num_classes, epoch=epoch
+    )
     if measured is not None:
         metrics["diagnostics"] = measured
     return metrics
 
 
-def epoch_metrics(trained: dict[str, float], evaluated: dict[str, float], *, stop_reason: str | None, num_classes: int, epoch: int) -> dict[str, Any]:
+def epoch_metrics(
+    trained: dict[str, float],
+    evaluated: dict[str, float],
+    *,
+    stop_reason: str | None,
+    num_classes: int,
+    epoch: int,
+) -> dict[str, Any]:
     """An epoch's metrics as a trial (or a group's member) reports them: EPOCH_METRICS, with
     `diverged` and `stop_reason` when it must end after this epoch."""
     metrics: dict[str, Any] = {**trained, **evaluated}
@@ -236,7 +305,14 @@ def epoch_metrics(trained: dict[str, float], evaluated: dict[str, float], *, sto
     return metrics
 
 
-def start_diagnostics(model: MeasuredModel, data: SplitData, settings: TrialSettings, *, epochs_done: int, batch_size: int) -> Diagnostics | None:
+def start_diagnostics(
+    model: MeasuredModel,
+    data: SplitData,
+    settings: TrialSettings,
+    *,
+    epochs_done: int,
+    batch_size: int,
+) -> Diagnostics | None:
     """The diagnostics of a model about to train (None where they are off), counting the steps
     of the epochs a resumed trial already trained."""
     if not settings.diagnostics.enabled or not model.members:

@@ -1,4 +1,6 @@
-"""What the CLI's tests share: an empty working folder, to show a refused command wrote nothing there."""
+"""What the CLI's tests share: an empty working folder, to show a refused command wrote nothing
+there."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,15 +1,20 @@
-"""Bad input: every broken sweep file exits 2 with one line per problem, naming the file and field, and writes nothing.
+"""Bad input: every broken sweep file exits 2 with one line per problem, naming the file and field,
+and writes nothing.
 
-The corpus is `tests/bad_inputs/`: each file's first line is `# expect: <dotted.path>[, <dotted.path> ...]`
-(`-` for a problem with the whole file), and an optional `# not echoed: <text>` line names a secret the
+The corpus is `tests/bad_inputs/`: each file's first line is `# expect: <dotted.path>[,
+<dotted.path> ...]`
+(`-` for a problem with the whole file), and an optional `# not echoed: <text>` line names a secret
+the
 error must not repeat. Property tests then mutate the valid `search.yaml` at random.
 """
+
 from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -18,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import cli
-from sweeps.driver.sweep_file.fields import GRID_KEYS
-from sweeps.driver.sweep_file.validation import ConfigError, validate_sweep
 from sweeps.driver.sweep_file.distributions import DISTRIBUTIONS
+from sweeps.driver.sweep_file.fields import GRID_KEYS
 from sweeps.driver.sweep_file.reading import load_sweep
+from sweeps.driver.sweep_file.validation import ConfigError, validate_sweep
 from sweeps.trial_params import TRIAL_PARAMS
 from tests.conftest import REPO, run_sweep_cli
 
@@ -30,23 +35,30 @@ SEARCH_YAML = (REPO / "search.yaml").read_text()
 
 
 def expectations(path: Path) -> tuple[list[str], str | None]:
-    """The dotted paths the file's errors must name ([] for the whole file) and a secret they must not echo."""
+    """The dotted paths the file's errors must name ([] for the whole file) and a secret they must
+    not echo."""
     header = path.read_bytes().split(b"\n", 3)[:3]
     first, *rest = (line.decode(errors="replace") for line in header)
     assert first.startswith("# expect: "), f"{path.name} must start with `# expect: <dotted.path>`"
     expected = first.removeprefix("# expect: ").strip()
-    secret = next((line.removeprefix("# not echoed: ") for line in rest if line.startswith("# not echoed: ")), None)
+    secret = next(
+        (line.removeprefix("# not echoed: ") for line in rest if line.startswith("# not echoed: ")),
+        None,
+    )
     return ([] if expected == "-" else [field.strip() for field in expected.split(",")]), secret
 
 
 def assert_refused(output: str, source: str, expected: list[str], *, secret: str | None) -> None:
-    """One line per expected problem, each `SOURCE: dotted.path: message`, and no traceback or secret."""
+    """One line per expected problem, each `SOURCE: dotted.path: message`, and no traceback or
+    secret."""
     assert "Traceback" not in output
     lines = output.splitlines()
     assert len(lines) == max(1, len(expected)), output
     assert all(line.startswith(f"{source}: ") for line in lines), output
     for field in expected:
-        assert sum(line.startswith(f"{source}: {field}: ") for line in lines) == 1, f"no line names {field}:\n{output}"
+        assert sum(line.startswith(f"{source}: {field}: ") for line in lines) == 1, (
+            f"no line names {field}:\n{output}"
+        )
     if secret is not None:
         assert secret not in output
 
@@ -82,7 +94,14 @@ def test_corpus_covers_the_issue():
     # At least 40 broken files, among them every kind the issue lists.
     names = {path.stem for path in CORPUS}
     assert len(names) >= 40
-    assert {"empty", "binary", "top_level_list", "grid_search", "tracking_uri_credentials", "name_with_spaces"} <= names
+    assert {
+        "empty",
+        "binary",
+        "top_level_list",
+        "grid_search",
+        "tracking_uri_credentials",
+        "name_with_spaces",
+    } <= names
 
 
 def write_zero_bytes(path: Path) -> None:
@@ -118,7 +137,14 @@ def test_file_that_is_no_sweep_file_exits_2(make, command, workdir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["yaml_unclosed_bracket", "unknown_nested_key", "tracking_uri_credentials", "binary", "backbone_state_dict_without_normalization"]
+    "name",
+    [
+        "yaml_unclosed_bracket",
+        "unknown_nested_key",
+        "tracking_uri_credentials",
+        "binary",
+        "backbone_state_dict_without_normalization",
+    ],
 )
 def test_installed_cli_refuses_like_in_process(name, tmp_path):
     path = REPO / "tests" / "bad_inputs" / f"{name}.yaml"
@@ -126,7 +152,9 @@ def test_installed_cli_refuses_like_in_process(name, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     store = tmp_path / "mlflow.db"
-    args = ["run", str(path)] + ([] if "mlflow.tracking_uri" in expected else ["--tracking-uri", f"sqlite:///{store}"])
+    args = ["run", str(path)] + (
+        [] if "mlflow.tracking_uri" in expected else ["--tracking-uri", f"sqlite:///{store}"]
+    )
     result = run_sweep_cli(*args, cwd=cwd, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
@@ -138,11 +166,28 @@ def test_installed_cli_refuses_like_in_process(name, tmp_path):
 
 VALID_SWEEP = yaml.safe_load(SEARCH_YAML)
 # Keys the schema knows, so random sections and distributions sometimes look nearly right.
-KNOWN_KEYS = sorted({*VALID_SWEEP, *DISTRIBUTIONS, *GRID_KEYS, *TRIAL_PARAMS, "arch", "hidden", "low", "high"})
-KEYS = st.sampled_from(KNOWN_KEYS) | st.text(max_size=8) | st.none() | st.integers(-3, 3) | st.booleans()
-SCALARS = st.none() | st.booleans() | st.integers(-(10**400), 10**400) | st.floats() | st.text(max_size=12) | st.sampled_from(KNOWN_KEYS)
+KNOWN_KEYS = sorted(
+    {*VALID_SWEEP, *DISTRIBUTIONS, *GRID_KEYS, *TRIAL_PARAMS, "arch", "hidden", "low", "high"}
+)
+KEYS = (
+    st.sampled_from(KNOWN_KEYS)
+    | st.text(max_size=8)
+    | st.none()
+    | st.integers(-3, 3)
+    | st.booleans()
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**400), 10**400)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(KNOWN_KEYS)
+)
 VALUES = st.recursive(
-    SCALARS, lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3), max_leaves=8
+    SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3),
+    max_leaves=8,
 )
 
 
@@ -153,7 +198,11 @@ def pick_container(raw: dict, draw: Draw) -> dict | list:
     """A random mapping or list inside the sweep, the top level included."""
     node = raw
     while True:
-        children = [child for child in (node.values() if isinstance(node, dict) else node) if isinstance(child, (dict, list)) and child]
+        children = [
+            child
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (dict, list)) and child
+        ]
         if not children or draw(st.booleans()):
             return node
         node = draw(st.sampled_from(children))
@@ -202,11 +251,25 @@ def test_mutated_sweep_validates_or_is_refused_line_by_line(data):
         assert_one_line_per_problem(error, "x.yaml")
 
 
-YAML_BYTES = st.sampled_from([*b":-[]{}#&*!|>'\"%@`,?\n\t 0.e", 0x00, 0xFF, 0xC3]) | st.integers(0, 255)
+YAML_BYTES = st.sampled_from([*b":-[]{}#&*!|>'\"%@`,?\n\t 0.e", 0x00, 0xFF, 0xC3]) | st.integers(
+    0, 255
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(st.sampled_from(["delete", "insert", "replace"]), st.floats(0, 1, exclude_max=True), YAML_BYTES), min_size=1, max_size=6))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["delete", "insert", "replace"]),
+            st.floats(0, 1, exclude_max=True),
+            YAML_BYTES,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_byte_edited_sweep_file_loads_or_is_refused_line_by_line(edits, tmp_path):
     text = bytearray(SEARCH_YAML.encode())
     for operation, where, byte in edits:
@@ -214,9 +277,9 @@ def test_byte_edited_sweep_file_loads_or_is_refused_line_by_line(edits, tmp_path
         if operation == "insert":
             text[at:at] = bytes([byte])
         elif operation == "replace":
-            text[at:at + 1] = bytes([byte])
+            text[at : at + 1] = bytes([byte])
         else:
-            del text[at:at + 1]
+            del text[at : at + 1]
     path = tmp_path / "sweep.yaml"
     path.write_bytes(bytes(text))
     try:
@@ -225,7 +288,9 @@ def test_byte_edited_sweep_file_loads_or_is_refused_line_by_line(edits, tmp_path
         assert_one_line_per_problem(error, str(path))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(number=st.from_regex(r"[-+]?[0-9._]{0,4}[eE][-+]?[0-9]{0,3}", fullmatch=True))
 def test_number_like_scalar_loads_or_is_refused_line_by_line(number, tmp_path):
     # The sweep loader reads `1e3` as a number; nothing that merely looks like one may crash it.

@@ -1,6 +1,7 @@
 """What the end-to-end tests share: a sweep whose epochs are long enough to interrupt, and
 ways to watch a real `sweep run` subprocess from outside (its experiment folder, Tune's
 result files, the MLflow record)."""
+
 from __future__ import annotations
 
 import json
@@ -48,12 +49,29 @@ DIGITS_SWEEP = {
 
 def write_sweep(tmp_path: Path, **changes: dict) -> Path:
     """SLOW_EPOCHS with each given section updated."""
-    return write_sweep_file(tmp_path, {**SLOW_EPOCHS, **{key: {**SLOW_EPOCHS.get(key, {}), **value} for key, value in changes.items()}})
+    return write_sweep_file(
+        tmp_path,
+        {
+            **SLOW_EPOCHS,
+            **{key: {**SLOW_EPOCHS.get(key, {}), **value} for key, value in changes.items()},
+        },
+    )
 
 
 def start_sweep_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([*SWEEP, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = os.environ | {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.Popen(
+        [*SWEEP, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_until(condition, *, timeout: float, what: str, process: subprocess.Popen | None = None):
@@ -91,7 +109,9 @@ def assert_one_complete_sweep(tracking_uri: str, *, trials: int, epochs: int) ->
     client, parents, children = sweep_runs(tracking_uri, SLOW_EPOCHS["name"])
     assert len(parents) == 1 and len(children) == trials
     assert parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags["sweep.best_run_id"] in {child.info.run_id for child in children}  # a real run, not a pending id
+    assert parents[0].data.tags["sweep.best_run_id"] in {
+        child.info.run_id for child in children
+    }  # a real run, not a pending id
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.data.tags["sweep.status"] == "completed"
@@ -101,16 +121,33 @@ def assert_one_complete_sweep(tracking_uri: str, *, trials: int, epochs: int) ->
     return children
 
 
-def run_and_kill_a_worker(path: Path, *, storage: Path, tracking_uri: str, ray_address: str, cwd: Path) -> tuple[subprocess.Popen, str, Path]:
+def run_and_kill_a_worker(
+    path: Path, *, storage: Path, tracking_uri: str, ray_address: str, cwd: Path
+) -> tuple[subprocess.Popen, str, Path]:
     """`sweep run` of `path`, its trial's Ray worker SIGKILLed once three epochs are recorded:
     the sweep, its output and its experiment folder, once it has ended."""
-    sweep = start_sweep_cli("run", str(path), "--address", ray_address, "--tracking-uri", tracking_uri,
-                            "--set", f"storage.path={storage}", cwd=cwd)
+    sweep = start_sweep_cli(
+        "run",
+        str(path),
+        "--address",
+        ray_address,
+        "--tracking-uri",
+        tracking_uri,
+        "--set",
+        f"storage.path={storage}",
+        cwd=cwd,
+    )
     try:
-        experiment = wait_until(lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep)
+        experiment = wait_until(
+            lambda: experiment_of(storage), timeout=120, what="the experiment folder", process=sweep
+        )
         results = wait_until(
-            lambda: next((lines for lines in trial_results(experiment).values() if len(lines) >= 3), None),
-            timeout=120, what="three epochs", process=sweep,
+            lambda: next(
+                (lines for lines in trial_results(experiment).values() if len(lines) >= 3), None
+            ),
+            timeout=120,
+            what="three epochs",
+            process=sweep,
         )
         os.kill(results[-1]["pid"], signal.SIGKILL)  # the Ray worker training the trial (or group)
         output, _ = sweep.communicate(timeout=300)

@@ -1,5 +1,6 @@
 """Ctrl-C and friends, for real: SIGINT, SIGTERM and SIGHUP sent to a running `sweep run`, then
 `sweep resume`; a second Ctrl-C; a signal before training; two drivers of one sweep at once."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,17 @@ EPOCHS = 6
 
 
 def start_sweep(tmp_path, tracking_uri, ray_address) -> tuple[subprocess.Popen, list[str]]:
-    path = write_sweep(tmp_path, train={"epochs": EPOCHS}, search={"num_samples": 4, "max_concurrent": 2})
-    common = ["--address", ray_address, "--tracking-uri", tracking_uri, "--set", f"storage.path={tmp_path / 'results'}"]
+    path = write_sweep(
+        tmp_path, train={"epochs": EPOCHS}, search={"num_samples": 4, "max_concurrent": 2}
+    )
+    common = [
+        "--address",
+        ray_address,
+        "--tracking-uri",
+        tracking_uri,
+        "--set",
+        f"storage.path={tmp_path / 'results'}",
+    ]
     return start_sweep_cli("run", str(path), *common, cwd=tmp_path), common
 
 
@@ -41,8 +51,14 @@ def wait_for_a_trial_midway(sweep, tmp_path) -> None:
     wait_until(midway, timeout=240, what="a trial part-way through", process=sweep)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_trial(tmp_path, tracking_uri, ray_address, signum, code):
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
+def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_trial(
+    tmp_path, tracking_uri, ray_address, signum, code
+):
     sweep, _ = start_sweep(tmp_path, tracking_uri, ray_address)
     try:
         wait_for_a_trial_midway(sweep, tmp_path)
@@ -70,7 +86,8 @@ def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_tr
     resumed = run_sweep_cli("resume", str(experiment), "--address", ray_address, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "4 completed" in resumed.stdout
-    assert_one_complete_sweep(tracking_uri, trials=4, epochs=EPOCHS)  # every epoch once, no duplicate run
+    # every epoch once, no duplicate run
+    assert_one_complete_sweep(tracking_uri, trials=4, epochs=EPOCHS)
 
 
 def test_a_second_ctrl_c_leaves_at_once(tmp_path, tracking_uri, ray_address):
@@ -107,7 +124,15 @@ def test_a_signal_before_training_exits_130_and_writes_nothing(tmp_path):
     path = write_sweep(tmp_path)
     store = tmp_path / "store" / "mlflow.db"
     store.parent.mkdir()
-    sweep = start_sweep_cli("run", str(path), "--tracking-uri", f"sqlite:///{store}", "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path)
+    sweep = start_sweep_cli(
+        "run",
+        str(path),
+        "--tracking-uri",
+        f"sqlite:///{store}",
+        "--set",
+        f"storage.path={tmp_path / 'results'}",
+        cwd=tmp_path,
+    )
     try:
         output = signal_on_line(sweep, "starting Ray on this machine", signal.SIGINT)
     finally:
@@ -122,7 +147,15 @@ def test_a_signal_as_the_sweep_opens_leaves_no_run_running_and_nothing_to_resume
     # being made. Either none of them exists afterwards or all do, the run closed.
     path = write_sweep(tmp_path)
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = start_sweep_cli("run", str(path), "--tracking-uri", tracking_uri, "--set", f"storage.path={tmp_path / 'results'}", cwd=tmp_path)
+    sweep = start_sweep_cli(
+        "run",
+        str(path),
+        "--tracking-uri",
+        tracking_uri,
+        "--set",
+        f"storage.path={tmp_path / 'results'}",
+        cwd=tmp_path,
+    )
     try:
         output = signal_on_line(sweep, "Ray is up", signal.SIGTERM)
     finally:
@@ -139,7 +172,10 @@ def test_a_signal_as_the_sweep_opens_leaves_no_run_running_and_nothing_to_resume
         assert not (experiment / "sweep.lock").exists()
         # No trial trained: nothing for `sweep resume` to continue, and the line said `sweep run`.
         assert json.loads((experiment / "sweep.json").read_text())["finished"] is True
-        assert f"start it again with:  sweep run {path}" in output or "continue it with:  sweep resume" in output
+        assert (
+            f"start it again with:  sweep run {path}" in output
+            or "continue it with:  sweep resume" in output
+        )
 
 
 def read_lock(experiment) -> str:
@@ -161,8 +197,15 @@ def test_two_resumes_of_one_sweep_at_once_one_refuses(tmp_path, tracking_uri, ra
     first = start_sweep_cli("resume", str(experiment), "--address", ray_address, cwd=tmp_path)
     try:
         # The killed driver left its lock behind: wait until the first resume has taken it over.
-        wait_until(lambda: f'"pid": {first.pid},' in read_lock(experiment), timeout=60, what="the first resume's lock", process=first)
-        second = run_sweep_cli("resume", str(experiment), "--address", ray_address, cwd=tmp_path, timeout=120)
+        wait_until(
+            lambda: f'"pid": {first.pid},' in read_lock(experiment),
+            timeout=60,
+            what="the first resume's lock",
+            process=first,
+        )
+        second = run_sweep_cli(
+            "resume", str(experiment), "--address", ray_address, cwd=tmp_path, timeout=120
+        )
         output, _ = first.communicate(timeout=600)
     finally:
         first.kill()

@@ -1,4 +1,6 @@
-"""Pretrained weights by name or file, and the normalization named weights were trained with, read offline."""
+"""Pretrained weights by name or file, and the normalization named weights were trained with, read
+offline."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +28,9 @@ def test_a_weights_name_is_told_from_a_state_dict_file(weights, named):
 
 
 @pytest.mark.parametrize("weights", ["ResNet18_Weights.IMAGENET1K_V1", "IMAGENET1K_V1", "DEFAULT"])
-def test_named_weights_give_their_own_normalization_without_downloading(weights, tmp_path, monkeypatch):
+def test_named_weights_give_their_own_normalization_without_downloading(
+    weights, tmp_path, monkeypatch
+):
     # The torch hub cache is where a download would land; it stays empty.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     assert weights_normalization("resnet18", weights) == IMAGENET
@@ -34,8 +38,13 @@ def test_named_weights_give_their_own_normalization_without_downloading(weights,
 
 
 def test_other_backbones_read_their_own_weights_metadata():
-    assert weights_normalization("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1") == IMAGENET
-    assert weights_normalization("vit_b_16", "ViT_B_16_Weights.IMAGENET1K_SWAG_LINEAR_V1") == IMAGENET
+    assert (
+        weights_normalization("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1")
+        == IMAGENET
+    )
+    assert (
+        weights_normalization("vit_b_16", "ViT_B_16_Weights.IMAGENET1K_SWAG_LINEAR_V1") == IMAGENET
+    )
 
 
 def test_unknown_weights_and_backbones_name_the_field_and_the_choices():

@@ -1,4 +1,5 @@
 """The model zoo: every registered part builds, trains a step, and errors list valid names."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,7 +16,11 @@ from models import (
     get_initializer,
 )
 
-COMBINATIONS = list(itertools.product(sorted(ARCHITECTURES), sorted(ACTIVATIONS), sorted(INITIALIZERS), [False, True]))
+COMBINATIONS = list(
+    itertools.product(
+        sorted(ARCHITECTURES), sorted(ACTIVATIONS), sorted(INITIALIZERS), [False, True]
+    )
+)
 # Small versions of each architecture so the whole registry product runs in seconds.
 SMALL = {
     "mlp": {"hidden": [16, 16]},
@@ -29,7 +34,13 @@ SMALL = {
 def test_every_combination_runs_forward_and_backward(arch, activation, init, batch_norm):
     torch.manual_seed(0)
     model = build_model(
-        arch, input_shape=(1, 8, 8), num_classes=10, activation=activation, init=init, batch_norm=batch_norm, **SMALL[arch]
+        arch,
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        activation=activation,
+        init=init,
+        batch_norm=batch_norm,
+        **SMALL[arch],
     )
     x = torch.randn(8, 1, 8, 8)
     logits = model(x)
@@ -51,7 +62,10 @@ def test_defaults_work_on_every_input_shape(arch, input_shape):
 
 @pytest.mark.parametrize(
     ("lookup", "name", "valid"),
-    [(get_activation, "swish", "choose from ['elu', 'leaky_relu', 'maxout'"), (get_initializer, "lecun", "choose from ['default', 'he'")],
+    [
+        (get_activation, "swish", "choose from ['elu', 'leaky_relu', 'maxout'"),
+        (get_initializer, "lecun", "choose from ['default', 'he'"),
+    ],
 )
 def test_unknown_names_list_the_valid_ones(lookup, name, valid):
     with pytest.raises(ValueError, match=rf"unknown \w+ '{name}'; {valid}".replace("[", r"\[")):
@@ -64,19 +78,37 @@ def test_unknown_architecture_lists_valid_ones():
 
 
 def test_maxout_has_twice_the_weights_of_the_plain_layer():
-    plain = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32], activation="relu")
-    maxout = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32], activation="maxout")
+    plain = build_model(
+        "mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32], activation="relu"
+    )
+    maxout = build_model(
+        "mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32], activation="maxout"
+    )
     assert maxout.layers[0].weight.numel() == 2 * plain.layers[0].weight.numel()
 
 
 def test_batch_norm_sits_between_linear_and_activation():
-    model = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[32], activation="tanh", batch_norm=True)
+    model = build_model(
+        "mlp",
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        hidden=[32],
+        activation="tanh",
+        batch_norm=True,
+    )
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Linear", "BatchNorm1d", "Tanh", "Linear"]
 
 
 def test_small_random_and_bias_init():
-    model = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[500], init="small_random", bias_init=0.01)
+    model = build_model(
+        "mlp",
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        hidden=[500],
+        init="small_random",
+        bias_init=0.01,
+    )
     first = model.layers[0]
     assert abs(first.weight.std().item() - 0.01) < 0.001
     assert torch.all(first.bias == 0.01)

@@ -1,4 +1,5 @@
 """Data sets and preprocessing: every loader, training-only statistics, clear errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -10,7 +11,8 @@ import torch
 from PIL import Image
 
 from sweeps.trial import preprocessing
-from sweeps.trial.data import DATASETS, PREPROCESSORS, DataError, DataSpec, load_split
+from sweeps.trial.data import DATASETS, DataError, DataSpec, load_split
+from sweeps.trial.preprocessing import PREPROCESSORS
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -26,12 +28,16 @@ def fake_mnist(folder: Path, *, gz: bool, count: int = 50) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     suffix = ".gz" if gz else ""
-    write_idx(folder / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, size=(count, 28, 28)))
+    write_idx(
+        folder / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, size=(count, 28, 28))
+    )
     write_idx(folder / f"train-labels-idx1-ubyte{suffix}", np.arange(count) % 10)
 
 
 def split(spec: DataSpec, preprocess: str = "none", **options):
-    return load_split(spec, val_fraction=0.2, preprocess=preprocess, seed=0, **options).to(torch.device("cpu"))
+    return load_split(spec, val_fraction=0.2, preprocess=preprocess, seed=0, **options).to(
+        torch.device("cpu")
+    )
 
 
 @pytest.mark.parametrize(("layout", "gz"), [("flat", True), ("torchvision", False)])
@@ -76,10 +82,12 @@ def test_digits_read_from_scikit_learns_file_are_the_images_it_loads():
 
     from sweeps.trial.data import _bundled_digits_table, load_digits
 
-    assert _bundled_digits_table() is not None  # the fast path, not the fallback, is what is compared
+    # the fast path, not the fallback, is what is compared
+    assert _bundled_digits_table() is not None
     images, labels, full_scale = load_digits(DataSpec("digits"))
     bunch = sklearn_digits()
-    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.uint8 and full_scale == 16  # whole numbers 0..16, as bytes
+    # whole numbers 0..16, as bytes
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.uint8 and full_scale == 16
     assert np.array_equal(images[:, 0], bunch.images)
     assert np.array_equal(labels, bunch.target)
 
@@ -92,11 +100,19 @@ def test_max_examples_keeps_a_deterministic_subset():
 
 def test_classes_keeps_those_classes_relabelled_in_the_order_given():
     everything = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0)
-    kept = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0, classes=[7, 3])
+    kept = load_split(
+        DataSpec("digits"), val_fraction=0.2, preprocess="none", seed=0, classes=[7, 3]
+    )
     assert kept.num_classes == 2
     assert set(kept.train_y.tolist()) == set(kept.val_y.tolist()) == {0, 1}
-    sevens = np.concatenate([everything.train_x[everything.train_y == 7], everything.val_x[everything.val_y == 7]])
-    assert len(kept.train_y) + len(kept.val_y) == sum((labels == label).sum() for labels in (everything.train_y, everything.val_y) for label in (7, 3))
+    sevens = np.concatenate(
+        [everything.train_x[everything.train_y == 7], everything.val_x[everything.val_y == 7]]
+    )
+    assert len(kept.train_y) + len(kept.val_y) == sum(
+        (labels == label).sum()
+        for labels in (everything.train_y, everything.val_y)
+        for label in (7, 3)
+    )
     # Label 0 is the first class listed: the sevens, every one of them and nothing else.
     kept_sevens = np.concatenate([kept.train_x[kept.train_y == 0], kept.val_x[kept.val_y == 0]])
     assert sorted(map(bytes, kept_sevens)) == sorted(map(bytes, sevens))
@@ -116,17 +132,27 @@ def test_statistics_come_from_the_training_split_only(preprocess):
     raw = split(DataSpec("synthetic"), "none")
     data = split(DataSpec("synthetic"), preprocess)
     raw_train, raw_val = raw.inputs(raw.train_x), raw.inputs(raw.val_x)
-    mean = raw_train.mean(dim=0, keepdim=True) if preprocess == "mean_image" else raw_train.mean(dim=(0, 2, 3), keepdim=True)
+    mean = (
+        raw_train.mean(dim=0, keepdim=True)
+        if preprocess == "mean_image"
+        else raw_train.mean(dim=(0, 2, 3), keepdim=True)
+    )
     std = raw_train.std(dim=(0, 2, 3), keepdim=True)
-    expected_val = {"none": raw_val, "mean_image": raw_val - mean, "per_channel_mean": raw_val - mean,
-                    "standardize": (raw_val - mean) / std}[preprocess]
+    expected_val = {
+        "none": raw_val,
+        "mean_image": raw_val - mean,
+        "per_channel_mean": raw_val - mean,
+        "standardize": (raw_val - mean) / std,
+    }[preprocess]
     # Validation images are transformed with the training statistics, exactly...
     assert torch.allclose(data.inputs(data.val_x), expected_val, atol=1e-5)
     # ...so the training split is centred and the validation split, in general, is not.
     if preprocess != "none":
         assert data.inputs(data.train_x).mean(dim=(0, 2, 3)).abs().max() < 1e-4
         val_mean = raw_val.mean(dim=(0, 2, 3), keepdim=True)
-        assert not torch.allclose(data.stats["mean"].mean(dim=(2, 3), keepdim=True), val_mean, atol=1e-4)
+        assert not torch.allclose(
+            data.stats["mean"].mean(dim=(2, 3), keepdim=True), val_mean, atol=1e-4
+        )
 
 
 def image_folder(root: Path, *, per_class: int = 6) -> Path:
@@ -136,7 +162,9 @@ def image_folder(root: Path, *, per_class: int = 6) -> Path:
         (root / f"class_{label}").mkdir(parents=True)
         for index in range(per_class):
             size = (int(rng.integers(20, 50)), int(rng.integers(20, 50)))
-            pixels = np.clip(np.asarray(colour) + rng.normal(0, 40, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            pixels = np.clip(
+                np.asarray(colour) + rng.normal(0, 40, size=(size[1], size[0], 3)), 0, 255
+            ).astype(np.uint8)
             Image.fromarray(pixels).save(root / f"class_{label}" / f"{index}.png")
     return root
 
@@ -148,14 +176,26 @@ def test_stored_bytes_give_the_inputs_float_images_gave(tmp_path, source, prepro
     (images scaled to [0, 1] as float32, float32 statistics, normalized on the CPU)."""
     if source == "mnist":
         fake_mnist(tmp_path, gz=False)
-    spec = DataSpec(source, root=str(image_folder(tmp_path / "photos") if source == "image_folder" else tmp_path), image_size=16)
+    spec = DataSpec(
+        source,
+        root=str(image_folder(tmp_path / "photos") if source == "image_folder" else tmp_path),
+        image_size=16,
+    )
     data = split(spec, preprocess)
-    assert data.train_x.dtype == torch.uint8 and data.val_x.dtype == torch.uint8  # bytes on the device
+    # bytes on the device
+    assert data.train_x.dtype == torch.uint8 and data.val_x.dtype == torch.uint8
     images, _, full_scale = DATASETS[source](spec)
     floats = images.astype(np.float32) / np.float32(full_scale)
     train, val = (torch.from_numpy(floats[index]) for index in _split_indices(len(images)))
-    stats = {"none": {}, "mean_image": {"mean": train.mean(0, keepdim=True)}, "per_channel_mean": {"mean": train.mean((0, 2, 3), keepdim=True)},
-             "standardize": {"mean": train.mean((0, 2, 3), keepdim=True), "std": train.std((0, 2, 3), keepdim=True)}}[preprocess]
+    stats = {
+        "none": {},
+        "mean_image": {"mean": train.mean(0, keepdim=True)},
+        "per_channel_mean": {"mean": train.mean((0, 2, 3), keepdim=True)},
+        "standardize": {
+            "mean": train.mean((0, 2, 3), keepdim=True),
+            "std": train.std((0, 2, 3), keepdim=True),
+        },
+    }[preprocess]
     expected = (val - stats.get("mean", 0)) / stats.get("std", 1)
     assert torch.allclose(data.inputs(data.val_x), expected, atol=1e-6, rtol=1e-5)
     for name, value in stats.items():
@@ -170,13 +210,16 @@ def _split_indices(count: int):
 
 def test_statistics_fitted_a_chunk_at_a_time_equal_one_pass(monkeypatch):
     whole = split(DataSpec("digits"), "standardize")
-    monkeypatch.setattr(preprocessing, "CHUNK_VALUES", 64 * 7)  # 7 digits per chunk: many chunks and a ragged last one
+    # 7 digits per chunk: many chunks and a ragged last one
+    monkeypatch.setattr(preprocessing, "CHUNK_VALUES", 64 * 7)
     chunked = split(DataSpec("digits"), "standardize")
     for name in ("mean", "std"):
         assert torch.allclose(whole.stats[name], chunked.stats[name], rtol=1e-6)
 
 
-@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist package is not installed")
+@pytest.mark.skipif(
+    not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist package is not installed"
+)
 def test_debian_fashion_mnist_loads():
     data = split(DataSpec("fashion_mnist", root=str(FASHION_MNIST)), max_examples=1000)
     assert data.input_shape == (1, 28, 28) and data.num_classes == 10

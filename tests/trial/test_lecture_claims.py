@@ -3,6 +3,7 @@
 As in the lecture: a 10-layer, 500-wide MLP, forward pass on unit-gaussian input,
 looking at the spread of each hidden layer's activations.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,22 @@ from models import build_model, get_activation
 
 def hidden_activation_stds(activation: str, init: str, *, batch_norm: bool = False) -> list[float]:
     torch.manual_seed(0)
-    model = build_model("mlp", input_shape=(500,), num_classes=10, hidden=[500] * 10, activation=activation, init=init, batch_norm=batch_norm)
+    model = build_model(
+        "mlp",
+        input_shape=(500,),
+        num_classes=10,
+        hidden=[500] * 10,
+        activation=activation,
+        init=init,
+        batch_norm=batch_norm,
+    )
     stds: list[float] = []
     act_class = get_activation(activation)
     for module in model.modules():
         if isinstance(module, act_class):
-            module.register_forward_hook(lambda _module, _inputs, output: stds.append(output.std().item()))
+            module.register_forward_hook(
+                lambda _module, _inputs, output: stds.append(output.std().item())
+            )
     with torch.no_grad():
         model(torch.randn(1000, 500))
     assert len(stds) == 10
@@ -35,7 +46,7 @@ def per_layer_ratio(stds: list[float]) -> float:
 def test_small_random_init_collapses_activations_towards_zero():
     stds = hidden_activation_stds("tanh", "small_random")
     assert stds[-1] < 1e-3 * stds[0]  # orders of magnitude below the first layer
-    assert all(later < earlier for earlier, later in zip(stds, stds[1:]))
+    assert all(later < earlier for earlier, later in zip(stds, stds[1:], strict=False))
 
 
 def test_xavier_keeps_the_spread_with_tanh():
@@ -62,7 +73,9 @@ def test_batch_norm_rescues_a_bad_init(init):
 
 
 def test_batch_norm_in_training_mode_gives_zero_mean_unit_std_features():
-    model = build_model("mlp", input_shape=(20,), num_classes=3, hidden=[50], activation="relu", batch_norm=True)
+    model = build_model(
+        "mlp", input_shape=(20,), num_classes=3, hidden=[50], activation="relu", batch_norm=True
+    )
     model.train()
     x = 5 + 3 * torch.randn(256, 20)
     normalized = model.layers[1](model.layers[0](x))

@@ -1,1 +1,2 @@
-"""Reading a sweep back: the report, importance, plots, and the refined sweep file (coarse to fine)."""
+"""Reading a sweep back: the report, importance, plots, and the refined sweep file (coarse to
+fine)."""

@@ -1,10 +1,12 @@
-"""Coarse to fine: what a refined sweep changes, and why, from the coarse sweep's trials compared at one rung.
+"""Coarse to fine: what a refined sweep changes, and why, from the coarse sweep's trials compared at
+one rung.
 
 A range narrows around the best trials only where the hyperparameter importance
 says the parameter matters; a choice loses a value only on evidence (see
 Choice.narrow); the sweep draws with a new seed, derived from the coarse sweep's
 seed and run id, so the fine sweep does not replay the coarse one's random numbers.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,23 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.driver.sweep_file.distributions import Evidence, split_spec
 from sweeps.driver.analysis.report import SweepReport
+from sweeps.driver.sweep_file.distributions import Evidence, split_spec
 from sweeps.trial_params import TRIAL_PARAMS, check_param_value
 
 
 @dataclass
 class Refinement:
-    """The refined sweep's changed values by dotted key, and what a person should read about them."""
+    """The refined sweep's changed values by dotted key, and what a person should read about
+    them."""
 
     changes: dict[str, Any]
     table: list[tuple[str, str, str, str]]  # (setting, before, after, why)
     warnings: list[str] = field(default_factory=list)
-    comments: dict[str, str] = field(default_factory=dict)  # dotted key -> a comment written beside it
+    # dotted key -> a comment written beside it
+    comments: dict[str, str] = field(default_factory=dict)
 
 
 def refine_sweep(sweep: dict[str, Any], report: SweepReport, *, k: int) -> Refinement:
-    """What changes from `sweep` (the coarse sweep's resolved file) to its refinement around its top `k` trials."""
+    """What changes from `sweep` (the coarse sweep's resolved file) to its refinement around its top
+    `k` trials."""
     compared = report.at_rung()
     if not compared:
         raise ValueError(f"sweep {report.name} has no trial with a result to refine around")
@@ -46,13 +51,24 @@ def refine_sweep(sweep: dict[str, Any], report: SweepReport, *, k: int) -> Refin
             matters=matters.get(name, False),
             rung=report.rung,
         )
-        narrowed = distribution.narrow(args, evidence, name=name, valid=lambda value, name=name: _valid(name, value))
+        narrowed = distribution.narrow(
+            args, evidence, name=name, valid=lambda value, name=name: _valid(name, value)
+        )
         refined.warnings += narrowed.warnings
         if narrowed.args != args:
             refined.changes[f"params.{name}"] = {distribution.name: narrowed.args}
-        refined.table.append((f"params.{name}", _spec_text(spec), _spec_text({distribution.name: narrowed.args}), narrowed.why))
+        refined.table.append(
+            (
+                f"params.{name}",
+                _spec_text(spec),
+                _spec_text({distribution.name: narrowed.args}),
+                narrowed.why,
+            )
+        )
     if not report.importance:
-        refined.warnings.append("too few trials compared at one epoch to tell which params matter: every range is kept")
+        refined.warnings.append(
+            "too few trials compared at one epoch to tell which params matter: every range is kept"
+        )
     _rename_and_reseed(sweep, report, refined)
     return refined
 
@@ -71,11 +87,17 @@ def _rename_and_reseed(sweep: dict[str, Any], report: SweepReport, refined: Refi
     refined.changes |= new
     at = f" at epoch {report.rung}" if report.rung is not None else ""
     refined.comments["refines"] = (
-        f"narrowed around its top trials{at}; search.seed {seed} is derived from its seed {old_seed} and this run id: new draws, not a replay"
+        f"narrowed around its top trials{at}; search.seed {seed} is derived from its seed "
+        f"{old_seed} and this run id: new draws, not a replay"
     )
     refined.table += [
         ("name", sweep["name"], new["name"], "the next refinement"),
-        ("search.seed", str(old_seed), str(seed), "a new seed, derived from the old one and the coarse sweep's run id"),
+        (
+            "search.seed",
+            str(old_seed),
+            str(seed),
+            "a new seed, derived from the old one and the coarse sweep's run id",
+        ),
     ]
 
 
@@ -89,8 +111,15 @@ def _valid(name: str, value: Any) -> bool:
 
 
 def _spec_text(spec: dict[str, Any]) -> str:
-    (kind, args), = spec.items()
-    shown = ", ".join(("true" if value else "false") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value) for value in args)
+    ((kind, args),) = spec.items()
+    shown = ", ".join(
+        ("true" if value else "false")
+        if isinstance(value, bool)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+        for value in args
+    )
     return f"{kind} [{shown}]"
 
 
@@ -98,7 +127,12 @@ def format_changes(refined: Refinement) -> str:
     """The before-to-after table `sweep refine` prints."""
     header = ("setting", "before", "after", "why")
     widths = [max(len(row[column]) for row in [header, *refined.table]) for column in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in [header, *refined.table]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in [header, *refined.table]
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -1,4 +1,6 @@
-"""A finished (or running) sweep read back from MLflow: its trials ranked at their last epoch and at a common rung."""
+"""A finished (or running) sweep read back from MLflow: its trials ranked at their last epoch and at
+a common rung."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +27,8 @@ class TrialRow:
     alerts: str = ""
     history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, metric)
     update_ratio: list[tuple[int, float]] = field(default_factory=list)  # (step, median ratio)
-    at_rung: float | None = None  # the metric at the sweep's comparison rung, if the trial got there
+    # the metric at the sweep's comparison rung, if the trial got there
+    at_rung: float | None = None
     rank_at_rung: int | None = None
     at_chance: bool = False  # accuracy at chance level in most of its epochs
 
@@ -45,22 +48,29 @@ class SweepReport:
     rungs: list[int] = field(default_factory=list)
     specs: dict[str, Any] = field(default_factory=dict)  # sampled param -> its distribution
     importance: list[Importance] = field(default_factory=list)
-    chance: float | None = None  # the accuracy of guessing, where the report knows the number of classes
+    # the accuracy of guessing, where the report knows the number of classes
+    chance: float | None = None
 
     def top(self, k: int) -> list[TrialRow]:
         return [row for row in self.trials if row.best is not None][:k]
 
     def at_rung(self) -> list[TrialRow]:
         """The trials that reached the comparison rung, best there first."""
-        return sorted((row for row in self.trials if row.at_rung is not None), key=lambda row: row.rank_at_rung)
+        return sorted(
+            (row for row in self.trials if row.at_rung is not None),
+            key=lambda row: row.rank_at_rung,
+        )
 
     def better(self, value: float) -> float:
         """A sort key: lower is better whatever the mode."""
         return -value if self.mode == "max" else value
 
 
-def load_report(reader: SweepReader, experiment_or_run: str, *, importance: bool = True) -> SweepReport:
-    """The sweep's trials ranked, compared at a rung and (with `importance`, a few seconds) their params' importance."""
+def load_report(
+    reader: SweepReader, experiment_or_run: str, *, importance: bool = True
+) -> SweepReport:
+    """The sweep's trials ranked, compared at a rung and (with `importance`, a few seconds) their
+    params' importance."""
     parent = reader.find_sweep_run(experiment_or_run)
     settings = parent.data.params
     report = SweepReport(
@@ -70,7 +80,11 @@ def load_report(reader: SweepReader, experiment_or_run: str, *, importance: bool
         mode=settings.get("search.mode", "max"),
         trials=[],
         rungs=rungs.sweep_rungs(settings),
-        specs={key.removeprefix("params."): spec for key in settings if key.startswith("params.") and isinstance(spec := rungs.setting(settings, key), dict)},
+        specs={
+            key.removeprefix("params."): spec
+            for key in settings
+            if key.startswith("params.") and isinstance(spec := rungs.setting(settings, key), dict)
+        },
     )
     report.chance = rungs.chance_level(settings) if report.metric.endswith("_acc") else None
     report.trials = [_trial_row(reader, run, report) for run in reader.trial_runs(parent)]
@@ -97,22 +111,33 @@ def _trial_row(reader: SweepReader, run: Any, report: SweepReport) -> TrialRow:
 
 
 def _compare_at_rung(report: SweepReport, *, importance: bool) -> None:
-    """Each trial's value and rank at the comparison rung, and the importance of each param there."""
+    """Each trial's value and rank at the comparison rung, and the importance of each param
+    there."""
     report.rung = rungs.comparison_rung([row.history for row in report.trials], report.rungs)
     if report.rung is None:
         return
     for row in report.trials:
         row.at_rung = rungs.value_at(row.history, report.rung)
-    for rank, row in enumerate(sorted((row for row in report.trials if row.at_rung is not None), key=lambda row: report.better(row.at_rung)), 1):
+    for rank, row in enumerate(
+        sorted(
+            (row for row in report.trials if row.at_rung is not None),
+            key=lambda row: report.better(row.at_rung),
+        ),
+        1,
+    ):
         row.rank_at_rung = rank
     if importance:
-        report.importance = hyperparameter_importance([(row.params, row.at_rung) for row in report.at_rung()], report.specs)
+        report.importance = hyperparameter_importance(
+            [(row.params, row.at_rung) for row in report.at_rung()], report.specs
+        )
 
 
 def sampled_param_names(report: SweepReport) -> list[str]:
     """The params that differ between trials: the ones worth a column."""
     names = sorted({name for row in report.trials for name in row.params})
-    return [name for name in names if len({repr(row.params.get(name)) for row in report.trials}) > 1]
+    return [
+        name for name in names if len({repr(row.params.get(name)) for row in report.trials}) > 1
+    ]
 
 
 def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
@@ -130,7 +155,9 @@ def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
     paths = []
     if report.importance:
         paths.append(out_dir / "importance.json")
-        paths[-1].write_text(json.dumps([item.as_dict() for item in report.importance], indent=2) + "\n")
+        paths[-1].write_text(
+            json.dumps([item.as_dict() for item in report.importance], indent=2) + "\n"
+        )
     for filename, figure in figures.items():
         if figure is None:
             continue

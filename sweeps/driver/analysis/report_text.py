@@ -1,4 +1,6 @@
-"""A sweep report as text: the ranked table, trials per value, trials at chance, importance; and as JSON or CSV."""
+"""A sweep report as text: the ranked table, trials per value, trials at chance, importance; and as
+JSON or CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +18,10 @@ CATEGORICAL = (str, bool)
 
 
 def format_table(report: SweepReport, k: int, *, with_importance: bool = True) -> str:
-    """The top `k` trials by their best epoch, with their value and rank at the comparison rung; then
-    how many trials each value had, the trials that sat at chance, and (`with_importance`) the importance."""
+    """The top `k` trials by their best epoch, with their value and rank at the comparison rung;
+    then
+    how many trials each value had, the trials that sat at chance, and (`with_importance`) the
+    importance."""
     rows = report.top(k)
     names = sampled_param_names(report)
     at = f"@{report.rung}" if report.rung is not None else "@-"
@@ -36,10 +40,24 @@ def format_table(report: SweepReport, k: int, *, with_importance: bool = True) -
         for rank, row in enumerate(rows, 1)
     ]
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
-    parts = [table, _legend(report), *(text for text in (_per_value(report), _at_chance(report)) if text)]
+    table = "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+    parts = [
+        table,
+        _legend(report),
+        *(text for text in (_per_value(report), _at_chance(report)) if text),
+    ]
     if with_importance:
-        parts.append(format_importance(report.importance, metric=report.metric, epoch=report.rung, trials=len(report.at_rung())))
+        parts.append(
+            format_importance(
+                report.importance,
+                metric=report.metric,
+                epoch=report.rung,
+                trials=len(report.at_rung()),
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -48,16 +66,25 @@ def _legend(report: SweepReport) -> str:
     if report.rung is None:
         return f"ranked by each trial's best {report.metric} ({with_result} trials with a result)"
     return (
-        f"ranked by each trial's best {report.metric}; @{report.rung}: its {report.metric} at epoch {report.rung}, where the trials "
-        f"are compared fairly (the latest epoch ASHA compared at that most trials reached: {len(report.at_rung())} of {with_result})"
+        f"ranked by each trial's best {report.metric}; @{report.rung}: its {report.metric} at "
+        f"epoch {report.rung}, where the trials "
+        "are compared fairly (the latest epoch ASHA compared at that most trials reached: "
+        f"{len(report.at_rung())} of {with_result})"
     )
 
 
 def per_value_counts(report: SweepReport) -> dict[str, list[tuple[str, int, float | None]]]:
-    """For each categorical param that varied: (value, trials, median metric at the rung) per value."""
+    """For each categorical param that varied: (value, trials, median metric at the rung) per
+    value."""
     found = {}
     for name in sampled_param_names(report):
-        values = sorted({_short(row.params.get(name)) for row in report.trials if isinstance(row.params.get(name), CATEGORICAL)})
+        values = sorted(
+            {
+                _short(row.params.get(name))
+                for row in report.trials
+                if isinstance(row.params.get(name), CATEGORICAL)
+            }
+        )
         if len(values) < 2:
             continue
         found[name] = []
@@ -72,11 +99,17 @@ def _per_value(report: SweepReport) -> str:
     counts = per_value_counts(report)
     if not counts:
         return ""
-    where = f"median {report.metric} at epoch {report.rung}" if report.rung is not None else "no common epoch"
+    where = (
+        f"median {report.metric} at epoch {report.rung}"
+        if report.rung is not None
+        else "no common epoch"
+    )
     width = max(map(len, counts))
     lines = [f"trials per value ({where}):"]
     for name, values in counts.items():
-        cells = " | ".join(f"{value} {count} ({_number(median)})" for value, count, median in values)
+        cells = " | ".join(
+            f"{value} {count} ({_number(median)})" for value, count, median in values
+        )
         lines.append(f"  {name.ljust(width)}  {cells}")
     return "\n".join(lines)
 
@@ -85,7 +118,10 @@ def _at_chance(report: SweepReport) -> str:
     flagged = [row for row in report.trials if row.at_chance]
     if not flagged:
         return ""
-    lines = [f"at chance level in most of their epochs ({report.metric} under {CHANCE_MARGIN:g}x chance), learning nothing:"]
+    lines = [
+        f"at chance level in most of their epochs ({report.metric} under {CHANCE_MARGIN:g}x "
+        "chance), learning nothing:"
+    ]
     lines += [f"  {row.name}: {row.epochs} epochs, {row.status}" for row in flagged]
     return "\n".join(lines)
 
@@ -98,7 +134,10 @@ def format_json(report: SweepReport, k: int) -> str:
             "metric": report.metric,
             "rung": report.rung,
             "trials": [_plain(row) for row in report.top(k)],
-            "trials_per_value": {name: [{"value": v, "trials": n, "median_at_rung": m} for v, n, m in values] for name, values in per_value_counts(report).items()},
+            "trials_per_value": {
+                name: [{"value": v, "trials": n, "median_at_rung": m} for v, n, m in values]
+                for name, values in per_value_counts(report).items()
+            },
             "at_chance": [row.run_id for row in report.trials if row.at_chance],
             "importance": [item.as_dict() for item in report.importance],
         },
@@ -107,15 +146,43 @@ def format_json(report: SweepReport, k: int) -> str:
 
 
 def format_csv(report: SweepReport, k: int) -> str:
-    """Two tables, separated by an empty line: the top `k` trials, then the hyperparameter importance."""
+    """Two tables, separated by an empty line: the top `k` trials, then the hyperparameter
+    importance."""
     rows = report.top(k)
     names = sorted({name for row in rows for name in row.params})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    at = f"{report.metric}_at_epoch_{report.rung}" if report.rung is not None else f"{report.metric}_at_rung"
-    writer.writerow(["rank", "run_id", "name", report.metric, at, "rank_at_rung", "status", "epochs", "at_chance", *names, "alerts"])
+    at = (
+        f"{report.metric}_at_epoch_{report.rung}"
+        if report.rung is not None
+        else f"{report.metric}_at_rung"
+    )
+    writer.writerow(
+        [
+            "rank",
+            "run_id",
+            "name",
+            report.metric,
+            at,
+            "rank_at_rung",
+            "status",
+            "epochs",
+            "at_chance",
+            *names,
+            "alerts",
+        ]
+    )
     for rank, row in enumerate(rows, 1):
-        fields = [row.run_id, row.name, row.best, row.at_rung, row.rank_at_rung, row.status, row.epochs, row.at_chance]
+        fields = [
+            row.run_id,
+            row.name,
+            row.best,
+            row.at_rung,
+            row.rank_at_rung,
+            row.status,
+            row.epochs,
+            row.at_chance,
+        ]
         writer.writerow([rank, *fields, *(row.params.get(name) for name in names), row.alerts])
     buffer.write("\n")
     writer.writerow(["importance_rank", "param", "importance", "std", "share", "matters"])
@@ -139,7 +206,13 @@ def _number(value: float | None) -> str:
 
 
 def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+    return (
+        f"{value:.3g}"
+        if isinstance(value, float)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
 
 
 def _plain(row: TrialRow) -> dict[str, Any]:

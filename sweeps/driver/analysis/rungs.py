@@ -1,9 +1,11 @@
-"""Trials compared fairly under early stopping: at a rung they all reached, and which of them sat at chance level.
+"""Trials compared fairly under early stopping: at a rung they all reached, and which of them sat at
+chance level.
 
 ASHA stops most trials after their first epochs, so a trial's best value over its
 own epochs compares a 1-epoch trial with a 20-epoch one. At a rung (an epoch where
 ASHA compares trials), every trial that reached it has trained as long as the others.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,13 +63,20 @@ def comparison_rung(histories: list[list[tuple[int, float]]], rungs: list[int]) 
     with_results = [history for history in histories if history]
     if not with_results:
         return None
-    needed = min(len(with_results), max(MIN_TRIALS_AT_RUNG, math.ceil(SHARE_AT_RUNG * len(with_results))))
-    reached = [rung for rung in rungs if sum(value_at(history, rung) is not None for history in with_results) >= needed]
+    needed = min(
+        len(with_results), max(MIN_TRIALS_AT_RUNG, math.ceil(SHARE_AT_RUNG * len(with_results)))
+    )
+    reached = [
+        rung
+        for rung in rungs
+        if sum(value_at(history, rung) is not None for history in with_results) >= needed
+    ]
     return max(reached) if reached else None
 
 
 def chance_level(params: dict[str, str]) -> float | None:
-    """The accuracy of guessing, 1 / classes, where the sweep's settings say how many classes there are."""
+    """The accuracy of guessing, 1 / classes, where the sweep's settings say how many classes there
+    are."""
     dataset = setting(params, "data.dataset")
     if dataset in TEN_CLASS_DATASETS:
         return 0.1

@@ -33,8 +33,11 @@ class WrittenReport:
     parent_run_id: str
 
 
-def open_report(experiment: str, tracking_uri: str | None, *, importance: bool = True) -> tuple[SweepReader, SweepReport]:
-    """(reader, report) of a sweep, by its experiment name or parent run id, in the store the one rule picks."""
+def open_report(
+    experiment: str, tracking_uri: str | None, *, importance: bool = True
+) -> tuple[SweepReader, SweepReport]:
+    """(reader, report) of a sweep, by its experiment name or parent run id, in the store the one
+    rule picks."""
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri, create=False)
     reader = SweepReader(uri)
@@ -44,8 +47,11 @@ def open_report(experiment: str, tracking_uri: str | None, *, importance: bool =
         raise SweepNotFound(f"{uri}: {error}") from None
 
 
-def report_sweep(experiment: str, *, tracking_uri: str | None, k: int, output_format: str, output_dir: Path) -> WrittenReport:
-    """The sweep's report as text, its plots written to `output_dir` and logged on its parent run."""
+def report_sweep(
+    experiment: str, *, tracking_uri: str | None, k: int, output_format: str, output_dir: Path
+) -> WrittenReport:
+    """The sweep's report as text, its plots written to `output_dir` and logged on its parent
+    run."""
     reader, report = open_report(experiment, tracking_uri)
     text = FORMATS[output_format](report, k)
     plots = write_plots(report, output_dir, k=k)
@@ -53,25 +59,37 @@ def report_sweep(experiment: str, *, tracking_uri: str | None, k: int, output_fo
     return WrittenReport(text=text, plots=plots, parent_run_id=report.parent_run_id)
 
 
-def refine_from_store(experiment: str, *, tracking_uri: str | None, k: int, source: str | None, output: str) -> tuple[Refinement, str]:
-    """The refinement and the refined file's text, validated, from the user's own file where there is one
+def refine_from_store(
+    experiment: str, *, tracking_uri: str | None, k: int, source: str | None, output: str
+) -> tuple[Refinement, str]:
+    """The refinement and the refined file's text, validated, from the user's own file where there
+    is one
     (`source`, else the copy `sweep run` logged), else from the sweep's resolved file."""
     reader, report = open_report(experiment, tracking_uri)
     coarse_text = reader.sweep_file(report.parent_run_id)
     if coarse_text is None:
-        raise SweepError(f"sweep run {report.parent_run_id} has no search.yaml: it was not run by `sweep run`")
-    user_text = Path(source).read_text(encoding="utf-8") if source else reader.sweep_file(report.parent_run_id, USER_SWEEP_FILE)
+        raise SweepError(
+            f"sweep run {report.parent_run_id} has no search.yaml: it was not run by `sweep run`"
+        )
+    user_text = (
+        Path(source).read_text(encoding="utf-8")
+        if source
+        else reader.sweep_file(report.parent_run_id, USER_SWEEP_FILE)
+    )
     coarse = load_yaml(coarse_text, source="the coarse sweep (search.yaml on its run)")
     try:
         refined = refine_sweep(coarse, report, k=k)
-        text = refined_file(user_text or coarse_text, coarse, refined.changes, comments=refined.comments)
+        text = refined_file(
+            user_text or coarse_text, coarse, refined.changes, comments=refined.comments
+        )
     except ValueError as error:
         raise SweepError(str(error)) from None
     except SweepError as error:  # --from a file that no longer validates
         raise SweepError(f"{source}: {error}") from None
     if user_text is None:
         refined.warnings.append(
-            "the sweep's own file was not logged (not run by `sweep run`?): writing its resolved settings; "
+            "the sweep's own file was not logged (not run by `sweep run`?): writing its "
+            "resolved settings; "
             "--from FILE keeps your comments"
         )
     try:

@@ -21,11 +21,23 @@ def top_trials(tracking_uri: str, parent_run_id: str, *, k: int) -> str:
 def store_option(tracking_uri: str) -> str:
     """The --tracking-uri a next command needs: none when $MLFLOW_TRACKING_URI names the store
     (it may carry credentials, which are never printed)."""
-    return "" if tracking_uri == os.environ.get("MLFLOW_TRACKING_URI") else f" --tracking-uri {tracking_uri}"
+    return (
+        ""
+        if tracking_uri == os.environ.get("MLFLOW_TRACKING_URI")
+        else f" --tracking-uri {tracking_uri}"
+    )
 
 
-def next_commands(*, tracking_uri: str, experiment_name: str, experiment_id: str, parent_run_id: str, sweep_name: str) -> list[str]:
-    """Where to look next: the UI on the sweep's runs, its report, and a refined sweep file that overwrites nothing."""
+def next_commands(
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    experiment_id: str,
+    parent_run_id: str,
+    sweep_name: str,
+) -> list[str]:
+    """Where to look next: the UI on the sweep's runs, its report, and a refined sweep file that
+    overwrites nothing."""
     store = store_option(tracking_uri)
     link = experiment_url(ui_base_url(without_credentials(tracking_uri)), experiment_id)
     if ui_base_url(tracking_uri) == tracking_uri.rstrip("/"):  # a tracking server serves its own UI

@@ -1,4 +1,5 @@
-"""What `sweep ui` serves: the MLflow UI on a sqlite store, and a link to each sweep's runs table."""
+"""What `sweep ui` serves: the MLflow UI on a sqlite store, and a link to each sweep's runs
+table."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeps.driver.tracking.experiment_view import experiment_url, sweep_experiments
-from sweeps.driver.tracking.store import SQLITE_PREFIX, StoreError, check_reachable, resolve_tracking_uri, sqlite_path
+from sweeps.driver.tracking.store import (
+    SQLITE_PREFIX,
+    StoreError,
+    check_reachable,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 
 
 @dataclass
@@ -24,7 +31,10 @@ def ui_server(tracking_uri: str | None, *, host: str, port: int, workers: int) -
     before the server starts."""
     uri = resolve_tracking_uri(tracking_uri)
     if sqlite_path(uri) is None:
-        raise StoreError(f"{uri} is a tracking server already: open it in a browser (`sweep ui` serves a sqlite store)")
+        raise StoreError(
+            f"{uri} is a tracking server already: open it in a browser (`sweep ui` serves a "
+            "sqlite store)"
+        )
     check_reachable(uri, create=False)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
     command += ["--host", host, "--port", str(port), "--workers", str(workers)]
@@ -37,5 +47,8 @@ def ui_server(tracking_uri: str | None, *, host: str, port: int, workers: int) -
     except Exception as error:  # the server starts all the same; the links are a convenience
         server.note = f"could not list the experiments: {error}"
         return server
-    server.links = [f"{name}: {experiment_url(base_url, experiment_id, shared_view=has_view)}" for name, experiment_id, has_view in experiments]
+    server.links = [
+        f"{name}: {experiment_url(base_url, experiment_id, shared_view=has_view)}"
+        for name, experiment_id, has_view in experiments
+    ]
     return server

@@ -1,1 +1,2 @@
-"""Where a sweep runs: Ray (the one door to its internals), storage every node reaches, Kubernetes manifests."""
+"""Where a sweep runs: Ray (the one door to its internals), storage every node reaches, Kubernetes
+manifests."""

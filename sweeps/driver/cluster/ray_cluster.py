@@ -5,6 +5,7 @@ Each internal access is listed in RAY_INTERNALS with the Ray version it was chec
 against; tests/driver/cluster/test_ray_cluster.py fails, naming the attribute, when an upgrade
 removes one, and at run time each falls back to Ray's own behaviour.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,9 +13,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from sweeps.errors import SweepError, first_line
 
@@ -27,7 +29,8 @@ class RayError(SweepError):
 
 
 def connect_ray(address: str | None, *, verbose: bool) -> bool:
-    """Start Ray in-process, or join the cluster at `address`; True if we must shut it down (stop_own_ray)."""
+    """Start Ray in-process, or join the cluster at `address`; True if we must shut it down
+    (stop_own_ray)."""
     import ray
 
     if ray.is_initialized():
@@ -46,8 +49,12 @@ def connect_ray(address: str | None, *, verbose: bool) -> bool:
         hint = ""
         if address and "RAY_AUTH_MODE" not in os.environ and _has_ray_auth_token():
             # Ray sends its token to an explicit address only when told to, on purpose.
-            hint = " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
-        raise RayError(f"cannot connect to the Ray cluster at {address}: {first_line(error)}{hint}") from None
+            hint = (
+                " (clusters from `ray start` require token authentication: set RAY_AUTH_MODE=token)"
+            )
+        raise RayError(
+            f"cannot connect to the Ray cluster at {address}: {first_line(error)}{hint}"
+        ) from None
     return True
 
 
@@ -133,7 +140,9 @@ def check_ray_reachable(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as error:
-        raise RayError(f"cannot connect to the Ray cluster at {address}: {error.strerror or error}") from None
+        raise RayError(
+            f"cannot connect to the Ray cluster at {address}: {error.strerror or error}"
+        ) from None
 
 
 def alive_node_count() -> int:
@@ -152,7 +161,10 @@ def check_resources_fit(*, cpus_per_trial: float, gpus_per_trial: float) -> None
     nodes = [node.get("Resources", {}) for node in _alive_nodes()]
     most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
     most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
-    has = f"the Ray cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest with {most_cpus:g} CPUs and {most_gpus:g} GPUs"
+    has = (
+        f"the Ray cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest "
+        f"with {most_cpus:g} CPUs and {most_gpus:g} GPUs"
+    )
     if gpus_per_trial > most_gpus:
         raise RayError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPUs per trial, but {has}")
     if cpus_per_trial > most_cpus:
@@ -241,7 +253,7 @@ def _cloud_probe() -> Any:
 def _latest_checkpoint_result(trial: Any) -> Any:
     result = trial.latest_checkpoint_result  # Ray's internal _TrainingResult (or None)
     if result is not None:
-        result.checkpoint, result.metrics  # noqa: B018 -- the attributes this module uses
+        _ = (result.checkpoint, result.metrics)  # the attributes this module uses
     return result
 
 
@@ -249,12 +261,18 @@ def _latest_checkpoint_result(trial: Any) -> Any:
 RAY_INTERNALS: dict[str, tuple[Callable[..., Any], str]] = {
     "autoscaler monitor": (
         _kill_monitor_accessor,
-        "ray._private.worker._global_node._kill_process_type and ray._private.ray_constants.PROCESS_TYPE_MONITOR",
+        "ray._private.worker._global_node._kill_process_type and "
+        "ray._private.ray_constants.PROCESS_TYPE_MONITOR",
     ),
-    "Ray's cloud probe": (_cloud_probe, f"{USAGE_LIB}.get_cloud_from_metadata_requests, replaced in the processes a sweep's own Ray starts"),
+    "Ray's cloud probe": (
+        _cloud_probe,
+        f"{USAGE_LIB}.get_cloud_from_metadata_requests, replaced in the processes a sweep's own "
+        "Ray starts",
+    ),
     "Tune's graceful stop": (
         _tune_stops_on_sigusr1,
-        "ray.tune.tune._setup_signal_catching ending a run gracefully on SIGUSR1 (and TUNE_DISABLE_SIGINT_HANDLER)",
+        "ray.tune.tune._setup_signal_catching ending a run gracefully on SIGUSR1 (and "
+        "TUNE_DISABLE_SIGINT_HANDLER)",
     ),
     "a trial's latest checkpoint result": (
         _latest_checkpoint_result,

@@ -1,6 +1,7 @@
 """Where a sweep keeps its files: Ray Tune's storage path (a local folder, a shared
 filesystem or an object-store URI), checked before anything is written, and the
 whole-or-nothing file access the journal and the spool use there."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,20 @@ if TYPE_CHECKING:
     import pyarrow.fs
 
 # Filesystems that other machines can mount too (from /proc/mounts' type column).
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs")
+NETWORK_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "lustre",
+    "glusterfs",
+    "ceph",
+    "gpfs",
+    "beegfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.juicefs",
+)
 
 
 # Filesystems pyarrow (and so Ray Tune) opens by URI; those after "file" reach a network.
@@ -31,15 +45,22 @@ def is_uri(path: str) -> bool:
 
 
 def storage_path_problem(path: str) -> str | None:
-    """Why `path` cannot be a storage path at all (an unknown URI scheme, an over-long name), or None."""
+    """Why `path` cannot be a storage path at all (an unknown URI scheme, an over-long name), or
+    None."""
     if is_uri(path):
         scheme = path.split("://", 1)[0].lower()
         if scheme not in URI_SCHEMES:
-            return f"cannot open {scheme}:// paths; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+            return (
+                f"cannot open {scheme}:// paths; use a local path or one of "
+                f"{', '.join(s + '://' for s in URI_SCHEMES)}"
+            )
         return None
     too_long = next((part for part in Path(path).parts if len(part.encode()) > NAME_MAX), None)
     if too_long is not None:
-        return f"a folder name in it is {len(too_long.encode())} bytes long, more than the {NAME_MAX} a filesystem takes"
+        return (
+            f"a folder name in it is {len(too_long.encode())} bytes long, more than the "
+            f"{NAME_MAX} a filesystem takes"
+        )
     return None
 
 
@@ -119,7 +140,11 @@ def subfolders(path: str) -> list[str]:
         entries = fs.get_file_info(pyarrow.fs.FileSelector(fs_path, allow_not_found=True))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [join(path, entry.base_name) for entry in entries if entry.type == pyarrow.fs.FileType.Directory]
+    return [
+        join(path, entry.base_name)
+        for entry in entries
+        if entry.type == pyarrow.fs.FileType.Directory
+    ]
 
 
 def new_experiment_folder(storage_path: str, name: str) -> str:
@@ -154,27 +179,39 @@ def remove_empty_folder(path: str) -> None:
 def check_storage_writable(storage_path: str) -> None:
     """storage.path must take files (checkpoints, the journal) before any trial starts."""
     if is_uri(storage_path):
-        return  # object stores answer with their own errors; credentials may only exist on the nodes
+        # object stores answer with their own errors; credentials may only exist on the nodes
+        return
     # Try the nearest folder that exists: creating the path itself would leave it
     # behind when a later check refuses the sweep. (os.access says yes to root.)
-    existing = next(parent for parent in (Path(storage_path), *Path(storage_path).parents) if parent.exists())
+    existing = next(
+        parent for parent in (Path(storage_path), *Path(storage_path).parents) if parent.exists()
+    )
     if not existing.is_dir():
         raise StorageError(f"storage.path: cannot write to {storage_path}: {existing} is a file")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise StorageError(f"storage.path: cannot write to {storage_path}: {error.strerror or error}") from None
+        raise StorageError(
+            f"storage.path: cannot write to {storage_path}: {error.strerror or error}"
+        ) from None
 
 
 def check_storage_reaches_every_node(path: str, *, shared: bool, nodes: int) -> None:
     """Refuse a node-local storage path on a multi-node cluster, before any trial starts:
     trials on the other nodes would write their checkpoints where no one can read them."""
-    if nodes < 2 or is_uri(path) or shared or on_network_filesystem(Path(path).expanduser().resolve()):
+    if (
+        nodes < 2
+        or is_uri(path)
+        or shared
+        or on_network_filesystem(Path(path).expanduser().resolve())
+    ):
         return
     raise StorageError(
-        f"storage.path: {path} is on this machine's own disk, but the Ray cluster has {nodes} nodes; "
-        "use a URI (s3://..., gs://...) or a filesystem every node mounts, and set storage.shared: true for the latter"
+        f"storage.path: {path} is on this machine's own disk, but the Ray cluster has {nodes} "
+        "nodes; "
+        "use a URI (s3://..., gs://...) or a filesystem every node mounts, and set "
+        "storage.shared: true for the latter"
     )
 
 
@@ -183,7 +220,11 @@ def on_network_filesystem(path: Path) -> bool:
         mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
     except OSError:
         return False
-    candidates = [(mount, fstype) for mount, fstype in mounts if path == Path(mount) or Path(mount) in path.parents]
+    candidates = [
+        (mount, fstype)
+        for mount, fstype in mounts
+        if path == Path(mount) or Path(mount) in path.parents
+    ]
     if not candidates:
         return False
     _, fstype = max(candidates, key=lambda item: len(item[0]))

@@ -1,4 +1,5 @@
-"""A fused group's Tune events as each member's own: the sweep's callbacks see every member as a trial.
+"""A fused group's Tune events as each member's own: the sweep's callbacks see every member as a
+trial.
 
 Ray Tune sees one trial per group. MemberEvents hands the callbacks that keep MLflow runs
 and the progress (MlflowTrialLogger, ProgressPrinter) one MemberTrial per member instead,
@@ -6,6 +7,7 @@ with its own id, config, results and end, so their logic is the same for a fused
 as for an unfused one. A member's id is the one the unfused sweep would give that trial:
 the experiment's prefix of Tune's trial ids and the member's index in sampling order.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,7 +28,9 @@ class MemberTrial:
         self.config = config
         self.last_result: dict[str, Any] = {}
         self.num_failures = 0
-        self.run_tags = {"sweep.fused_group": group}  # what tells a member's MLflow run from a trial's
+        self.run_tags = {
+            "sweep.fused_group": group
+        }  # what tells a member's MLflow run from a trial's
 
     def __str__(self) -> str:
         return f"{train_trial.__name__}_{self.trial_id}"  # as Tune names the unfused sweep's trial
@@ -36,9 +40,13 @@ def member_id(group_trial_id: str, index: int) -> str:
     return f"{group_trial_id.rsplit('_', 1)[0]}_{index:05d}"
 
 
-def member_result(metrics: dict[str, Any], group_result: dict[str, Any], diagnostics: dict[str, Any] | None) -> dict[str, Any]:
+def member_result(
+    metrics: dict[str, Any], group_result: dict[str, Any], diagnostics: dict[str, Any] | None
+) -> dict[str, Any]:
     """A member's metrics as a trial's Tune result: its epoch is its training_iteration."""
-    result = {key: value for key, value in metrics.items() if key != "epoch"} | {"training_iteration": metrics["epoch"]}
+    result = {key: value for key, value in metrics.items() if key != "epoch"} | {
+        "training_iteration": metrics["epoch"]
+    }
     for key in ("node_id", "iterations_since_restore"):
         if key in group_result:
             result[key] = group_result[key]
@@ -70,9 +78,14 @@ class MemberEvents(tune.Callback):
         return [member for trial in trials for member in self.members_of(trial)]
 
     def _running(self, trial: Any) -> list[MemberTrial]:
-        """The group's members not ended (by Tune's last record of it and by what this session saw)."""
+        """The group's members not ended (by Tune's last record of it and by what this session
+        saw)."""
         ended = ended_members(trial.last_result)
-        return [member for member in self.members_of(trial) if member.trial_id not in self._ended and member.key not in ended]
+        return [
+            member
+            for member in self.members_of(trial)
+            if member.trial_id not in self._ended and member.key not in ended
+        ]
 
     def _each(self, hook: str, **info: Any) -> None:
         for callback in self.callbacks:
@@ -84,14 +97,28 @@ class MemberEvents(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for member in self._running(trial):
             member.num_failures = trial.num_failures
-            self._each("on_trial_start", iteration=iteration, trials=self._all(trials), trial=member, **info)
+            self._each(
+                "on_trial_start",
+                iteration=iteration,
+                trials=self._all(trials),
+                trial=member,
+                **info,
+            )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for member in self._running(trial):
             member.num_failures = trial.num_failures
-            self._each("on_trial_recover", iteration=iteration, trials=self._all(trials), trial=member, **info)
+            self._each(
+                "on_trial_recover",
+                iteration=iteration,
+                trials=self._all(trials),
+                trial=member,
+                **info,
+            )
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         report = GroupReport.from_result(result)
         if report is None:
             return  # not a group's report (Tune's own bookkeeping result)
@@ -102,8 +129,16 @@ class MemberEvents(tune.Callback):
             if member.trial_id in self._ended:
                 continue  # a retried group going over an epoch after a member ended
             diagnostics = None if report.diagnostics is None else report.diagnostics[key]
-            member.last_result = member_result({"epoch": report.epoch, **metrics}, result, diagnostics)
-            self._each("on_trial_result", iteration=iteration, trials=everyone, trial=member, result=member.last_result)
+            member.last_result = member_result(
+                {"epoch": report.epoch, **metrics}, result, diagnostics
+            )
+            self._each(
+                "on_trial_result",
+                iteration=iteration,
+                trials=everyone,
+                trial=member,
+                result=member.last_result,
+            )
         for key, metrics in report.ended.items():
             member = members[key]
             if member.trial_id not in self._ended:
@@ -111,16 +146,25 @@ class MemberEvents(tune.Callback):
                 self._finish(member, iteration, everyone, errored=False)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        for member in self._running(trial):  # a group ends with its last member; none should be left
+        for member in self._running(
+            trial
+        ):  # a group ends with its last member; none should be left
             self._finish(member, iteration, self._all(trials), errored=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for member in self._running(trial):
             self._finish(member, iteration, self._all(trials), errored=True)
 
-    def _finish(self, member: MemberTrial, iteration: int, trials: list[MemberTrial], *, errored: bool) -> None:
+    def _finish(
+        self, member: MemberTrial, iteration: int, trials: list[MemberTrial], *, errored: bool
+    ) -> None:
         self._ended.add(member.trial_id)
-        self._each("on_trial_error" if errored else "on_trial_complete", iteration=iteration, trials=trials, trial=member)
+        self._each(
+            "on_trial_error" if errored else "on_trial_complete",
+            iteration=iteration,
+            trials=trials,
+            trial=member,
+        )
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._each("on_experiment_end", trials=self._all(trials), **info)

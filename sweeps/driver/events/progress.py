@@ -3,15 +3,17 @@
 On a terminal: a live status panel (rich) with one line printed above it per
 finished trial. Elsewhere (CI logs, pipes): just those lines.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray import tune
 
-from sweeps.run_names import trial_run_name
 from sweeps.driver.running.startup import since_launch, stamp
+from sweeps.run_names import trial_run_name
 from sweeps.trial_status import trial_status
 
 
@@ -38,7 +40,8 @@ class ProgressPrinter(tune.Callback):
         self.sampled = sampled  # the params a trial's name shows
         self.statuses: Counter[str] = Counter()
         self.running: set[str] = set()
-        self.best: tuple[float, str] | None = None  # the best value so far, and the name of its trial
+        # the best value so far, and the name of its trial
+        self.best: tuple[float, str] | None = None
         self.live = live
         self.notes = notes or []  # lines the live panel shows under its counts, e.g. what is cached
         self._panel: _LivePanel | None = None
@@ -57,9 +60,14 @@ class ProgressPrinter(tune.Callback):
         self.running.add(trial.trial_id)
         self._refresh()
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         value = result.get(self.metric)
-        if value is not None and (self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])):
+        if value is not None and (
+            self.best is None
+            or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+        ):
             self.best = (value, self.name(trial))
         self._refresh()
 
@@ -82,7 +90,10 @@ class ProgressPrinter(tune.Callback):
         epochs = last.get("training_iteration", 0)
         result = f", {self.metric} {value:.4f}" if value is not None else ""
         # The trial's own numbers next to its name; the sweep's standing after a bar.
-        line = stamp(f"{self.name(trial)}: {status.replace('_', ' ')} after {epochs} epoch{'' if epochs == 1 else 's'}{result}")
+        line = stamp(
+            f"{self.name(trial)}: {status.replace('_', ' ')} after {epochs} "
+            f"epoch{'' if epochs == 1 else 's'}{result}"
+        )
         if self._live is not None:
             self._live.print(line)
         else:
@@ -100,8 +111,13 @@ class ProgressPrinter(tune.Callback):
 
     def counts(self) -> str:
         done = sum(self.statuses.values())
-        by_status = ", ".join(f"{count} {status.replace('_', '-')}" for status, count in sorted(self.statuses.items()))
-        return f"{done}/{self.num_samples} done ({by_status or 'none yet'}), {len(self.running)} running"
+        by_status = ", ".join(
+            f"{count} {status.replace('_', '-')}" for status, count in sorted(self.statuses.items())
+        )
+        return (
+            f"{done}/{self.num_samples} done ({by_status or 'none yet'}), "
+            f"{len(self.running)} running"
+        )
 
     def best_text(self) -> str:
         if self.best is None:

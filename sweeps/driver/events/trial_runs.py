@@ -6,6 +6,7 @@ credentials and a sqlite store never sees writers from several processes. It als
 the sweep's journal, hands alerts to the webhook and has each trial's histogram figure
 drawn.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,18 +19,19 @@ from typing import Any
 from ray import tune
 
 from sweeps.alerts import alert_summary
-from sweeps.epoch_report import EPOCH_METRICS, diagnostics_of
+from sweeps.driver.events.webhook import WebhookSender
 from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.record.spool import Spool
-from sweeps.run_names import trial_run_name
 from sweeps.driver.tracking.batching import MetricPoint, truncate
 from sweeps.driver.tracking.sweep_run import param_text
 from sweeps.driver.tracking.writer import MlflowWriter
-from sweeps.driver.events.webhook import WebhookSender
+from sweeps.epoch_report import EPOCH_METRICS, diagnostics_of
 from sweeps.errors import first_line
+from sweeps.run_names import trial_run_name
 from sweeps.trial_status import trial_status
 
-ALERT_WAITS_FOR_RUN_S = 10.0  # an alert sent while MLflow is away names no run rather than wait for it
+# an alert sent while MLflow is away names no run rather than wait for it
+ALERT_WAITS_FOR_RUN_S = 10.0
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -40,7 +42,14 @@ class MlflowTrialLogger(tune.Callback):
     from the sweep's journal there when the experiment starts (or starts again).
     """
 
-    def __init__(self, experiment_path: str, *, epochs: int, sampled: tuple[str, ...] = (), on_alert: WebhookSender | None = None) -> None:
+    def __init__(
+        self,
+        experiment_path: str,
+        *,
+        epochs: int,
+        sampled: tuple[str, ...] = (),
+        on_alert: WebhookSender | None = None,
+    ) -> None:
         self.experiment_path = experiment_path
         self.epochs = epochs
         self.sampled = sampled  # the params a trial's run name shows
@@ -53,11 +62,17 @@ class MlflowTrialLogger(tune.Callback):
         self._logged_epochs: dict[str, int] = {}
         self._unfinished: set[str] = set()  # trials started and not yet ended
         self._histograms: dict[str, tuple[dict, dict]] = {}
-        # Figures are drawn here, off Tune's event loop, which every running trial's report waits on.
+        # Figures are drawn here, off Tune's event loop, which every running trial's report waits
+        # on.
         self._figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histogram-figures")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experiment_path": self.experiment_path, "epochs": self.epochs, "sampled": self.sampled, "on_alert": self.on_alert}
+        return {
+            "experiment_path": self.experiment_path,
+            "epochs": self.epochs,
+            "sampled": self.sampled,
+            "on_alert": self.on_alert,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -65,11 +80,15 @@ class MlflowTrialLogger(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         self.journal = SweepJournal.load(self.experiment_path)
-        self.writer = MlflowWriter(self.journal.tracking_uri, Spool(self.experiment_path), self.journal)
+        self.writer = MlflowWriter(
+            self.journal.tracking_uri, Spool(self.experiment_path), self.journal
+        )
         # A resumed sweep: epochs its runs already hold are not logged again.
         for trial_id, entry in self.journal.trial_runs.items():
             created = not entry["run_id"].startswith("pending:")
-            self._logged_epochs[trial_id] = self.writer.last_step(entry["run_id"], "val_acc") if created else 0
+            self._logged_epochs[trial_id] = (
+                self.writer.last_step(entry["run_id"], "val_acc") if created else 0
+            )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._unfinished.add(trial.trial_id)
@@ -94,25 +113,35 @@ class MlflowTrialLogger(tune.Callback):
             tags={
                 "sweep.trial_id": trial.trial_id,
                 "sweep.status": "running",
-                **getattr(trial, "run_tags", {}),  # a fused group's member says which group (driver/member_events.py)
+                # a fused group's member says which group (driver/member_events.py)
+                **getattr(trial, "run_tags", {}),
             },
         )
         self.journal.record_run(trial.trial_id, run_id, trial.config)
-        self.writer.log_batch(run_id, params={key: param_text(value) for key, value in trial.config.items()})
+        self.writer.log_batch(
+            run_id, params={key: param_text(value) for key, value in trial.config.items()}
+        )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.journal.run_of(trial.trial_id)
         if run_id is not None:
             self.writer.log_batch(run_id, tags={"sweep.retries": str(trial.num_failures)})
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         run_id = self.journal.run_of(trial.trial_id)
         epoch = int(result["training_iteration"])
         if epoch <= self._logged_epochs.get(trial.trial_id, 0):
-            return  # a restarted trial going over epochs after its checkpoint that its run already holds
+            # a restarted trial going over epochs after its checkpoint that its run already holds
+            return
         self._logged_epochs[trial.trial_id] = epoch
         now = int(time.time() * 1000)
-        metrics = [MetricPoint(key, float(result[key]), now, epoch) for key in EPOCH_METRICS if key in result]
+        metrics = [
+            MetricPoint(key, float(result[key]), now, epoch)
+            for key in EPOCH_METRICS
+            if key in result
+        ]
         diagnostics = diagnostics_of(result)
         if diagnostics:
             metrics += diagnostic_metrics(diagnostics, now)
@@ -144,7 +173,8 @@ class MlflowTrialLogger(tune.Callback):
         """Send what is queued (or keep it in the spool) before the sweep reports its end."""
         self._figures.shutdown(wait=True)
         if self.writer is not None:
-            self.writer.close(patience_s=0)  # the sweep's closing writer takes the spool over and waits for the store
+            # the sweep's closing writer takes the spool over and waits for the store
+            self.writer.close(patience_s=0)
         if self.on_alert is not None:
             self.on_alert.close()
 
@@ -166,7 +196,9 @@ class MlflowTrialLogger(tune.Callback):
             # From now, not from when the webhook's thread gets to it: a burst of alerts waits once.
             deadline = time.monotonic() + ALERT_WAITS_FOR_RUN_S
             for alert in alerts:
-                self.on_alert.send(alert, run_id=lambda: self.writer.created_run_id(run_id, deadline=deadline))
+                self.on_alert.send(
+                    alert, run_id=lambda: self.writer.created_run_id(run_id, deadline=deadline)
+                )
         summaries = [alert_summary(alert) for alert in self._alerts_of(trial)]
         self.writer.log_batch(run_id, tags={"alert.update_ratio": truncate("; ".join(summaries))})
 
@@ -191,18 +223,29 @@ class MlflowTrialLogger(tune.Callback):
         trial_alerts = self._alerts_of(trial)
         if trial_alerts:
             # Run ids still pending here are resolved by the writer when it sends the file.
-            self.writer.log_bytes(run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode())
+            self.writer.log_bytes(
+                run_id, "alerts.json", json.dumps(trial_alerts, indent=2).encode()
+            )
         if trial.trial_id in self._histograms:
-            self._figures.submit(self._log_histogram_figure, run_id, self._histograms.pop(trial.trial_id), title=f"{self._name(trial)}: hidden activations")
+            self._figures.submit(
+                self._log_histogram_figure,
+                run_id,
+                self._histograms.pop(trial.trial_id),
+                title=f"{self._name(trial)}: hidden activations",
+            )
         self.writer.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
-    def _log_histogram_figure(self, run_id: str, snapshots: tuple[dict, dict], *, title: str) -> None:
+    def _log_histogram_figure(
+        self, run_id: str, snapshots: tuple[dict, dict], *, title: str
+    ) -> None:
         from sweeps.driver.events.histogram_figure import activation_histograms_png
 
         try:
             figure = activation_histograms_png(*snapshots, title=title)
         except Exception as error:  # a figure that cannot be drawn is no reason to lose the sweep
-            self.writer.warn(f"{title}: the activation histogram figure could not be drawn: {first_line(error)}")
+            self.writer.warn(
+                f"{title}: the activation histogram figure could not be drawn: {first_line(error)}"
+            )
             return
         self.writer.log_bytes(run_id, "activation_histograms.png", figure)
 
@@ -211,10 +254,20 @@ def diagnostic_metrics(diagnostics: dict[str, Any], timestamp: int) -> list[Metr
     """update_ratio/<param> and act_*/<layer> metrics, each at its global optimizer step."""
     metrics = []
     for step, ratios in diagnostics["update_ratios"]:
-        metrics += [MetricPoint(f"update_ratio/{name}", value, timestamp, step) for name, value in ratios.items()]
+        metrics += [
+            MetricPoint(f"update_ratio/{name}", value, timestamp, step)
+            for name, value in ratios.items()
+        ]
         if ratios:
-            metrics.append(MetricPoint("update_ratio/median", statistics.median(ratios.values()), timestamp, step))
+            metrics.append(
+                MetricPoint(
+                    "update_ratio/median", statistics.median(ratios.values()), timestamp, step
+                )
+            )
     for step, layers in diagnostics["activations"]:
         for layer, stats in layers.items():
-            metrics += [MetricPoint(f"{stat}/{layer}", value, timestamp, step) for stat, value in stats.items()]
+            metrics += [
+                MetricPoint(f"{stat}/{layer}", value, timestamp, step)
+                for stat, value in stats.items()
+            ]
     return metrics

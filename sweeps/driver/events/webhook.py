@@ -6,6 +6,7 @@ link-local or cloud-metadata address (unless diagnostics.alert_webhook_allow_pri
 says so), no redirects followed, a wall-clock deadline per post that a receiver
 trickling one byte at a time cannot stretch, and at most a few seconds at exit.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -16,19 +17,24 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from sweeps.driver.sweep_file.addresses import METADATA_HOSTS, forbidden_address
 
 POST_DEADLINE_S = 5.0  # per alert, wall clock: connecting, sending and reading the answer
 EXIT_BUDGET_S = 5.0  # for every alert still queued when the sweep ends
+
+
 class WebhookSender:
     """POSTs each alert as JSON, from a thread of its own: Tune's event loop, which every
     trial's report waits on, must not wait on a slow receiver. A failed delivery warns
     instead of stopping the sweep."""
 
-    def __init__(self, url: str, *, allow_private: bool = False, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, url: str, *, allow_private: bool = False, warn: Callable[[str], None]
+    ) -> None:
         self.url = url
         self.allow_private = allow_private
         self.warn = warn
@@ -44,9 +50,12 @@ class WebhookSender:
         self.__init__(state["url"], allow_private=state["allow_private"], warn=state["warn"])
 
     def send(self, alert: dict[str, Any], *, run_id: Callable[[], str | None]) -> None:
-        """Queue `alert`; its `run_id` is asked for on the sending thread, where waiting for the run is free."""
+        """Queue `alert`; its `run_id` is asked for on the sending thread, where waiting for the run
+        is free."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._deliver_queued, name="alert-webhook", daemon=True)
+            self._thread = threading.Thread(
+                target=self._deliver_queued, name="alert-webhook", daemon=True
+            )
             self._thread.start()
             atexit.register(self.close)
         self._delivering += 1
@@ -59,27 +68,41 @@ class WebhookSender:
         self._queue.put(None)
         self._thread.join(timeout=budget_s)
         if self._thread.is_alive() and self._delivering:
-            self.warn(f"{self._delivering} alert(s) were not delivered to {self.url} within {budget_s:g} s")
+            self.warn(
+                f"{self._delivering} alert(s) were not delivered to {self.url} within "
+                f"{budget_s:g} s"
+            )
         self._thread = None
         atexit.unregister(self.close)
 
     def _deliver_queued(self) -> None:
         while (queued := self._queue.get()) is not None:
             alert, run_id = queued
-            problem = post_json(self.url, alert | {"run_id": run_id()}, allow_private=self.allow_private)
+            problem = post_json(
+                self.url, alert | {"run_id": run_id()}, allow_private=self.allow_private
+            )
             self._delivering -= 1
             if problem is not None:
                 self.warn(f"could not deliver an alert to {self.url}: {problem}")
 
 
-def post_json(url: str, payload: dict[str, Any], *, allow_private: bool = False, deadline_s: float = POST_DEADLINE_S) -> str | None:
-    """POST `payload` as JSON within `deadline_s` of wall clock; None when the receiver took it, else why not."""
+def post_json(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    allow_private: bool = False,
+    deadline_s: float = POST_DEADLINE_S,
+) -> str | None:
+    """POST `payload` as JSON within `deadline_s` of wall clock; None when the receiver took it,
+    else why not."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     deadline = time.monotonic() + deadline_s
     try:
         address = _resolve(parts.hostname, port, allow_private=allow_private)
-        sock = socket.create_connection((address, port), timeout=max(0.1, deadline - time.monotonic()))
+        sock = socket.create_connection(
+            (address, port), timeout=max(0.1, deadline - time.monotonic())
+        )
     except (OSError, ValueError) as error:
         return str(error)
     # However the receiver trickles its answer, the socket is shut at the deadline.
@@ -91,10 +114,19 @@ def post_json(url: str, payload: dict[str, Any], *, allow_private: bool = False,
         connection = http.client.HTTPConnection(parts.hostname, port)
         connection.sock = sock  # connected to the address checked above, not to a second lookup
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        connection.request(
+            "POST",
+            target,
+            body=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         status = connection.getresponse().status
     except (OSError, http.client.HTTPException) as error:
-        return "no answer within the deadline" if time.monotonic() >= deadline else str(error) or type(error).__name__
+        return (
+            "no answer within the deadline"
+            if time.monotonic() >= deadline
+            else str(error) or type(error).__name__
+        )
     finally:
         watchdog.cancel()
         _shut(sock)
@@ -104,15 +136,22 @@ def post_json(url: str, payload: dict[str, Any], *, allow_private: bool = False,
 
 
 def _resolve(host: str | None, port: int, *, allow_private: bool) -> str:
-    """The address to connect to, refused if it is link-local or a metadata service (unless allowed)."""
+    """The address to connect to, refused if it is link-local or a metadata service (unless
+    allowed)."""
     if host is None:
         raise ValueError("the URL has no host")
     if not allow_private and host.lower().rstrip(".") in METADATA_HOSTS:
-        raise ValueError(f"{host} is a cloud metadata service; set diagnostics.alert_webhook_allow_private: true to post there anyway")
+        raise ValueError(
+            f"{host} is a cloud metadata service; set diagnostics.alert_webhook_allow_private: "
+            "true to post there anyway"
+        )
     address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
     why = None if allow_private else forbidden_address(address.split("%")[0])
     if why is not None:
-        raise ValueError(f"{host} resolves to {why}; set diagnostics.alert_webhook_allow_private: true to post there anyway")
+        raise ValueError(
+            f"{host} resolves to {why}; set diagnostics.alert_webhook_allow_private: true to "
+            "post there anyway"
+        )
     return address
 
 

@@ -2,6 +2,8 @@
 sweep files under examples/lecture/ with a verdict whose rule is written before the run.
 
 study: what a claim, a finding and the lecture's context are; measures: numbers read off a sweep;
-studies/: one module per claim (initialization, activations with dead_units, batch_norm, random_vs_grid,
-learning_rate, sanity_checks, transfer, coarse_to_fine); html_report: the page; runner: all of it in turn.
+studies/: one module per claim (initialization, activations with dead_units, batch_norm,
+random_vs_grid,
+learning_rate, sanity_checks, transfer, coarse_to_fine); html_report: the page; runner: all of it in
+turn.
 """

@@ -1,13 +1,14 @@
 """Numbers the studies read off a finished sweep's MLflow record: per-trial activation
 statistics over training, epochs to a target accuracy, medians that tolerate empty groups."""
+
 from __future__ import annotations
 
 import math
 import statistics
 from typing import Any
 
-from sweeps.driver.lecture.study import SweepResult
 from sweeps.driver.analysis.report import TrialRow
+from sweeps.driver.lecture.study import SweepResult
 
 
 def layer_mean_history(result: SweepResult, row: TrialRow, stat: str) -> list[tuple[int, float]]:
@@ -19,7 +20,11 @@ def layer_mean_history(result: SweepResult, row: TrialRow, stat: str) -> list[tu
         for step, value in result.metric_history(row.run_id, key):
             if math.isfinite(value):
                 by_step.setdefault(step, []).append(value)
-    return sorted((step, sum(values) / len(values)) for step, values in by_step.items() if len(values) == len(keys))
+    return sorted(
+        (step, sum(values) / len(values))
+        for step, values in by_step.items()
+        if len(values) == len(keys)
+    )
 
 
 def first_and_last(history: list[tuple[int, float]]) -> tuple[float, float]:

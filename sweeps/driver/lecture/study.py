@@ -1,15 +1,17 @@
 """What every study of `sweep lecture` shares: the claim it tests, what a run found, and the
 lecture's context (where its sweep files are, how it runs them, where figures go)."""
+
 from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from sweeps.driver.sweep_file.schema import SweepConfig
 from sweeps.driver.sweep_file.reading import load_sweep
+from sweeps.driver.sweep_file.schema import SweepConfig
 
 if TYPE_CHECKING:
     from sweeps.driver.analysis.report import SweepReport
@@ -45,8 +47,10 @@ class Finding:
     numbers: list[tuple[str, str]] = field(default_factory=list)  # (what was measured, the value)
     figures: list[str] = field(default_factory=list)  # PNG file names in the report's folder
     commands: list[str] = field(default_factory=list)  # how a person makes these figures' data
-    sweep_runs: dict[str, str] = field(default_factory=dict)  # sweep name -> its MLflow parent run id
-    metrics: dict[str, float] = field(default_factory=dict)  # the measured numbers, for the lecture's MLflow run
+    # sweep name -> its MLflow parent run id
+    sweep_runs: dict[str, str] = field(default_factory=dict)
+    # the measured numbers, for the lecture's MLflow run
+    metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -55,10 +59,18 @@ def verdict(passed: bool) -> str:
 
 
 def judge(parts: dict[str, bool]) -> tuple[str, str]:
-    """A claim made of parts is reproduced when every part holds; the why names which did and which did not."""
+    """A claim made of parts is reproduced when every part holds; the why names which did and which
+    did not."""
     held = [name for name, ok in parts.items() if ok]
     failed = [name for name, ok in parts.items() if not ok]
-    why = "; ".join(text for text in (f"holds: {', '.join(held)}" if held else "", f"does not hold: {', '.join(failed)}" if failed else "") if text)
+    why = "; ".join(
+        text
+        for text in (
+            f"holds: {', '.join(held)}" if held else "",
+            f"does not hold: {', '.join(failed)}" if failed else "",
+        )
+        if text
+    )
     return verdict(not failed), why
 
 
@@ -101,7 +113,8 @@ class Lecture:
         return dict(quick) if self.quick else {}
 
     def load(self, name: str, overrides: dict[str, Any]) -> SweepConfig:
-        """A lecture sweep file with `overrides` (as `--set`), its Ray Tune results kept in the report's folder."""
+        """A lecture sweep file with `overrides` (as `--set`), its Ray Tune results kept in the
+        report's folder."""
         return self.load_path(self.files / name, overrides)
 
     def load_path(self, path: Path, overrides: dict[str, Any]) -> SweepConfig:
@@ -110,14 +123,24 @@ class Lecture:
 
     def command(self, name: str, overrides: dict[str, Any], verb: str = "run") -> str:
         """The command line that runs the same sweep: what a person types to reproduce it."""
-        sets = " ".join(f"--set {shlex.quote(f'{key}={_yaml_text(value)}')}" for key, value in overrides.items())
+        sets = " ".join(
+            f"--set {shlex.quote(f'{key}={_yaml_text(value)}')}" for key, value in overrides.items()
+        )
         return f"sweep {verb} examples/lecture/{name}" + (f" {sets}" if sets else "")
 
-    def run(self, name: str, overrides: dict[str, Any], *, path: Path | None = None, importance: bool = False) -> SweepResult:
+    def run(
+        self,
+        name: str,
+        overrides: dict[str, Any],
+        *,
+        path: Path | None = None,
+        importance: bool = False,
+    ) -> SweepResult:
         """Run a sweep file as `sweep run` does (Ray, MLflow, the file as written kept on the
-        sweep's run for `sweep refine`), then read it back; `importance` as `sweep report` computes it."""
-        from sweeps.driver.running.launch import run_sweep
+        sweep's run for `sweep refine`), then read it back; `importance` as `sweep report` computes
+        it."""
         from sweeps.driver.analysis.report import load_report
+        from sweeps.driver.running.launch import run_sweep
         from sweeps.driver.tracking.queries import SweepReader
         from sweeps.driver.tracking.sweep_run import log_user_sweep_file
 
@@ -126,11 +149,20 @@ class Lecture:
         started = time.monotonic()
         self.sweep_log(f"--- sweep run {path.name} ({config.search.num_samples} trials)")
         outcome = run_sweep(config, tracking_uri=self.tracking_uri, echo=self.sweep_log)
-        log_user_sweep_file(outcome.tracking_uri, outcome.parent_run_id, path.read_text(encoding="utf-8"))
-        self.echo(f"  {config.name}: {dict(outcome.statuses)} in {time.monotonic() - started:.0f} s")
+        log_user_sweep_file(
+            outcome.tracking_uri, outcome.parent_run_id, path.read_text(encoding="utf-8")
+        )
+        self.echo(
+            f"  {config.name}: {dict(outcome.statuses)} in {time.monotonic() - started:.0f} s"
+        )
         reader = SweepReader(self.tracking_uri)
         parent = reader.find_sweep_run(outcome.parent_run_id)
-        return SweepResult(config, load_report(reader, outcome.parent_run_id, importance=importance), reader, reader.trial_runs(parent))
+        return SweepResult(
+            config,
+            load_report(reader, outcome.parent_run_id, importance=importance),
+            reader,
+            reader.trial_runs(parent),
+        )
 
     def save(self, figure: Any, filename: str) -> str:
         """A matplotlib figure as a PNG in the report's folder; returns its file name."""

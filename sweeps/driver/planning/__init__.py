@@ -1,1 +1,2 @@
-"""Planning a sweep: what a run needs from a valid sweep file (settings, data, fused groups, frozen features, GPU shares)."""
+"""Planning a sweep: what a run needs from a valid sweep file (settings, data, fused groups, frozen
+features, GPU shares)."""

@@ -1,8 +1,9 @@
-"""`sweep check`: the lecture's sanity checks on a sweep's model and data, in this process, without Ray."""
+"""`sweep check`: the lecture's sanity checks on a sweep's model and data, in this process, without
+Ray."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sweeps.driver.planning.feature_cache import describe_frozen_features
 from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data

@@ -1,4 +1,5 @@
-"""`resources.gpus_per_trial: auto`: each Ray Tune trial's share of a GPU, from a short probe of one group on one GPU.
+"""`resources.gpus_per_trial: auto`: each Ray Tune trial's share of a GPU, from a short probe of one
+group on one GPU.
 
 The rule. A probe (sweeps.trial.fused.gpu_probe) trains the sweep's first group (or its
 first trial, unfused) for 25 steps on a whole GPU and measures its peak memory and step
@@ -12,6 +13,7 @@ that both
 With no GPU in the cluster the share is 0 and nothing is probed. bench/gpu.sh prints the
 probe's figures and the share next to measured throughputs, to check the thresholds.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,9 +51,12 @@ def gpus_for_one_task(setting: float | str) -> float:
 
 
 def share_from_probe(*, step_ms: float, peak_bytes: float, total_bytes: float, **_: Any) -> float:
-    """1/k for the k trials that fit on one GPU and still gain from sharing it (the module's rule)."""
+    """1/k for the k trials that fit on one GPU and still gain from sharing it (the module's
+    rule)."""
     fits = math.floor(MEMORY_FRACTION * total_bytes / (peak_bytes + CONTEXT_BYTES))
-    pays = next((count for count, limit in zip(PROCESSES, STEP_MS) if step_ms < limit), 1)
+    pays = next(
+        (count for count, limit in zip(PROCESSES, STEP_MS, strict=False) if step_ms < limit), 1
+    )
     return 1 / next(count for count in PROCESSES if count <= max(1, min(fits, pays)))
 
 
@@ -65,6 +70,12 @@ def probe(plan: SweepPlan, data: SplitData) -> dict[str, float]:
     if plan.fusion is not None:
         group = plan.fusion.groups[0]
     else:
-        group = list(enumerate(preview_trial_configs(plan.config.params, seed=plan.config.search.seed, num_samples=1)))
+        group = list(
+            enumerate(
+                preview_trial_configs(
+                    plan.config.params, seed=plan.config.search.seed, num_samples=1
+                )
+            )
+        )
     task = ray.remote(num_gpus=1, num_cpus=plan.config.resources.cpus_per_trial)(probe_gpu)
     return ray.get(task.remote(group, plan.trial_settings, data))

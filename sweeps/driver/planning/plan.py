@@ -5,6 +5,7 @@ epochs a trial may end at, and the parent run's params, each derived here and on
 here. Defaults live in the sweep file's schema (sweeps/driver/sweep_file/schema.py); nothing
 below restates one. Plain values: no torch, no Ray, no MLflow.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps.driver.sweep_file.schema import SweepConfig
 from sweeps.driver.planning.fusion import FusionPlan, plan_fusion
 from sweeps.driver.sweep_file.reading import dump_sweep
+from sweeps.driver.sweep_file.schema import SweepConfig
 from sweeps.trial.data import DataError, DataSpec, SplitData, load_split
 from sweeps.trial.preprocessing import Normalization
 from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
@@ -84,7 +85,8 @@ def load_sweep_data(config: SweepConfig) -> SplitData:
 
 def backbone_normalization(config: SweepConfig) -> Normalization | None:
     """What `data.preprocess: backbone` applies: the file's data.normalization, else the named
-    weights' own, read from torchvision's weights metadata (imports torchvision; downloads nothing)."""
+    weights' own, read from torchvision's weights metadata (imports torchvision; downloads
+    nothing)."""
     if config.data.preprocess != "backbone":
         return None
     stated = config.data.normalization
@@ -129,9 +131,14 @@ def build_trial_settings(config: SweepConfig) -> TrialSettings:
 def model_options(config: SweepConfig) -> dict[str, Any]:
     """The architecture's own settings. A `model.weights` file named relative to where
     `sweep run` runs is made absolute: Ray Tune starts each trial in a folder of its own."""
-    options = config.model.model_dump(exclude={"arch", "cache_features"})  # the driver's, not the model's
+    # the driver's, not the model's
+    options = config.model.model_dump(exclude={"arch", "cache_features"})
     weights = options.get("weights")
-    if weights and not Path(weights).expanduser().is_absolute() and Path(weights).expanduser().is_file():
+    if (
+        weights
+        and not Path(weights).expanduser().is_absolute()
+        and Path(weights).expanduser().is_file()
+    ):
         options["weights"] = str(Path(weights).expanduser().resolve())
     return options
 
@@ -147,15 +154,21 @@ def asha_settings(config: SweepConfig) -> AshaSettings | None:
 
 
 def epochs_a_trial_may_end(config: SweepConfig) -> list[int]:
-    """The last epoch, and with ASHA each rung (grace_period * reduction_factor^k) where it may stop a trial."""
+    """The last epoch, and with ASHA each rung (grace_period * reduction_factor^k) where it may stop
+    a trial."""
     stopping = config.early_stopping
     if stopping.scheduler != "asha":
         return [config.train.epochs]
-    return asha_rungs(epochs=config.train.epochs, grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor)
+    return asha_rungs(
+        epochs=config.train.epochs,
+        grace_period=stopping.grace_period,
+        reduction_factor=stopping.reduction_factor,
+    )
 
 
 def asha_rungs(*, epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The epochs at which ASHA compares trials (grace_period * reduction_factor^k), and the last."""
+    """The epochs at which ASHA compares trials (grace_period * reduction_factor^k), and the
+    last."""
     found = [epochs]
     rung = grace_period
     while rung < epochs:
@@ -182,4 +195,8 @@ def parent_run_params(config: SweepConfig) -> dict[str, Any]:
 def sweep_file_without_tracking_uri(config: SweepConfig) -> str:
     """The sweep file as MLflow and the journal keep it: the URI lives in the journal alone,
     and the file reads the same wherever it is tracked."""
-    return dump_sweep(config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})}))
+    return dump_sweep(
+        config.model_copy(
+            update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": None})}
+        )
+    )

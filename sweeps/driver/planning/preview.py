@@ -18,6 +18,8 @@ def describe_sweep(config: SweepConfig) -> list[str]:
     search = config.search
     lines = [dump_sweep(config).rstrip(), f"\nsampled at random: {sampled}", plan_fusion(config)[1]]
     lines.append(f"trials: {search.num_samples} (seed {search.seed}), first ones:")
-    first = preview_trial_configs(config.params, seed=search.seed, num_samples=min(PREVIEWED_TRIALS, search.num_samples))
+    first = preview_trial_configs(
+        config.params, seed=search.seed, num_samples=min(PREVIEWED_TRIALS, search.num_samples)
+    )
     lines += [f"  {index:>3}: {format_params(trial)}" for index, trial in enumerate(first)]
     return lines

@@ -7,6 +7,7 @@ mount, the lock is created atomically (O_EXCL) like on a local disk, but a lock 
 from another host is never taken over: this host cannot tell whether that process
 lives. On an object store (s3://, gs://) it is best effort: written, then read back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sweeps.driver.cluster import storage
 from sweeps.errors import SweepError
@@ -52,7 +54,8 @@ def this_holder(command: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def hold_sweep(experiment_path: str, *, command: str) -> Iterator[None]:
-    """Hold the experiment's lock for the duration; DriverLockError names the holder if another driver has it."""
+    """Hold the experiment's lock for the duration; DriverLockError names the holder if another
+    driver has it."""
     path = storage.join(experiment_path, LOCK_FILE)
     holder = this_holder(command)
     if storage.is_uri(experiment_path):
@@ -97,10 +100,13 @@ def _take_on_object_store(path: str, holder: dict[str, Any]) -> None:
         raise DriverLockError(_held_message(path, current))
     storage.write_text(path, json.dumps(holder))
     if _read(path) != holder:
-        raise DriverLockError(f"{path}: another driver took this sweep's lock at the same moment; try again")
+        raise DriverLockError(
+            f"{path}: another driver took this sweep's lock at the same moment; try again"
+        )
 
 
-TORN_AFTER_S = 10.0  # an unreadable lock this old was torn by a killed driver, not being written now
+# an unreadable lock this old was torn by a killed driver, not being written now
+TORN_AFTER_S = 10.0
 
 
 def _read(path: str) -> dict[str, Any] | None:
@@ -127,8 +133,13 @@ def _is_stale(current: dict[str, Any]) -> bool:
 
 def _held_message(path: Any, current: dict[str, Any]) -> str:
     if current.get("torn"):
-        return f"{path}: another driver is taking this sweep's lock right now; try again in a moment"
-    where = f"pid {current.get('pid')} on {current.get('host')}, {current.get('command', 'a driver')} since {current.get('since')}"
+        return (
+            f"{path}: another driver is taking this sweep's lock right now; try again in a moment"
+        )
+    where = (
+        f"pid {current.get('pid')} on {current.get('host')}, "
+        f"{current.get('command', 'a driver')} since {current.get('since')}"
+    )
     return f"{path}: this sweep is being driven by {where}; if that process is gone, delete {path}"
 
 

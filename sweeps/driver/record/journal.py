@@ -9,6 +9,7 @@ ones. The MLflow writes not yet sent wait beside it in the spool (record/spool.p
 It lives under the experiment path, a local folder or a URI (s3://, gs://):
 they go wherever Tune's checkpoints go.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sweeps.driver.cluster import storage
 from sweeps.credentials import (
     CREDENTIALS_HINT,
     has_credentials,
     storable,
     with_environment_credentials,
 )
+from sweeps.driver.cluster import storage
 from sweeps.errors import SweepError
 
 JOURNAL_FILE = "sweep.json"
@@ -41,7 +42,8 @@ class SweepJournal:
     experiment_id: str
     parent_run_id: str
     sweep_yaml: str
-    trial_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> {"run_id", "config", "status"}
+    # trial id -> {"run_id", "config", "status"}
+    trial_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     updated: float = 0.0
@@ -55,13 +57,20 @@ class SweepJournal:
     def load(cls, experiment_path: str) -> SweepJournal:
         text = storage.read_text(storage.join(experiment_path, JOURNAL_FILE))
         if text is None:
-            raise JournalError(f"{experiment_path}: no {JOURNAL_FILE} here; give the sweep's folder under storage.path (printed by `sweep run`)")
+            raise JournalError(
+                f"{experiment_path}: no {JOURNAL_FILE} here; give the sweep's folder under "
+                "storage.path (printed by `sweep run`)"
+            )
         try:
             journal = cls(**{**json.loads(text), "experiment_path": experiment_path})
         except (ValueError, TypeError) as error:
-            raise JournalError(f"{experiment_path}: {JOURNAL_FILE} is unreadable: {error}") from None
+            raise JournalError(
+                f"{experiment_path}: {JOURNAL_FILE} is unreadable: {error}"
+            ) from None
         if has_credentials(journal.tracking_uri):  # hand-edited, or written by an older sweep
-            raise JournalError(f"{experiment_path}/{JOURNAL_FILE}: tracking_uri: {CREDENTIALS_HINT}")
+            raise JournalError(
+                f"{experiment_path}/{JOURNAL_FILE}: tracking_uri: {CREDENTIALS_HINT}"
+            )
         journal.tracking_uri = with_environment_credentials(journal.tracking_uri)
         return journal
 
@@ -69,9 +78,15 @@ class SweepJournal:
         with self._lock:
             self.updated = time.time()
             state = asdict(self)
-            del state["experiment_path"]  # the folder may move (a restored volume, a renamed bucket)
-            state["tracking_uri"] = storable(self.tracking_uri)  # credentials stay in the environment
-            storage.write_text(storage.join(self.experiment_path, JOURNAL_FILE), json.dumps(state, indent=1, default=str))
+            del state[
+                "experiment_path"
+            ]  # the folder may move (a restored volume, a renamed bucket)
+            # credentials stay in the environment
+            state["tracking_uri"] = storable(self.tracking_uri)
+            storage.write_text(
+                storage.join(self.experiment_path, JOURNAL_FILE),
+                json.dumps(state, indent=1, default=str),
+            )
 
     def run_of(self, trial_id: str) -> str | None:
         entry = self.trial_runs.get(trial_id)
@@ -79,7 +94,11 @@ class SweepJournal:
 
     def record_run(self, trial_id: str, run_id: str, config: dict[str, Any]) -> None:
         with self._lock:
-            self.trial_runs[trial_id] = {"run_id": run_id, "config": _comparable(config), "status": "running"}
+            self.trial_runs[trial_id] = {
+                "run_id": run_id,
+                "config": _comparable(config),
+                "status": "running",
+            }
             self.save()
 
     def record_status(self, trial_id: str, status: str) -> None:
@@ -94,7 +113,9 @@ class SweepJournal:
             self.alerts.extend(alerts)
             self.save()
 
-    def adopt_run(self, trial_id: str, config: dict[str, Any], live_trial_ids: set[str]) -> str | None:
+    def adopt_run(
+        self, trial_id: str, config: dict[str, Any], live_trial_ids: set[str]
+    ) -> str | None:
         """The run of a trial Tune lost track of (it started after Tune's last snapshot
         and Tune drew it again under a new id): the same config, no live trial of its own."""
         wanted = _comparable(config)

@@ -31,10 +31,14 @@ class Spool:
         self._sent_path = storage.join(experiment_path, SPOOL_SENT_FILE)
         self.appendable = not storage.is_uri(experiment_path)
         # A driver killed mid-append leaves a torn last line: a write nobody was told was kept.
-        lines = [line for line in (storage.read_text(self.path) or "").splitlines(keepends=True) if line.endswith("\n")]
+        lines = [
+            line
+            for line in (storage.read_text(self.path) or "").splitlines(keepends=True)
+            if line.endswith("\n")
+        ]
         self._lines = len(lines)
         self._sent = min(int((storage.read_text(self._sent_path) or "0").strip() or 0), self._lines)
-        self.operations: list[dict[str, Any]] = [json.loads(line) for line in lines[self._sent:]]
+        self.operations: list[dict[str, Any]] = [json.loads(line) for line in lines[self._sent :]]
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -68,13 +72,16 @@ class Spool:
 
     def keep_file(self, name: str, content: bytes) -> str:
         """Store an artifact's bytes with the spool; returns the path to send it from later."""
-        # A unique folder: a count of waiting writes repeats once some are sent, and would overwrite.
+        # A unique folder: a count of waiting writes repeats once some are sent, and would
+        # overwrite.
         path = storage.join(self.experiment_path, SPOOL_FILES, uuid.uuid4().hex, name)
         storage.write_bytes(path, content)
         return path
 
     def _rewrite(self) -> None:
-        storage.write_text(self.path, "".join(json.dumps(operation) + "\n" for operation in self.operations))
+        storage.write_text(
+            self.path, "".join(json.dumps(operation) + "\n" for operation in self.operations)
+        )
 
     def read_file(self, path: str) -> bytes:
         """The bytes of an artifact keep_file stored."""

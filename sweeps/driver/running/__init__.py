@@ -1,1 +1,2 @@
-"""Running a sweep: run, resume and sync, Ray Tune's wiring, signals, and closing the sweep's record however it ends."""
+"""Running a sweep: run, resume and sync, Ray Tune's wiring, signals, and closing the sweep's record
+however it ends."""

@@ -7,6 +7,7 @@ snapshot naming a checkpoint that no longer exists, and Tune's restore then fail
 trial ("does not exist on storage anymore"). The newer checkpoints that replaced it
 are there, each with its epoch's metrics beside it (trainable.report_to_tune).
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,10 +41,20 @@ class ResumeFromNewestCheckpoint(tune.Callback):
         # newer folders again and, keeping two, later delete the one it restored from.
         try:
             filesystem.create_dir(recorded.path, recursive=True)
-            pyarrow.fs.copy_files(newest.path, recorded.path, source_filesystem=filesystem, destination_filesystem=filesystem)
+            pyarrow.fs.copy_files(
+                newest.path,
+                recorded.path,
+                source_filesystem=filesystem,
+                destination_filesystem=filesystem,
+            )
         except OSError as error:
             # Not the sweep's end: Tune fails this one trial, saying which checkpoint is missing.
-            logger.warning("could not copy %s to %s, where Tune expects the trial's checkpoint: %s", newest.path, recorded.path, error)
+            logger.warning(
+                "could not copy %s to %s, where Tune expects the trial's checkpoint: %s",
+                newest.path,
+                recorded.path,
+                error,
+            )
             return
         ray_cluster.restore_from_epoch(trial, newest.get_metadata())
 
@@ -57,8 +68,15 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
     filesystem = checkpoint.filesystem
     trial_folder = posixpath.dirname(checkpoint.path.rstrip("/"))
     entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_folder, allow_not_found=True))
-    folders = [entry for entry in entries if entry.type == pyarrow.fs.FileType.Directory and _checkpoint_index(entry.base_name) is not None]
-    for folder in sorted(folders, key=lambda entry: _checkpoint_index(entry.base_name), reverse=True):
+    folders = [
+        entry
+        for entry in entries
+        if entry.type == pyarrow.fs.FileType.Directory
+        and _checkpoint_index(entry.base_name) is not None
+    ]
+    for folder in sorted(
+        folders, key=lambda entry: _checkpoint_index(entry.base_name), reverse=True
+    ):
         candidate = tune.Checkpoint(folder.path, filesystem)
         if not _exists(filesystem, posixpath.join(folder.path, CHECKPOINT_FILE)):
             continue

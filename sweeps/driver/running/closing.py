@@ -6,17 +6,19 @@ by a driver that has exited.
   unfinished, so `sweep resume` carries on.
 - failed (the sweep itself, not a trial): FAILED with the one-line reason in sweep.failure.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sweeps.driver.cluster import storage
-from sweeps.driver.running.interruption import SweepInterrupted
+from sweeps.driver.planning.plan import SweepPlan
 from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.record.spool import Spool
+from sweeps.driver.running.interruption import SweepInterrupted
 from sweeps.driver.running.outcome import SweepOutcome, summarize_results
-from sweeps.driver.planning.plan import SweepPlan
 from sweeps.errors import first_line
 
 Echo = Callable[[str], None]
@@ -32,14 +34,17 @@ def _writer(journal: SweepJournal, echo: Echo) -> Any:
 
 @contextlib.contextmanager
 def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
-    """Close the parent run if the sweep stops with an exception: KILLED for a signal, FAILED otherwise."""
+    """Close the parent run if the sweep stops with an exception: KILLED for a signal, FAILED
+    otherwise."""
     from sweeps.driver.tracking import sweep_run
 
     try:
         yield
     except SweepInterrupted as interrupted:
         writer = _writer(journal, echo)
-        sweep_run.mark_sweep_interrupted(writer, journal.parent_run_id, signal_name=str(interrupted))
+        sweep_run.mark_sweep_interrupted(
+            writer, journal.parent_run_id, signal_name=str(interrupted)
+        )
         writer.close()
         if not storage.exists(storage.join(journal.experiment_path, TUNE_STATE_FILE)):
             # Stopped before Tune saved an experiment: nothing for `sweep resume` to go on from.
@@ -53,7 +58,9 @@ def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
         raise
 
 
-def close_finished(plan: SweepPlan, journal: SweepJournal, results: Any, *, echo: Echo) -> SweepOutcome:
+def close_finished(
+    plan: SweepPlan, journal: SweepJournal, results: Any, *, echo: Echo
+) -> SweepOutcome:
     """Every trial ended: record how the sweep went on its parent run and finish the journal."""
     from sweeps.driver.tracking import sweep_run
 
@@ -71,14 +78,18 @@ def close_finished(plan: SweepPlan, journal: SweepJournal, results: Any, *, echo
     )
     outcome.unsent = writer.close()
     if outcome.best_run_id is not None:
-        outcome.best_run_id = writer.run_id(outcome.best_run_id)  # created by now, unless the store is away
+        # created by now, unless the store is away
+        outcome.best_run_id = writer.run_id(outcome.best_run_id)
     journal.finished = True
     journal.save()
     return outcome
 
 
-def close_interrupted(plan: SweepPlan, journal: SweepJournal, *, signum: int, echo: Echo) -> SweepOutcome:
-    """A signal stopped training: the parent run KILLED as interrupted, the journal left unfinished."""
+def close_interrupted(
+    plan: SweepPlan, journal: SweepJournal, *, signum: int, echo: Echo
+) -> SweepOutcome:
+    """A signal stopped training: the parent run KILLED as interrupted, the journal left
+    unfinished."""
     import signal
     from collections import Counter
 
@@ -90,12 +101,16 @@ def close_interrupted(plan: SweepPlan, journal: SweepJournal, *, signum: int, ec
         journal,
         experiment_name=plan.config.experiment_name,
         metric=plan.config.search.metric,
-        statuses=Counter(entry.get("status", "interrupted") for entry in journal.trial_runs.values()),
+        statuses=Counter(
+            entry.get("status", "interrupted") for entry in journal.trial_runs.values()
+        ),
         interrupted_by=signum,
         not_started=plan.config.search.num_samples - len(journal.trial_runs),
     )
     writer = _writer(journal, echo)
-    sweep_run.mark_sweep_interrupted(writer, journal.parent_run_id, signal_name=signal.Signals(signum).name)
+    sweep_run.mark_sweep_interrupted(
+        writer, journal.parent_run_id, signal_name=signal.Signals(signum).name
+    )
     outcome.unsent = writer.close()
     return outcome
 
@@ -107,5 +122,10 @@ def _outcome(plan: SweepPlan, journal: SweepJournal, results: Any) -> SweepOutco
         return summarize_members(results, journal, plan)
     search = plan.config.search
     return summarize_results(
-        results, journal, experiment_name=plan.config.experiment_name, metric=search.metric, mode=search.mode, epochs=plan.config.train.epochs
+        results,
+        journal,
+        experiment_name=plan.config.experiment_name,
+        metric=search.metric,
+        mode=search.mode,
+        epochs=plan.config.train.epochs,
     )

@@ -1,9 +1,11 @@
-"""A fused sweep on Ray Tune: one Tune trial per group, the sweep's early-stopping record, and how the members did.
+"""A fused sweep on Ray Tune: one Tune trial per group, the sweep's early-stopping record, and how
+the members did.
 
 Public Ray API only. The record is a MemberAsha Ray actor that every group reports its
 members' epochs to; a resumed sweep rebuilds it from the result files Tune kept, with the
 decisions the members got then.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,10 +14,10 @@ from typing import Any
 from ray import tune
 
 from sweeps.driver.cluster import storage
-from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.events.member_events import member_id
-from sweeps.driver.running.outcome import SweepOutcome
 from sweeps.driver.planning.plan import SweepPlan
+from sweeps.driver.record.journal import SweepJournal
+from sweeps.driver.running.outcome import SweepOutcome
 from sweeps.epoch_report import GroupReport, ended_members
 from sweeps.errors import first_line
 from sweeps.member_asha import MemberResult
@@ -27,11 +29,14 @@ RESULT_FILE = "result.json"  # Tune's per-trial results, one JSON line per repor
 
 
 def group_trainable(plan: SweepPlan, data: SplitData, rungs: Any) -> Any:
-    return tune.with_parameters(train_group, data=data, settings=plan.trial_settings, groups=plan.fusion.groups, rungs=rungs)
+    return tune.with_parameters(
+        train_group, data=data, settings=plan.trial_settings, groups=plan.fusion.groups, rungs=rungs
+    )
 
 
 def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> Any | None:
-    """The sweep's MemberAsha actor (None without early stopping), with the results of `resumed_from`'s groups put back."""
+    """The sweep's MemberAsha actor (None without early stopping), with the results of
+    `resumed_from`'s groups put back."""
     if plan.asha is None:
         return None
     import ray
@@ -41,7 +46,11 @@ def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> An
     search = plan.config.search
     # No CPU of its own: it answers one call per group and epoch, and must not hold a trial's slot.
     record = ray.remote(num_cpus=0)(MemberAsha).remote(
-        max_t=plan.asha.max_t, grace_period=plan.asha.grace_period, reduction_factor=plan.asha.reduction_factor, metric=search.metric, mode=search.mode
+        max_t=plan.asha.max_t,
+        grace_period=plan.asha.grace_period,
+        reduction_factor=plan.asha.reduction_factor,
+        metric=search.metric,
+        mode=search.mode,
     )
     if resumed_from is not None:
         results, stopped = reported_results(resumed_from, epochs=plan.config.train.epochs)
@@ -50,10 +59,13 @@ def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> An
 
 
 def reported_results(experiment_path: str, *, epochs: int) -> tuple[list[MemberResult], list[bool]]:
-    """Every member result the experiment's groups reported, oldest first, and whether early stopping stopped each."""
+    """Every member result the experiment's groups reported, oldest first, and whether early
+    stopping stopped each."""
     reports = []
     for folder in storage.subfolders(experiment_path):
-        for order, line in enumerate((storage.read_text(storage.join(folder, RESULT_FILE)) or "").splitlines()):
+        for order, line in enumerate(
+            (storage.read_text(storage.join(folder, RESULT_FILE)) or "").splitlines()
+        ):
             if line.strip():
                 result = json.loads(line)
                 if (report := GroupReport.from_result(result)) is not None:
@@ -61,7 +73,14 @@ def reported_results(experiment_path: str, *, epochs: int) -> tuple[list[MemberR
     results, stopped = [], []
     for *_, report in sorted(reports, key=lambda entry: entry[:3]):
         for key, metrics in report.members.items():
-            results.append((int(key), report.epoch, metrics, "stop_reason" in metrics or report.epoch >= epochs))
+            results.append(
+                (
+                    int(key),
+                    report.epoch,
+                    metrics,
+                    "stop_reason" in metrics or report.epoch >= epochs,
+                )
+            )
             stopped.append(bool(metrics.get("early_stopped")))
     return results, stopped
 
@@ -71,7 +90,9 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     summarize_results counts trials: a member its group did not see to its end failed."""
     config = plan.config
     metric, mode, epochs = config.search.metric, config.search.mode, config.train.epochs
-    outcome = SweepOutcome.of_journal(journal, experiment_name=config.experiment_name, metric=metric)
+    outcome = SweepOutcome.of_journal(
+        journal, experiment_name=config.experiment_name, metric=metric
+    )
     ended: dict[str, dict[str, Any]] = {}
     best: tuple[float, str] | None = None  # (value, member key)
     run_ids: dict[str, str] = {}
@@ -88,7 +109,11 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     configs = {str(index): sampled for group in plan.fusion.groups for index, sampled in group}
     for key in configs:
         final = ended.get(key)
-        status = trial_status(None if final is None else final | {"training_iteration": final["epoch"]}, epochs=epochs, errored=final is None)
+        status = trial_status(
+            None if final is None else final | {"training_iteration": final["epoch"]},
+            epochs=epochs,
+            errored=final is None,
+        )
         outcome.statuses[status] += 1
     if outcome.succeeded and best is not None:
         outcome.best_value, outcome.best_params = best[0], dict(configs[best[1]])

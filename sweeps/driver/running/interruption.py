@@ -6,14 +6,16 @@ experiment state, and the running trials keep their checkpoints); before or afte
 training it unwinds at once as SweepInterrupted. A second signal leaves at once: what
 closing the runs would have written waits in the spool for `sweep resume` or `sweep sync`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sweeps.driver.cluster import ray_cluster
 
@@ -52,7 +54,8 @@ class Interruption:
     signum: int | None = None
     tune_running: bool = False
     handler: Callable[[int, Any], None] | None = None
-    opening: bool = False  # the experiment folder, parent run and journal are being made: all or none
+    # the experiment folder, parent run and journal are being made: all or none
+    opening: bool = False
 
     @contextlib.contextmanager
     def opening_the_sweep(self) -> Iterator[None]:
@@ -80,7 +83,8 @@ class Interruption:
 
 @contextlib.contextmanager
 def stop_gracefully_on_signals(echo: Callable[[str], None]) -> Iterator[Interruption]:
-    """Handle SIGINT, SIGTERM and SIGHUP for the duration (main thread only; elsewhere, Python's defaults)."""
+    """Handle SIGINT, SIGTERM and SIGHUP for the duration (main thread only; elsewhere, Python's
+    defaults)."""
     state = Interruption()
     if threading.current_thread() is not threading.main_thread():
         yield state
@@ -93,7 +97,10 @@ def stop_gracefully_on_signals(echo: Callable[[str], None]) -> Iterator[Interrup
         if state.opening:
             return  # raised once the records exist (Interruption.opening_the_sweep)
         if state.tune_running and ray_cluster.ask_tune_to_stop():
-            echo(f"\n{state.name}: stopping the running trials at their last checkpoints (again to quit at once)")
+            echo(
+                f"\n{state.name}: stopping the running trials at their last checkpoints (again "
+                "to quit at once)"
+            )
             return
         raise SweepInterrupted(signum)
 

@@ -1,4 +1,5 @@
 """How a sweep went, from Tune's results: counts by status, the best trial, errors and alerts."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,8 +31,11 @@ class SweepOutcome:
     sweep_name: str = ""  # the sweep file's name: the refined file's name comes from it
 
     @classmethod
-    def of_journal(cls, journal: SweepJournal, *, experiment_name: str, metric: str, **counts: Any) -> SweepOutcome:
-        """An outcome that knows its sweep's runs, store and name from the journal; `counts` the rest."""
+    def of_journal(
+        cls, journal: SweepJournal, *, experiment_name: str, metric: str, **counts: Any
+    ) -> SweepOutcome:
+        """An outcome that knows its sweep's runs, store and name from the journal; `counts` the
+        rest."""
         return cls(
             tracking_uri=journal.tracking_uri,
             experiment_name=experiment_name,
@@ -49,7 +53,15 @@ class SweepOutcome:
         return sum(self.statuses[status] for status in SUCCEEDED)
 
 
-def summarize_results(results: Any, journal: SweepJournal, *, experiment_name: str, metric: str, mode: str, epochs: int) -> SweepOutcome:
+def summarize_results(
+    results: Any,
+    journal: SweepJournal,
+    *,
+    experiment_name: str,
+    metric: str,
+    mode: str,
+    epochs: int,
+) -> SweepOutcome:
     """The outcome of a finished Tune run (a ResultGrid), with run ids from the journal."""
     outcome = SweepOutcome.of_journal(journal, experiment_name=experiment_name, metric=metric)
     for result in results:
@@ -58,7 +70,9 @@ def summarize_results(results: Any, journal: SweepJournal, *, experiment_name: s
         if result.error is not None:
             outcome.errors.append(first_line(result.error))
     if outcome.succeeded:
-        best = results.get_best_result(metric=metric, mode=mode, scope="all", filter_nan_and_inf=True)
+        best = results.get_best_result(
+            metric=metric, mode=mode, scope="all", filter_nan_and_inf=True
+        )
         history = best.metrics_dataframe[metric]
         outcome.best_value = float(history.max() if mode == "max" else history.min())
         outcome.best_params = dict(best.config)

@@ -3,10 +3,11 @@
 Imported first by the CLI, so the clock starts when the `sweep` command does: the
 progress lines and the live panel count from there, not from when Ray was up.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 LAUNCHED_AT = time.monotonic()
 

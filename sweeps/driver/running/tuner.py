@@ -2,27 +2,28 @@
 
 Public Ray Tune API only; anything that reaches into Ray's internals is in ray_cluster.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search import BasicVariantGenerator
 
-from sweeps.driver.running import fused_sweep
-from sweeps.driver.planning import fusion, gpu_share
-from sweeps.driver.cluster import ray_cluster
-from sweeps.driver.running.checkpoint_recovery import ResumeFromNewestCheckpoint
-from sweeps.driver.sweep_file.distributions import build_search_space, sampled_names
-from sweeps.driver.planning.feature_cache import SweepFeatures
-from sweeps.driver.record.journal import SweepJournal
 from sweeps.driver.events.member_events import MemberEvents
-from sweeps.driver.planning.plan import AshaSettings, SweepPlan
 from sweeps.driver.events.progress import ProgressPrinter
 from sweeps.driver.events.trial_runs import MlflowTrialLogger
 from sweeps.driver.events.webhook import WebhookSender
+from sweeps.driver.planning import fusion, gpu_share
+from sweeps.driver.planning.feature_cache import SweepFeatures
+from sweeps.driver.planning.plan import AshaSettings, SweepPlan
+from sweeps.driver.record.journal import SweepJournal
+from sweeps.driver.running import fused_sweep
+from sweeps.driver.running.checkpoint_recovery import ResumeFromNewestCheckpoint
+from sweeps.driver.sweep_file.distributions import build_search_space, sampled_names
 from sweeps.trial.data import SplitData
 from sweeps.trial.trainable import train_trial
 
@@ -30,11 +31,19 @@ KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn writ
 
 
 def new_tuner(
-    plan: SweepPlan, journal: SweepJournal, data: SplitData, *, echo: Callable[[str], None], live: bool, verbose: bool, features: SweepFeatures = SweepFeatures()
+    plan: SweepPlan,
+    journal: SweepJournal,
+    data: SplitData,
+    *,
+    echo: Callable[[str], None],
+    live: bool,
+    verbose: bool,
+    features: SweepFeatures | None = None,
 ) -> tune.Tuner:
     config = plan.config
     storage_path, run_name = journal.experiment_path.rsplit("/", 1)
-    fused = plan.fusion is not None  # one Tune trial per group, early stopping per member in the groups
+    # one Tune trial per group, early stopping per member in the groups
+    fused = plan.fusion is not None
     return tune.Tuner(
         _trainable(plan, data, features),
         param_space=_param_space(plan),
@@ -42,7 +51,9 @@ def new_tuner(
             metric=None if fused else config.search.metric,
             mode=None if fused else config.search.mode,
             num_samples=1 if fused else config.search.num_samples,
-            search_alg=BasicVariantGenerator(random_state=config.search.seed, max_concurrent=config.search.max_concurrent),
+            search_alg=BasicVariantGenerator(
+                random_state=config.search.seed, max_concurrent=config.search.max_concurrent
+            ),
             scheduler=None if fused else _scheduler(plan.asha),
             # A trial reuses a finished trial's worker: no new process importing torch per
             # trial. run_training seeds and builds everything afresh, so nothing carries over.
@@ -59,8 +70,14 @@ def new_tuner(
     )
 
 
-def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, features: SweepFeatures = SweepFeatures()) -> tune.Tuner:
-    """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the journal."""
+def restored_tuner(
+    plan: SweepPlan,
+    journal: SweepJournal,
+    data: SplitData,
+    features: SweepFeatures | None = None,
+) -> tune.Tuner:
+    """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the
+    journal."""
     _prepare_tune()
     return tune.Tuner.restore(
         journal.experiment_path,
@@ -71,17 +88,29 @@ def restored_tuner(plan: SweepPlan, journal: SweepJournal, data: SplitData, feat
 
 
 def _param_space(plan: SweepPlan) -> dict[str, Any]:
-    return build_search_space(plan.config.params) if plan.fusion is None else fusion.param_space(plan.fusion)
+    return (
+        build_search_space(plan.config.params)
+        if plan.fusion is None
+        else fusion.param_space(plan.fusion)
+    )
 
 
-def _trainable(plan: SweepPlan, data: SplitData, features: SweepFeatures, *, resumed_from: str | None = None) -> Any:
+def _trainable(
+    plan: SweepPlan, data: SplitData, features: SweepFeatures, *, resumed_from: str | None = None
+) -> Any:
     _prepare_tune()
     resources = plan.config.resources
     if plan.fusion is None:
-        trainable = tune.with_parameters(train_trial, data=data, settings=plan.trial_settings, features=features.refs)
+        trainable = tune.with_parameters(
+            train_trial, data=data, settings=plan.trial_settings, features=features.refs
+        )
     else:  # fusion leaves pretrained backbones, the only ones with cached features, unfused
-        trainable = fused_sweep.group_trainable(plan, data, fused_sweep.start_rung_record(plan, resumed_from=resumed_from))
-    return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": gpu_share.gpus_per_trial(plan, data)})
+        trainable = fused_sweep.group_trainable(
+            plan, data, fused_sweep.start_rung_record(plan, resumed_from=resumed_from)
+        )
+    return tune.with_resources(
+        trainable, {"cpu": resources.cpus_per_trial, "gpu": gpu_share.gpus_per_trial(plan, data)}
+    )
 
 
 def _prepare_tune() -> None:
@@ -100,14 +129,26 @@ def _scheduler(asha: AshaSettings | None) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
-        time_attr="training_iteration", max_t=asha.max_t, grace_period=asha.grace_period, reduction_factor=asha.reduction_factor
+        time_attr="training_iteration",
+        max_t=asha.max_t,
+        grace_period=asha.grace_period,
+        reduction_factor=asha.reduction_factor,
     )
 
 
-def _callbacks(plan: SweepPlan, journal: SweepJournal, *, echo: Callable[[str], None], live: bool, features: SweepFeatures) -> list[tune.Callback]:
+def _callbacks(
+    plan: SweepPlan,
+    journal: SweepJournal,
+    *,
+    echo: Callable[[str], None],
+    live: bool,
+    features: SweepFeatures,
+) -> list[tune.Callback]:
     config = plan.config
     diagnostics = config.diagnostics
-    webhook = diagnostics.alert_webhook and WebhookSender(diagnostics.alert_webhook, allow_private=diagnostics.alert_webhook_allow_private, warn=echo)
+    webhook = diagnostics.alert_webhook and WebhookSender(
+        diagnostics.alert_webhook, allow_private=diagnostics.alert_webhook_allow_private, warn=echo
+    )
     progress = ProgressPrinter(
         num_samples=config.search.num_samples,
         epochs=config.train.epochs,

@@ -7,11 +7,21 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-METADATA_HOSTS = frozenset({
-    "metadata", "metadata.google.internal", "metadata.goog", "metadata.azure.com", "instance-data",
-    "instance-data.ec2.internal", "metadata.tencentyun.com", "metadata.platformequinix.com",
-})
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")})
+METADATA_HOSTS = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
+        "metadata.platformequinix.com",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
 
 
 def forbidden_target(url: str) -> str | None:
@@ -36,5 +46,3 @@ def forbidden_address(text: str) -> str | None:
     if address.is_link_local:
         return f"{address} is a link-local address (where cloud metadata services answer)"
     return None
-
-

@@ -1,17 +1,17 @@
 """What the sweep file's schema cannot say field by field: parameters the trainer understands,
 values each may take, and fields that must agree with each other. Each problem is
 (dotted field, message), as ConfigError prints them."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from sweeps.driver.sweep_file import transfer
-from sweeps.driver.sweep_file.distributions import split_spec
 from sweeps.driver.sweep_file.addresses import forbidden_target
+from sweeps.driver.sweep_file.distributions import split_spec
 from sweeps.driver.sweep_file.fields import did_you_mean, field_path
-from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
-
 from sweeps.driver.sweep_file.schema import SweepConfig
+from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
 
 DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 
@@ -23,7 +23,13 @@ def check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
         path = field_path(("params", name))
         if name not in TRIAL_PARAMS:
             valid = sorted(TRIAL_PARAMS)
-            problems.append((path, f"unknown parameter {name!r}{did_you_mean(name, valid)}; valid parameters: {valid}"))
+            problems.append(
+                (
+                    path,
+                    f"unknown parameter {name!r}{did_you_mean(name, valid)}; valid parameters: "
+                    f"{valid}",
+                )
+            )
             continue
         if not isinstance(spec, dict):
             if (why := check_param_value(name, spec)) is not None:
@@ -42,31 +48,66 @@ def check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
 
 def check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
     """What no single field can say: fields that must agree with each other."""
+    checks = (_training_problems, _data_problems, _param_problems, _diagnostics_problems)
+    problems = [problem for check in checks for problem in check(config)]
+    return problems + transfer.normalization_problems(config)
+
+
+def _training_problems(config: SweepConfig) -> list[tuple[str, str]]:
     problems = []
-    if config.early_stopping.scheduler == "asha" and config.early_stopping.grace_period > config.train.epochs:
+    stopping, epochs = config.early_stopping, config.train.epochs
+    if stopping.scheduler == "asha" and stopping.grace_period > epochs:
+        why = f"must be at most train.epochs ({epochs}), got {stopping.grace_period}"
+        problems.append(("early_stopping.grace_period", why))
+    metric, mode = config.search.metric, config.search.mode
+    metric_is_loss = metric.endswith("loss")
+    if metric_is_loss != (mode == "min"):
+        expected = "min" if metric_is_loss else "max"
         problems.append(
-            (
-                "early_stopping.grace_period",
-                f"must be at most train.epochs ({config.train.epochs}), got {config.early_stopping.grace_period}",
-            )
+            ("search.mode", f"{metric} is optimized with mode {expected!r}, got {mode!r}")
         )
-    if config.data.dataset in DATASETS_WITH_ROOT and config.data.root is None:
-        problems.append(("data.root", f"dataset {config.data.dataset} needs data.root, the folder that holds it"))
-    for name in config.params:
-        architectures = [arch for arch, names in ARCHITECTURE_PARAMS.items() if name in names]
-        if architectures and config.model.arch not in architectures:
-            problems.append((f"params.{name}", f"only applies to model.arch: {' or '.join(architectures)}, got {config.model.arch}"))
-    classes = config.data.classes or []
+    return problems
+
+
+def _data_problems(config: SweepConfig) -> list[tuple[str, str]]:
+    problems = []
+    data = config.data
+    if data.dataset in DATASETS_WITH_ROOT and data.root is None:
+        problems.append(
+            ("data.root", f"dataset {data.dataset} needs data.root, the folder that holds it")
+        )
+    classes = data.classes or []
     if len(set(classes)) < len(classes):
         problems.append(("data.classes", f"lists a class twice, got {classes}"))
-    webhook = config.diagnostics.alert_webhook
-    if webhook and not config.diagnostics.alert_webhook_allow_private and (why := forbidden_target(webhook)) is not None:
-        problems.append(("diagnostics.alert_webhook", f"{why}; alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"))
-    band = config.diagnostics.update_ratio
+    return problems
+
+
+def _param_problems(config: SweepConfig) -> list[tuple[str, str]]:
+    problems = []
+    arch = config.model.arch
+    for name in config.params:
+        architectures = [each for each, names in ARCHITECTURE_PARAMS.items() if name in names]
+        if architectures and arch not in architectures:
+            why = f"only applies to model.arch: {' or '.join(architectures)}, got {arch}"
+            problems.append((f"params.{name}", why))
+    return problems
+
+
+def _diagnostics_problems(config: SweepConfig) -> list[tuple[str, str]]:
+    problems = []
+    diagnostics = config.diagnostics
+    webhook = diagnostics.alert_webhook
+    if (
+        webhook
+        and not diagnostics.alert_webhook_allow_private
+        and (why := forbidden_target(webhook))
+    ):
+        unless = (
+            "alerts are not posted there unless diagnostics.alert_webhook_allow_private is true"
+        )
+        problems.append(("diagnostics.alert_webhook", f"{why}; {unless}"))
+    band = diagnostics.update_ratio
     if band.low >= band.high:
-        problems.append(("diagnostics.update_ratio", f"needs low < high, got low={band.low:g}, high={band.high:g}"))
-    metric_is_loss = config.search.metric.endswith("loss")
-    if metric_is_loss != (config.search.mode == "min"):
-        expected = "min" if metric_is_loss else "max"
-        problems.append(("search.mode", f"{config.search.metric} is optimized with mode {expected!r}, got {config.search.mode!r}"))
-    return problems + transfer.normalization_problems(config)
+        why = f"needs low < high, got low={band.low:g}, high={band.high:g}"
+        problems.append(("diagnostics.update_ratio", why))
+    return problems

@@ -9,11 +9,13 @@ one entry here and its test.
 Ray is imported only to build a sweep's domains: `sweep validate` previews the trials
 with numpy alone.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +39,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Narrowed:
-    """A refined distribution's arguments, why they are what they are, and what a person should know."""
+    """A refined distribution's arguments, why they are what they are, and what a person should
+    know."""
 
     args: list[Any]
     warnings: tuple[str, ...] = ()
@@ -82,7 +85,9 @@ class Distribution:
         """The values to check against the parameter's own rules, each with where it is written."""
         raise NotImplementedError
 
-    def narrow(self, args: Any, evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+    def narrow(
+        self, args: Any, evidence: Evidence, *, name: str, valid: Callable[[Any], bool]
+    ) -> Narrowed:
         """`sweep refine`: the arguments the evidence supports (kept as they are without it)."""
         raise NotImplementedError
 
@@ -111,7 +116,9 @@ class Choice(Distribution):
     def values(self, args: list[Any]) -> list[tuple[str, Any]]:
         return [(f"choice[{index}]", value) for index, value in enumerate(args)]
 
-    def narrow(self, args: list[Any], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+    def narrow(
+        self, args: list[Any], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]
+    ) -> Narrowed:
         """A value is dropped only when enough trials tried it and every one of them ranked in the
         bottom part; one trial's bad luck (at a poor learning rate, say) drops nothing."""
         bottom = len(evidence.ranked) * (1 - DROP_BELOW)
@@ -122,10 +129,17 @@ class Choice(Distribution):
                 dropped.append(value)
         kept = [value for value in args if value not in dropped] or list(args)
         if len(kept) == len(args):
-            return Narrowed(list(args), why="kept every value: none was tried by enough trials that all ranked low")
+            return Narrowed(
+                list(args),
+                why="kept every value: none was tried by enough trials that all ranked low",
+            )
         at = f" at epoch {evidence.rung}" if evidence.rung is not None else ""
         shown = ", ".join(_yaml_text(value) for value in args if value not in kept)
-        return Narrowed(kept, why=f"dropped {shown}: {DROP_AFTER_TRIALS}+ trials each, all in the bottom {DROP_BELOW:.0%}{at}")
+        return Narrowed(
+            kept,
+            why=f"dropped {shown}: {DROP_AFTER_TRIALS}+ trials each, all in the bottom "
+            f"{DROP_BELOW:.0%}{at}",
+        )
 
 
 # A choice's value is dropped when at least DROP_AFTER_TRIALS trials tried it (at the
@@ -155,7 +169,9 @@ class Range(Distribution):
     from_axis: Callable[[float], float] = staticmethod(float)
 
     def check(self, args: Any) -> None:
-        if not (isinstance(args, list) and len(args) == 2 and all(_is_number(bound) for bound in args)):
+        if not (
+            isinstance(args, list) and len(args) == 2 and all(_is_number(bound) for bound in args)
+        ):
             raise DistributionError(f"{self.name} needs [low, high] numbers, got {args!r}")
         # An int is always finite; math.isfinite would overflow on one beyond float range.
         if not all(isinstance(bound, int) or math.isfinite(bound) for bound in args):
@@ -166,7 +182,9 @@ class Range(Distribution):
         except OverflowError:  # an int past a float's range
             span = math.inf
         if not math.isfinite(span):
-            raise DistributionError(f"{self.name} range [{args[0]}, {args[1]}] is wider than a float can hold")
+            raise DistributionError(
+                f"{self.name} range [{args[0]}, {args[1]}] is wider than a float can hold"
+            )
         if not args[0] < args[1]:
             raise DistributionError(f"{self.name} needs low < high, got [{args[0]}, {args[1]}]")
 
@@ -189,34 +207,63 @@ class Range(Distribution):
     def representative(self, args: list[float]) -> float:
         return self.from_axis((self.to_axis(args[0]) + self.to_axis(args[1])) / 2)
 
-    def narrow(self, args: list[float], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+    def narrow(
+        self, args: list[float], evidence: Evidence, *, name: str, valid: Callable[[Any], bool]
+    ) -> Narrowed:
         """Around the top trials' values where the parameter matters; as it was where it does not
         (narrowing a range that explains nothing only throws away what it might yet do)."""
         values = evidence.ranked[: evidence.top]
         if not evidence.matters or not values:
-            return Narrowed(list(args), why="kept: no clear effect on the metric in the coarse sweep")
+            return Narrowed(
+                list(args), why="kept: no clear effect on the metric in the coarse sweep"
+            )
         narrowed = self._around(args, values, best=values[0], name=name, valid=valid)
         at = f" at epoch {evidence.rung}" if evidence.rung is not None else ""
-        return Narrowed(narrowed.args, narrowed.warnings, why=f"narrowed around the top {len(values)}{at}")
+        return Narrowed(
+            narrowed.args, narrowed.warnings, why=f"narrowed around the top {len(values)}{at}"
+        )
 
-    def _around(self, args: list[float], values: list[float], *, best: float, name: str, valid: Callable[[Any], bool]) -> Narrowed:
+    def _around(
+        self,
+        args: list[float],
+        values: list[float],
+        *,
+        best: float,
+        name: str,
+        valid: Callable[[Any], bool],
+    ) -> Narrowed:
         low, high = self.to_axis(args[0]), self.to_axis(args[1])
         span = high - low
         points = [self.to_axis(value) for value in values]
-        new_low, new_high = max(low, min(points) - MARGIN * span), min(high, max(points) + MARGIN * span)
+        new_low, new_high = (
+            max(low, min(points) - MARGIN * span),
+            min(high, max(points) + MARGIN * span),
+        )
         where = f"{name} = {best:.3g} (the best trial's)"
         warnings = []
         if self.to_axis(best) - low <= EDGE * span:
             new_low = low - WIDEN * span
-            warnings.append(f"{where} is at the low edge of [{args[0]:g}, {args[1]:g}]: widening below it instead of narrowing")
+            warnings.append(
+                f"{where} is at the low edge of [{args[0]:g}, {args[1]:g}]: widening below it "
+                "instead of narrowing"
+            )
         if high - self.to_axis(best) <= EDGE * span:
             new_high = high + WIDEN * span
-            warnings.append(f"{where} is at the high edge of [{args[0]:g}, {args[1]:g}]: widening above it instead of narrowing")
+            warnings.append(
+                f"{where} is at the high edge of [{args[0]:g}, {args[1]:g}]: widening above it "
+                "instead of narrowing"
+            )
         if new_high - new_low < 1e-9 * max(1.0, abs(span)):
             new_low, new_high = new_low - MARGIN * span, new_high + MARGIN * span
         bounds = self.rounded([self.from_axis(new_low), self.from_axis(new_high)])
         # Past a bound the trainer refuses (lr <= 0, momentum >= 1), keep the old one.
-        return Narrowed([bound if valid(bound) else original for bound, original in zip(bounds, args)], tuple(warnings))
+        return Narrowed(
+            [
+                bound if valid(bound) else original
+                for bound, original in zip(bounds, args, strict=True)
+            ],
+            tuple(warnings),
+        )
 
     def rounded(self, bounds: list[float]) -> list[Any]:
         return [float(f"{bound:.4g}") for bound in bounds]
@@ -262,7 +309,9 @@ class IntUniform(Range):
         if not (isinstance(low, int) and isinstance(high, int)):
             raise DistributionError(f"int_uniform bounds must be integers, got {[low, high]!r}")
         if not (-(1 << 63) <= low and high < (1 << 63) - 1):  # the sampler draws below high + 1
-            raise DistributionError(f"int_uniform bounds must lie within 64-bit integers, got [{low}, {high}]")
+            raise DistributionError(
+                f"int_uniform bounds must lie within 64-bit integers, got [{low}, {high}]"
+            )
 
     def refusal_for(self, param_kind: str, param_name: str) -> str | None:
         if param_kind not in ("float", "int"):
@@ -285,21 +334,25 @@ class IntUniform(Range):
         return [low, max(math.ceil(bounds[1]), low + 1)]
 
 
-DISTRIBUTIONS: dict[str, Distribution] = {kind.name: kind for kind in (LogUniform(), Uniform(), IntUniform(), Choice())}
+DISTRIBUTIONS: dict[str, Distribution] = {
+    kind.name: kind for kind in (LogUniform(), Uniform(), IntUniform(), Choice())
+}
 
 
 def get_distribution(name: str) -> Distribution:
     try:
         return DISTRIBUTIONS[name]
     except KeyError:
-        raise ValueError(f"unknown distribution {name!r}; choose from {list(DISTRIBUTIONS)}") from None
+        raise ValueError(
+            f"unknown distribution {name!r}; choose from {list(DISTRIBUTIONS)}"
+        ) from None
 
 
 def split_spec(spec: Any) -> tuple[Distribution, Any] | None:
     """(distribution, its arguments) for a sampled parameter; None for a literal."""
     if not isinstance(spec, dict):
         return None
-    (kind, args), = spec.items()
+    ((kind, args),) = spec.items()
     return get_distribution(kind), args
 
 
@@ -316,7 +369,9 @@ def build_search_space(params: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def preview_trial_configs(params: dict[str, Any], *, seed: int, num_samples: int) -> list[dict[str, Any]]:
+def preview_trial_configs(
+    params: dict[str, Any], *, seed: int, num_samples: int
+) -> list[dict[str, Any]]:
     """The configs a sweep with this seed will run, in order, without importing Ray.
 
     Replays BasicVariantGenerator's draws: one numpy generator seeded with `seed` for

@@ -4,7 +4,7 @@ literal or one distribution), a keyword-or-number; and how a field and a hint re
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -33,13 +33,18 @@ def _parse_param_spec(value: Any) -> Any:
             raise _spec_error(f"a list is not a value; to sample from it write {{choice: {value}}}")
         return value
     if len(value) != 1:
-        raise _spec_error(f"give a literal value or exactly one distribution, got keys {sorted(map(str, value))}")
-    (kind, args), = value.items()
+        raise _spec_error(
+            f"give a literal value or exactly one distribution, got keys {sorted(map(str, value))}"
+        )
+    ((kind, args),) = value.items()
     if kind in GRID_KEYS:
         raise PydanticCustomError("grid_search", RANDOM_SEARCH_WHY)
     if kind not in DISTRIBUTIONS:
         hint = did_you_mean(str(kind), DISTRIBUTIONS)
-        raise _spec_error(f"unknown distribution {kind!r}{hint}; choose from {list(DISTRIBUTIONS)} (all are sampled at random)")
+        raise _spec_error(
+            f"unknown distribution {kind!r}{hint}; choose from {list(DISTRIBUTIONS)} (all are "
+            "sampled at random)"
+        )
     try:
         DISTRIBUTIONS[kind].check(args)
     except DistributionError as error:
@@ -56,7 +61,12 @@ _PARAM_SPEC_SCHEMA = {
     "anyOf": [
         SCALAR_SCHEMA,
         *(
-            {"type": "object", "properties": {name: kind.json_schema()}, "required": [name], "additionalProperties": False}
+            {
+                "type": "object",
+                "properties": {name: kind.json_schema()},
+                "required": [name],
+                "additionalProperties": False,
+            }
             for name, kind in DISTRIBUTIONS.items()
         ),
     ]
@@ -74,17 +84,37 @@ def keyword_or_number(keywords: tuple[str, ...], *, minimum: float, whole: bool)
             return value
         if value is False and "off" in keywords:
             return "off"  # YAML 1.1, which PyYAML reads, makes a bare `off` false
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not whole)
+        number = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (isinstance(value, int) or not whole)
+        )
         if not number or not value >= minimum:  # `not >=` refuses NaN too
             wanted = ", ".join(repr(keyword) for keyword in keywords)
-            raise PydanticCustomError("keyword_or_number", "must be {wanted} or a {kind} >= {minimum}, got {value}", {
-                "wanted": wanted, "kind": kind, "minimum": minimum, "value": repr(value),
-            })
+            raise PydanticCustomError(
+                "keyword_or_number",
+                "must be {wanted} or a {kind} >= {minimum}, got {value}",
+                {
+                    "wanted": wanted,
+                    "kind": kind,
+                    "minimum": minimum,
+                    "value": repr(value),
+                },
+            )
         return value if whole else float(value)
 
-    schema = {"anyOf": [{"enum": list(keywords)}, {"type": "integer" if whole else "number", "minimum": minimum}]}
+    schema = {
+        "anyOf": [
+            {"enum": list(keywords)},
+            {"type": "integer" if whole else "number", "minimum": minimum},
+        ]
+    }
     # int too when not whole: a default of 0 stays 0 in the resolved file, as before `auto` existed.
-    return Annotated[Union[str, int] if whole else Union[str, int, float], BeforeValidator(parse), WithJsonSchema(schema)]
+    return Annotated[
+        str | int if whole else str | int | float,
+        BeforeValidator(parse),
+        WithJsonSchema(schema),
+    ]
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
@@ -95,5 +125,3 @@ def field_path(loc: tuple[Any, ...]) -> str:
 def did_you_mean(word: str, valid: Any) -> str:
     close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-

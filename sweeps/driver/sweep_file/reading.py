@@ -1,18 +1,21 @@
-"""Reading a sweep file: YAML as people write it, `--set` overrides, and the resolved file written back.
+"""Reading a sweep file: YAML as people write it, `--set` overrides, and the resolved file written
+back.
 
 A sweep file is input from anywhere (a CI variable, a colleague, a generated file), so
 it is read defensively: only a regular file, at most MAX_FILE_BYTES, no duplicate keys,
 aliases that expand to at most MAX_VALUES values, and every number finite and within
 64 bits, before the schema sees it.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -30,14 +33,17 @@ def load_sweep(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Sweep
     source = str(path)
     raw = load_yaml(_read_text(Path(path)), source=source)
     if raw is None:
-        raise ConfigError(source, [("", "is empty; a sweep file needs at least `name` and `params`")])
+        raise ConfigError(
+            source, [("", "is empty; a sweep file needs at least `name` and `params`")]
+        )
     for dotted, value in overrides:
         _set_dotted(raw, dotted, value, source)
     return validate_sweep(raw, source=source)
 
 
 class _SweepLoader(yaml.SafeLoader):
-    """YAML as people write it: `1e3` and `1.0e-4` are numbers (PyYAML's YAML 1.1 reads them as strings)."""
+    """YAML as people write it: `1e3` and `1.0e-4` are numbers (PyYAML's YAML 1.1 reads them as
+    strings)."""
 
 
 _SweepLoader.add_implicit_resolver(
@@ -49,7 +55,8 @@ _SweepLoader.add_implicit_resolver(
 
 
 def load_yaml(text: str, *, source: str, where: str = "") -> Any:
-    """Parse YAML text as a sweep file's; ConfigError names `source` (and `where` in it) when it cannot be."""
+    """Parse YAML text as a sweep file's; ConfigError names `source` (and `where` in it) when it
+    cannot be."""
     loader = None
     try:
         loader = _SweepLoader(text)
@@ -63,7 +70,9 @@ def load_yaml(text: str, *, source: str, where: str = "") -> Any:
     except yaml.YAMLError as error:
         raise ConfigError(source, [(where, f"invalid YAML: {_yaml_problem(error)}")]) from None
     except RecursionError:  # pyyaml composes nested collections recursively
-        raise ConfigError(source, [(where, "invalid YAML: collections nested too deeply")]) from None
+        raise ConfigError(
+            source, [(where, "invalid YAML: collections nested too deeply")]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -84,7 +93,9 @@ def _check_nodes(root: Node, where: str) -> list[tuple[str, str]]:
         if id(node) in sizes:
             return sizes[id(node)]
         if id(node) in inside:
-            raise ConfigError("", [(path, "a YAML alias refers to the collection that contains it")])
+            raise ConfigError(
+                "", [(path, "a YAML alias refers to the collection that contains it")]
+            )
         inside.add(id(node))
         total = 1
         if isinstance(node, SequenceNode):
@@ -96,8 +107,14 @@ def _check_nodes(root: Node, where: str) -> list[tuple[str, str]]:
                 child = _join_path(path, name) if isinstance(name, str) else path
                 if name is not None and key.tag != "tag:yaml.org,2002:merge":
                     if name in seen:
-                        problems.append((child, f"duplicate key {name!r} (lines {seen[name]} and {key.start_mark.line + 1}): "
-                                         "the second would silently replace the first"))
+                        problems.append(
+                            (
+                                child,
+                                f"duplicate key {name!r} (lines {seen[name]} and "
+                                f"{key.start_mark.line + 1}): "
+                                "the second would silently replace the first",
+                            )
+                        )
                     seen.setdefault(name, key.start_mark.line + 1)
                 total += size(key, child) + size(value, child)
         inside.discard(id(node))
@@ -109,7 +126,13 @@ def _check_nodes(root: Node, where: str) -> list[tuple[str, str]]:
     except ConfigError as error:
         return error.problems
     if total > MAX_VALUES:
-        problems.append((where, f"holds {total} values once its YAML aliases are expanded, more than the {MAX_VALUES} a sweep file may"))
+        problems.append(
+            (
+                where,
+                f"holds {total} values once its YAML aliases are expanded, more than the "
+                f"{MAX_VALUES} a sweep file may",
+            )
+        )
     return problems
 
 
@@ -118,7 +141,10 @@ def _check_numbers(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, bool):
         return
     if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
-        yield path, f"{value if len(str(value)) < 30 else str(value)[:12] + '...'} does not fit in 64 bits"
+        yield (
+            path,
+            f"{value if len(str(value)) < 30 else str(value)[:12] + '...'} does not fit in 64 bits",
+        )
     elif isinstance(value, float) and not math.isfinite(value):
         yield path, f"must be a finite number, got {value}"
     elif isinstance(value, dict):
@@ -152,7 +178,8 @@ def _read_text(path: Path) -> str:
     hang or fill the memory), UTF-8."""
     source = str(path)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO with no writer must not block the open
+        # a FIFO with no writer must not block the open
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError(source, [("", "no such file")]) from None
     except IsADirectoryError:
@@ -164,15 +191,35 @@ def _read_text(path: Path) -> str:
         os.close(descriptor)
         if stat.S_ISDIR(mode):
             raise ConfigError(source, [("", "is a directory, expected a sweep file (YAML)")])
-        raise ConfigError(source, [("", "is not a regular file (a device, pipe or socket), expected a sweep file (YAML)")])
+        raise ConfigError(
+            source,
+            [
+                (
+                    "",
+                    "is not a regular file (a device, pipe or socket), expected a sweep file "
+                    "(YAML)",
+                )
+            ],
+        )
     with os.fdopen(descriptor, "rb") as file:
         content = file.read(MAX_FILE_BYTES + 1)
     if len(content) > MAX_FILE_BYTES:
-        raise ConfigError(source, [("", f"is larger than {MAX_FILE_BYTES // 1024} KiB; a sweep file is a few hundred bytes")])
+        raise ConfigError(
+            source,
+            [
+                (
+                    "",
+                    f"is larger than {MAX_FILE_BYTES // 1024} KiB; a sweep file is a few "
+                    "hundred bytes",
+                )
+            ],
+        )
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(source, [("", "is not a text file (not UTF-8), expected a sweep file (YAML)")]) from None
+        raise ConfigError(
+            source, [("", "is not a text file (not UTF-8), expected a sweep file (YAML)")]
+        ) from None
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -189,6 +236,8 @@ def _set_dotted(raw: Any, dotted: str, value: Any, source: str) -> None:
     for depth, key in enumerate(keys[:-1]):
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(source, [(".".join(keys[: depth + 1]), f"is not a section, cannot set {dotted}")])
+            raise ConfigError(
+                source, [(".".join(keys[: depth + 1]), f"is not a section, cannot set {dotted}")]
+            )
         node = child
     node[keys[-1]] = value

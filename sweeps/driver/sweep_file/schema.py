@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -18,14 +18,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sweeps.epoch_report import EPOCH_METRICS
 from sweeps.credentials import CREDENTIALS_HINT, has_credentials
 from sweeps.driver.cluster.storage import storage_path_problem
 from sweeps.driver.sweep_file import transfer
 from sweeps.driver.sweep_file.fields import ParamSpec, keyword_or_number, registry_names
+from sweeps.epoch_report import EPOCH_METRICS
 from sweeps.trial.augmentation import AUGMENTATIONS
-from sweeps.trial.data import DATASETS, PREPROCESSORS
-
+from sweeps.trial.data import DATASETS
+from sweeps.trial.preprocessing import PREPROCESSORS
 
 
 class _Section(BaseModel):
@@ -35,7 +35,9 @@ class _Section(BaseModel):
 class SyntheticConfig(_Section):
     num_examples: PositiveInt = 512
     num_classes: int = Field(4, ge=2)
-    shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=3, max_length=3)
+    shape: list[PositiveInt] = Field(
+        default_factory=lambda: [3, 32, 32], min_length=3, max_length=3
+    )
 
 
 class NormalizationConfig(_Section):
@@ -47,19 +49,25 @@ class NormalizationConfig(_Section):
 
 class DataConfig(_Section):
     dataset: registry_names(DATASETS) = "digits"
-    root: Optional[str] = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
+    root: str | None = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
     download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    # Unset, model.arch: pretrained with weights means backbone (SweepConfig._preprocess_for_the_backbone).
+    # Unset, model.arch: pretrained with weights means backbone
+    # (SweepConfig._preprocess_for_the_backbone).
     preprocess: registry_names(PREPROCESSORS) = Field(
-        "per_channel_mean", description="per_channel_mean, or backbone for model.arch: pretrained with weights"
+        "per_channel_mean",
+        description="per_channel_mean, or backbone for model.arch: pretrained with weights",
     )
-    # What `backbone` applies when the weights do not say (a state_dict file); stated, it wins over named weights'.
-    normalization: Optional[NormalizationConfig] = None
-    augment: registry_names(AUGMENTATIONS) = "none"  # each training batch, on the trial's device, seeded per trial
-    max_examples: Optional[PositiveInt] = None  # keep a deterministic subset (split first, by search.seed)
-    # keep only these classes, relabelled 0, 1, ... in this order (e.g. pretrain on some, fine-tune on the others)
-    classes: Optional[list[NonNegativeInt]] = Field(None, min_length=2)
+    # What `backbone` applies when the weights do not say (a state_dict file); stated, it wins over
+    # named weights'.
+    normalization: NormalizationConfig | None = None
+    # each training batch, on the trial's device, seeded per trial
+    augment: registry_names(AUGMENTATIONS) = "none"
+    # keep a deterministic subset (split first, by search.seed)
+    max_examples: PositiveInt | None = None
+    # keep only these classes, relabelled 0, 1, ... in this order (e.g. pretrain on some, fine-tune
+    # on the others)
+    classes: list[NonNegativeInt] | None = Field(None, min_length=2)
     image_size: PositiveInt = 64  # image_folder images are resized to image_size x image_size
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -86,21 +94,27 @@ class ResnetConfig(_Section):
 class PretrainedConfig(_Section):
     arch: Literal["pretrained"] = "pretrained"
     backbone: str = "resnet18"  # a torchvision classification model name
-    weights: Optional[str] = None  # a state_dict file, or a torchvision weights name the machine has cached
+    # a state_dict file, or a torchvision weights name the machine has cached
+    weights: str | None = None
     min_input_size: PositiveInt = 32  # smaller inputs are resized up to this
-    # The frozen blocks' output computed once per sweep where it can be (the rules: sweeps/driver/planning/feature_cache.py)
+    # The frozen blocks' output computed once per sweep where it can be (the rules:
+    # sweeps/driver/planning/feature_cache.py)
     cache_features: bool = True
 
 
-MODEL_CONFIGS = {config.model_fields["arch"].default: config for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)}
+MODEL_CONFIGS = {
+    config.model_fields["arch"].default: config
+    for config in (MlpConfig, CnnConfig, ResnetConfig, PretrainedConfig)
+}
 
 
 def architecture_of(value: Any) -> str:
     return value.get("arch", "mlp") if isinstance(value, dict) else getattr(value, "arch", "mlp")
 
 
+# A Union over the registry, built at import: `|` cannot take a generated sequence of types.
 ModelConfig = Annotated[
-    Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],
+    Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],  # noqa: UP007
     Discriminator(architecture_of),
 ]
 
@@ -116,7 +130,8 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when Ray gave the trial a GPU
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
     # Trials that share a batch size and maxout-or-not train as one batched model, in groups
-    # of up to N (off: one trial at a time; auto: sweeps.driver.planning.fusion's rule; README: fused trials).
+    # of up to N (off: one trial at a time; auto: sweeps.driver.planning.fusion's rule; README:
+    # fused trials).
     fuse: keyword_or_number(("off", "auto"), minimum=1, whole=True) = "auto"
 
 
@@ -126,7 +141,8 @@ class SearchConfig(_Section):
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
     metric: Literal[EPOCH_METRICS] = "val_acc"
     mode: Literal["max", "min"] = "max"
-    max_failures: int = Field(2, ge=0)  # restarts of a trial whose worker died, each from its last checkpoint
+    # restarts of a trial whose worker died, each from its last checkpoint
+    max_failures: int = Field(2, ge=0)
 
 
 class EarlyStoppingConfig(_Section):
@@ -139,7 +155,8 @@ class EarlyStoppingConfig(_Section):
 
 class ResourcesConfig(_Section):
     cpus_per_trial: float = Field(1, gt=0)
-    # auto: a share measured by a short probe of one group on one GPU (sweeps.driver.planning.gpu_share); 0 without GPUs
+    # auto: a share measured by a short probe of one group on one GPU
+    # (sweeps.driver.planning.gpu_share); 0 without GPUs
     gpus_per_trial: keyword_or_number(("auto",), minimum=0, whole=False) = 0
 
 
@@ -161,20 +178,22 @@ class DiagnosticsConfig(_Section):
     # can end at.
     activations_every_n_steps: PositiveInt = 50
     update_ratio: UpdateRatioBand = Field(default_factory=UpdateRatioBand)
-    alert_webhook: Optional[str] = Field(None, pattern=r"^https?://")
+    alert_webhook: str | None = Field(None, pattern=r"^https?://")
     # Link-local and cloud-metadata addresses are refused unless this says the user means it.
     alert_webhook_allow_private: bool = False
-    stop_on: Optional[Literal["too_high", "too_low", "any"]] = None
+    stop_on: Literal["too_high", "too_low", "any"] | None = None
 
 
 class MlflowConfig(_Section):
-    tracking_uri: Optional[str] = None
+    tracking_uri: str | None = None
     # MLflow keeps experiment names up to 500 characters; one line a person can read.
-    experiment: Optional[str] = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    experiment: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
 
     @field_validator("tracking_uri")
     @classmethod
-    def _no_credentials(cls, uri: Optional[str]) -> Optional[str]:
+    def _no_credentials(cls, uri: str | None) -> str | None:
         # A sweep file is copied into MLflow, the experiment folder and ConfigMaps.
         if uri and has_credentials(uri):
             # Its own error type: the message must not echo the URI, which holds the secret.
@@ -183,7 +202,8 @@ class MlflowConfig(_Section):
 
 
 class StorageConfig(_Section):
-    path: str = Field("./sweep-results", min_length=1)  # a local path, a shared filesystem, or s3:// gs:// ...
+    # a local path, a shared filesystem, or s3:// gs:// ...
+    path: str = Field("./sweep-results", min_length=1)
     shared: bool = False  # the local path is on storage every node of the cluster mounts (NFS, ...)
 
     @field_validator("path")
@@ -209,11 +229,14 @@ class SweepConfig(_Section):
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    refines: Optional[str] = None  # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
+    # the MLflow run id of the sweep this one narrows (set by `sweep refine`)
+    refines: str | None = None
 
     @model_validator(mode="after")
     def _preprocess_for_the_backbone(self) -> SweepConfig:
-        if "preprocess" not in self.data.model_fields_set and transfer.wants_backbone_preprocess(self.model):
+        if "preprocess" not in self.data.model_fields_set and transfer.wants_backbone_preprocess(
+            self.model
+        ):
             self.data.preprocess = "backbone"
         return self
 

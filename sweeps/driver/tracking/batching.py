@@ -3,9 +3,12 @@
 A store pays far more per call (a sqlite transaction, an HTTP request) than per
 metric, so a run's consecutive log_batch writes become one call where they fit.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
 
 class MetricPoint(NamedTuple):
     """One value of a metric, as MLflow keeps it: at a step, stamped in milliseconds."""
@@ -23,14 +26,18 @@ MAX_TAGS_PER_BATCH = 100
 MAX_TAG_LENGTH = 5000
 
 
-def merge_log_batches(operations: list[dict[str, Any]], *, items: list | None = None) -> list[tuple[dict[str, Any], list]]:
+def merge_log_batches(
+    operations: list[dict[str, Any]], *, items: list | None = None
+) -> list[tuple[dict[str, Any], list]]:
     """The writes as calls, each run's consecutive log_batch writes merged within MLflow's
     per-call limits, with the `items` (default: the writes) each call covers. A run's
     writes keep their order; runs are independent of each other."""
     items = operations if items is None else items
     calls: list[tuple[dict[str, Any], list]] = []
-    open_batch: dict[str, tuple[dict[str, Any], list]] = {}  # run id -> the merged call still taking writes
-    for operation, item in zip(operations, items):
+    open_batch: dict[
+        str, tuple[dict[str, Any], list]
+    ] = {}  # run id -> the merged call still taking writes
+    for operation, item in zip(operations, items, strict=True):
         run_id = operation.get("run_id")
         if operation["op"] != "log_batch":
             open_batch.pop(run_id, None)  # later writes to this run come after this one
@@ -44,7 +51,9 @@ def merge_log_batches(operations: list[dict[str, Any]], *, items: list | None = 
             batch["metrics"] += part["metrics"]
             batch["params"] += part["params"]
             # A tag written twice keeps its later value (one call may not carry a key twice).
-            batch["tags"] = [list(tag) for tag in (dict(batch["tags"]) | dict(part["tags"])).items()]
+            batch["tags"] = [
+                list(tag) for tag in (dict(batch["tags"]) | dict(part["tags"])).items()
+            ]
             if not covered or covered[-1] is not item:
                 covered.append(item)
     return calls
@@ -71,7 +80,11 @@ def _fits(batch: dict[str, Any], operation: dict[str, Any]) -> bool:
     metrics = len(batch["metrics"]) + len(operation["metrics"])
     params = len(batch["params"]) + len(operation["params"])
     tags = len(batch["tags"]) + len(operation["tags"])
-    return metrics + params + tags <= MAX_ITEMS_PER_BATCH and params <= MAX_PARAMS_PER_BATCH and tags <= MAX_TAGS_PER_BATCH
+    return (
+        metrics + params + tags <= MAX_ITEMS_PER_BATCH
+        and params <= MAX_PARAMS_PER_BATCH
+        and tags <= MAX_TAGS_PER_BATCH
+    )
 
 
 def truncate(text: str, limit: int = MAX_TAG_LENGTH) -> str:

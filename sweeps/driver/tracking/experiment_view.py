@@ -1,4 +1,5 @@
-"""How the MLflow UI opens on a sweep: on its runs table, with the columns a person compares trials by.
+"""How the MLflow UI opens on a sweep: on its runs table, with the columns a person compares trials
+by.
 
 Checked against MLflow 3.17.2's UI in headless Chromium (tests/e2e/test_mlflow_ui.py):
 - An experiment's page opens on its GenAI overview (traces) unless the URL says
@@ -13,13 +14,15 @@ Checked against MLflow 3.17.2's UI in headless Chromium (tests/e2e/test_mlflow_u
 - The link goes to the runs tab itself (`/experiments/<id>/runs`): the experiment's
   root redirects there and drops the view's key on the way.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -45,8 +48,14 @@ def artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
 
 
 def table_columns(sampled: Iterable[str], metric: str) -> list[str]:
-    """The runs table's columns for a sweep: its metric (the parent run's best too), then the varied params."""
-    return [f"metrics.`{metric}`", f"metrics.`best_{metric}`", *(f"params.`{name}`" for name in sampled), *ALWAYS_SHOWN]
+    """The runs table's columns for a sweep: its metric (the parent run's best too), then the varied
+    params."""
+    return [
+        f"metrics.`{metric}`",
+        f"metrics.`best_{metric}`",
+        *(f"params.`{name}`" for name in sampled),
+        *ALWAYS_SHOWN,
+    ]
 
 
 def mark_sweep_experiment(client: Any, experiment_id: str, *, columns: list[str]) -> None:
@@ -59,12 +68,18 @@ def mark_sweep_experiment(client: Any, experiment_id: str, *, columns: list[str]
     shown = list(state.get("selectedColumns") or [])
     merged = shown + [column for column in columns if column not in shown]
     if merged != shown:
-        envelope |= {"updatedAt": int(time.time() * 1000), "state": json.dumps(state | {"selectedColumns": merged})}
-        client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(envelope))
+        envelope |= {
+            "updatedAt": int(time.time() * 1000),
+            "state": json.dumps(state | {"selectedColumns": merged}),
+        }
+        client.set_experiment_tag(
+            experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(envelope)
+        )
 
 
 def _saved_view(text: str | None) -> dict[str, Any]:
-    """The UI's saved-view envelope: {name, createdAt, updatedAt, state: the view's JSON as a string}."""
+    """The UI's saved-view envelope: {name, createdAt, updatedAt, state: the view's JSON as a
+    string}."""
     try:
         envelope = json.loads(text or "")
         json.loads(envelope["state"])
@@ -75,7 +90,8 @@ def _saved_view(text: str | None) -> dict[str, Any]:
 
 
 def ui_base_url(tracking_uri: str, *, host: str = "127.0.0.1", port: int = UI_PORT) -> str:
-    """Where a person opens the UI on this store: the tracking server itself, or what `sweep ui` serves."""
+    """Where a person opens the UI on this store: the tracking server itself, or what `sweep ui`
+    serves."""
     if urlsplit(tracking_uri).scheme in ("http", "https"):
         return tracking_uri.rstrip("/")
     return f"http://{host}:{port}"
@@ -99,5 +115,11 @@ def sweep_experiments(tracking_uri: str) -> list[tuple[str, str, bool]]:
     for experiment in client.search_experiments(order_by=["last_update_time DESC"]):
         if experiment.experiment_id == "0" and not client.search_runs(["0"], max_results=1):
             continue  # MLflow's empty Default experiment
-        found.append((experiment.name, experiment.experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY in experiment.tags))
+        found.append(
+            (
+                experiment.name,
+                experiment.experiment_id,
+                SHARED_VIEW_PREFIX + VIEW_KEY in experiment.tags,
+            )
+        )
     return found

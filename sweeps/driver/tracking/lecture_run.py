@@ -1,4 +1,5 @@
 """`sweep lecture`'s own MLflow run: the report, its figures, each claim's verdict and numbers."""
+
 from __future__ import annotations
 
 import time
@@ -17,18 +18,24 @@ LECTURE_EXPERIMENT = "lecture"
 
 
 def open_lecture_run(tracking_uri: str, *, run_name: str, quick: bool) -> tuple[str, str]:
-    """A run for one `sweep lecture` in the experiment `lecture`; returns (experiment id, run id)."""
+    """A run for one `sweep lecture` in the experiment `lecture`; returns (experiment id, run
+    id)."""
 
     def open_run(client: Any) -> tuple[str, str]:
         experiment = client.get_experiment_by_name(LECTURE_EXPERIMENT)
         if experiment is None:
-            experiment_id = client.create_experiment(LECTURE_EXPERIMENT, artifact_location=artifact_location(tracking_uri, LECTURE_EXPERIMENT))
+            experiment_id = client.create_experiment(
+                LECTURE_EXPERIMENT,
+                artifact_location=artifact_location(tracking_uri, LECTURE_EXPERIMENT),
+            )
         else:
             experiment_id = experiment.experiment_id
             if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment_id)
         tags = {"sweep.role": "lecture", "lecture.quick": "true" if quick else "false"}
-        return experiment_id, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        return experiment_id, client.create_run(
+            experiment_id, run_name=run_name, tags=tags
+        ).info.run_id
 
     return with_store(tracking_uri, open_run)
 
@@ -42,11 +49,23 @@ def close_lecture_run(
     tags: dict[str, str],
     failed: bool,
 ) -> None:
-    """The report and its figures as artifacts under `report/`, the numbers as metrics, the verdicts as tags."""
-    with_store(tracking_uri, lambda client: _log(client, run_id, files=files, metrics=metrics, tags=tags, failed=failed))
+    """The report and its figures as artifacts under `report/`, the numbers as metrics, the verdicts
+    as tags."""
+    with_store(
+        tracking_uri,
+        lambda client: _log(client, run_id, files=files, metrics=metrics, tags=tags, failed=failed),
+    )
 
 
-def _log(client: Any, run_id: str, *, files: list[Path], metrics: dict[str, float], tags: dict[str, str], failed: bool) -> None:
+def _log(
+    client: Any,
+    run_id: str,
+    *,
+    files: list[Path],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    failed: bool,
+) -> None:
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)

@@ -1,10 +1,12 @@
-"""Which MLflow tracking store a command uses, by one rule; whether it answers; and making a new one.
+"""Which MLflow tracking store a command uses, by one rule; whether it answers; and making a new
+one.
 
 A sqlite store is only ever created by `sweep run` once everything else is checked
 (bad input leaves no mlflow.db behind), with its setup serialised by a lock beside
 the database: MLflow's table setup races when two processes open a new store at once.
 Commands that only read (`report`, `refine`, `ui`) never create one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +14,9 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from sweeps.credentials import CREDENTIALS_HINT, has_credentials
 from sweeps.errors import SweepError, first_line
@@ -27,7 +30,12 @@ class StoreError(SweepError):
     """A tracking store that cannot be used; the message says which and what failed."""
 
 
-def resolve_tracking_uri(flag: str | None = None, *, configured: str | None = None, configured_in: str = "mlflow.tracking_uri") -> str:
+def resolve_tracking_uri(
+    flag: str | None = None,
+    *,
+    configured: str | None = None,
+    configured_in: str = "mlflow.tracking_uri",
+) -> str:
     """The tracking URI for every command: the --tracking-uri flag, then $MLFLOW_TRACKING_URI,
     then the sweep's own (its file's mlflow.tracking_uri, or the journal of a sweep that
     ran), then MLflow's default (sqlite:///mlflow.db in the current folder). A relative
@@ -44,8 +52,11 @@ def resolve_tracking_uri(flag: str | None = None, *, configured: str | None = No
     return absolute_uri(uri)
 
 
-def check_sources(flag: str | None, *, configured: str | None, configured_in: str = "mlflow.tracking_uri") -> None:
-    """Refuse credentials in the flag or the sweep's own URI (cheap: resolving may import MLflow)."""
+def check_sources(
+    flag: str | None, *, configured: str | None, configured_in: str = "mlflow.tracking_uri"
+) -> None:
+    """Refuse credentials in the flag or the sweep's own URI (cheap: resolving may import
+    MLflow)."""
     check_no_credentials(flag, where="--tracking-uri")
     check_no_credentials(configured, where=configured_in)
 
@@ -56,13 +67,17 @@ def check_no_credentials(uri: str | None, *, where: str) -> None:
 
 
 def absolute_uri(tracking_uri: str) -> str:
-    if tracking_uri.startswith(SQLITE_PREFIX) and not tracking_uri[len(SQLITE_PREFIX):].startswith("/"):
-        return SQLITE_PREFIX + os.path.abspath(tracking_uri[len(SQLITE_PREFIX):])
+    if tracking_uri.startswith(SQLITE_PREFIX) and not tracking_uri[len(SQLITE_PREFIX) :].startswith(
+        "/"
+    ):
+        return SQLITE_PREFIX + os.path.abspath(tracking_uri[len(SQLITE_PREFIX) :])
     return tracking_uri
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
-    return Path(tracking_uri[len(SQLITE_PREFIX):]) if tracking_uri.startswith(SQLITE_PREFIX) else None
+    return (
+        Path(tracking_uri[len(SQLITE_PREFIX) :]) if tracking_uri.startswith(SQLITE_PREFIX) else None
+    )
 
 
 def quiet_mlflow() -> None:
@@ -85,11 +100,18 @@ def check_reachable(tracking_uri: str, *, create: bool) -> None:
     database = sqlite_path(tracking_uri)
     if database is not None and not database.exists():
         if not create:
-            raise StoreError(f"no MLflow store at {database} (no such file); give the store the sweep ran with: --tracking-uri URI")
+            raise StoreError(
+                f"no MLflow store at {database} (no such file); give the store the sweep ran "
+                "with: --tracking-uri URI"
+            )
         if not database.parent.is_dir():
-            raise StoreError(f"cannot create the MLflow store at {database}: {database.parent} is not a folder")
+            raise StoreError(
+                f"cannot create the MLflow store at {database}: {database.parent} is not a folder"
+            )
         if not os.access(database.parent, os.W_OK):
-            raise StoreError(f"cannot create the MLflow store at {database}: {database.parent} is not writable")
+            raise StoreError(
+                f"cannot create the MLflow store at {database}: {database.parent} is not writable"
+            )
         return
     with_store(tracking_uri, lambda client: client.search_experiments(max_results=1))
 
@@ -116,30 +138,58 @@ def describe_failure(tracking_uri: str, error: BaseException) -> str:
     """What went wrong with the store, in one line: unreachable only when it did not answer."""
     if is_unreachable(error):
         return f"cannot reach the MLflow tracking store at {tracking_uri}: {first_line(error)}"
-    return f"the MLflow tracking store at {tracking_uri} answered with an error: {type(error).__name__}: {first_line(error)}"
+    return (
+        f"the MLflow tracking store at {tracking_uri} answered with an error: "
+        f"{type(error).__name__}: {first_line(error)}"
+    )
 
 
 def is_unreachable(error: BaseException) -> bool:
-    """A store that did not answer (refused, timed out, unknown host), as against one that refused a request."""
+    """A store that did not answer (refused, timed out, unknown host), as against one that refused a
+    request."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(error, MlflowException):
-        return error.error_code in ("TEMPORARILY_UNAVAILABLE",) or "Max retries exceeded" in str(error) or "Connection" in str(error)
+        return (
+            error.error_code in ("TEMPORARILY_UNAVAILABLE",)
+            or "Max retries exceeded" in str(error)
+            or "Connection" in str(error)
+        )
     # requests' and urllib3's connection errors, without importing either here.
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ConnectionError", "Timeout", "TimeoutError", "NewConnectionError", "MaxRetryError", "ConnectionRefusedError"})
+    return bool(
+        names
+        & {
+            "ConnectionError",
+            "Timeout",
+            "TimeoutError",
+            "NewConnectionError",
+            "MaxRetryError",
+            "ConnectionRefusedError",
+        }
+    )
 
 
 def _being_set_up(error: BaseException) -> bool:
     """sqlite's answers while another process creates or migrates the same new store."""
     text = str(error).lower()
-    return any(sign in text for sign in ("already exists", "alembic_version", "duplicate column", "database is locked", "no such table"))
+    return any(
+        sign in text
+        for sign in (
+            "already exists",
+            "alembic_version",
+            "duplicate column",
+            "database is locked",
+            "no such table",
+        )
+    )
 
 
 @contextlib.contextmanager
 def setup_lock(tracking_uri: str) -> Iterator[None]:
     """An exclusive lock on a sqlite store's folder while a client opens it (and may create its
-    tables): other sweep processes wait rather than race MLflow's table setup. Other stores: nothing."""
+    tables): other sweep processes wait rather than race MLflow's table setup. Other stores:
+    nothing."""
     database = sqlite_path(tracking_uri)
     if database is None or not database.parent.is_dir():
         yield

@@ -1,4 +1,5 @@
 """The sweep's parent run: opened with the sweep's settings and file, closed with how it went."""
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,6 @@ from sweeps.trial_status import SUCCEEDED
 
 if TYPE_CHECKING:
     from sweeps.driver.tracking.writer import MlflowWriter
-
 
 
 def open_sweep_run(
@@ -61,12 +61,18 @@ def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
 
 
 def _sampled_names(params: dict[str, Any]) -> list[str]:
-    """The trial params the sweep samples, from the parent run's params (`params.lr` = a distribution)."""
-    return [key.removeprefix("params.") for key, value in params.items() if key.startswith("params.") and isinstance(value, dict)]
+    """The trial params the sweep samples, from the parent run's params (`params.lr` = a
+    distribution)."""
+    return [
+        key.removeprefix("params.")
+        for key, value in params.items()
+        if key.startswith("params.") and isinstance(value, dict)
+    ]
 
 
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
     """A resumed sweep's parent run is running again (it was left RUNNING, KILLED or FAILED)."""
+
     def reopen(client: Any) -> None:
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "sweep.state", "running")
@@ -84,9 +90,12 @@ def close_sweep_run(
     status_counts: dict[str, int],
     alerts: list[dict[str, Any]],
 ) -> None:
-    """The sweep ended: its counts, best result and alerting trials, and FINISHED (FAILED if no trial succeeded)."""
+    """The sweep ended: its counts, best result and alerting trials, and FINISHED (FAILED if no
+    trial succeeded)."""
     now = int(time.time() * 1000)
-    metrics = [MetricPoint(f"trials_{status}", count, now, 0) for status, count in status_counts.items()]
+    metrics = [
+        MetricPoint(f"trials_{status}", count, now, 0) for status, count in status_counts.items()
+    ]
     metrics.append(MetricPoint("alerts_count", len(alerts), now, 0))
     tags = {}
     alerting = sorted({alert["trial"] for alert in alerts})
@@ -104,7 +113,10 @@ def close_sweep_run(
 
 def mark_sweep_interrupted(writer: MlflowWriter, run_id: str, *, signal_name: str) -> None:
     """A signal stopped the sweep: KILLED, with why; `sweep resume` reopens it."""
-    writer.log_batch(run_id, tags={"sweep.state": "interrupted", "sweep.stop_reason": f"interrupted by {signal_name}"})
+    writer.log_batch(
+        run_id,
+        tags={"sweep.state": "interrupted", "sweep.stop_reason": f"interrupted by {signal_name}"},
+    )
     writer.set_terminated(run_id, "KILLED")
 
 
@@ -115,7 +127,8 @@ def mark_sweep_failed(writer: MlflowWriter, run_id: str, *, reason: str) -> None
 
 
 def param_text(value: Any) -> str:
-    """A value as an MLflow param, spelled as YAML (true/false, plain numbers) so params read like the sweep file."""
+    """A value as an MLflow param, spelled as YAML (true/false, plain numbers) so params read like
+    the sweep file."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

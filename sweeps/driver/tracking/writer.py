@@ -1,29 +1,25 @@
 """The sweep's MLflow writes: queued, sent in order by a background thread, retried, and
 kept in the spool on disk until the store takes them."""
+
 from __future__ import annotations
 
 import atexit
-import re
-import tempfile
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from sweeps.driver.tracking.batching import MetricPoint, merge_log_batches
+from sweeps.driver.tracking.operations import create_run, created_run, is_outage, send_to_run
 from sweeps.driver.tracking.store import quiet_mlflow
 from sweeps.errors import first_line
 
-# A store that does not answer (retry, then spool), as against one that refuses a write.
-OUTAGE_ERROR_CODES = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
-PENDING_RUN_ID = re.compile(rb"pending:[\w-]+")
 SEND_EVERY_S = 1.0  # how far MLflow may lag behind the sweep, to merge writes into few calls
 REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
 CLOSE_PATIENCE_S = 30.0  # at the end, how long writes wait for a store that does not answer
@@ -50,16 +46,6 @@ class RunIds(Protocol):
     def replace_run_id(self, old_run_id: str, new_run_id: str) -> None: ...
 
 
-def is_outage(error: Exception) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(error, MlflowException):
-        return error.error_code in OUTAGE_ERROR_CODES
-    # requests' and sqlalchemy's connection errors, without importing either here.
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ConnectionError", "Timeout", "TimeoutError", "OperationalError"})
-
-
 @dataclass
 class QueuedWrite:
     """One MLflow write on its way to the store."""
@@ -68,7 +54,8 @@ class QueuedWrite:
     content: bytes | None = None  # an artifact's bytes, while they are at hand
     kept: bool = False  # in the spool on disk
     sent: bool = False
-    maybe_sent: bool = False  # an earlier try may have reached the store: a run must not be created twice
+    # an earlier try may have reached the store: a run must not be created twice
+    maybe_sent: bool = False
 
 
 class MlflowWriter:
@@ -88,7 +75,12 @@ class MlflowWriter:
     """
 
     def __init__(
-        self, tracking_uri: str, spool: WriteLog, journal: RunIds | None = None, *, warn: Callable[[str], None] = print
+        self,
+        tracking_uri: str,
+        spool: WriteLog,
+        journal: RunIds | None = None,
+        *,
+        warn: Callable[[str], None] = print,
     ) -> None:
         quiet_mlflow()
         self.tracking_uri = tracking_uri
@@ -100,15 +92,26 @@ class MlflowWriter:
         self._next_probe = 0.0
         self._pending_ids: dict[str, str] = {}
         # What an earlier driver left unsent goes out first.
-        self._unsent: deque[QueuedWrite] = deque(QueuedWrite(operation, kept=True, maybe_sent=True) for operation in spool.operations)
+        self._unsent: deque[QueuedWrite] = deque(
+            QueuedWrite(operation, kept=True, maybe_sent=True) for operation in spool.operations
+        )
         self._changed = threading.Condition()
         self._closing = False
         self._give_up_at = 0.0
         self._gave_up = False
         self._sender: threading.Thread | None = None
 
-    def create_run(self, key: str, experiment_id: str, *, parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> str:
-        """Queue the creation of a run nested under `parent_run_id`; returns the `pending:` id later writes to it use."""
+    def create_run(
+        self,
+        key: str,
+        experiment_id: str,
+        *,
+        parent_run_id: str,
+        run_name: str,
+        tags: Mapping[str, str],
+    ) -> str:
+        """Queue the creation of a run nested under `parent_run_id`; returns the `pending:` id later
+        writes to it use."""
         tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, MLFLOW_RUN_NAME: run_name, **tags}
         self._submit({"op": "create_run", "key": key, "experiment_id": experiment_id, "tags": tags})
         return f"pending:{key}"
@@ -121,17 +124,22 @@ class MlflowWriter:
         params: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        self._submit({
-            "op": "log_batch",
-            "run_id": run_id,
-            "metrics": [list(point) for point in metrics],
-            "params": [[key, value] for key, value in (params or {}).items()],
-            "tags": [[key, value] for key, value in (tags or {}).items()],
-        })
+        self._submit(
+            {
+                "op": "log_batch",
+                "run_id": run_id,
+                "metrics": [list(point) for point in metrics],
+                "params": [[key, value] for key, value in (params or {}).items()],
+                "tags": [[key, value] for key, value in (tags or {}).items()],
+            }
+        )
 
     def last_step(self, run_id: str, key: str) -> int:
-        """The highest step of metric `key` the store holds for a run (0 if none), asked on the caller's thread."""
-        return max((metric.step for metric in self.client.get_metric_history(run_id, key)), default=0)
+        """The highest step of metric `key` the store holds for a run (0 if none), asked on the
+        caller's thread."""
+        return max(
+            (metric.step for metric in self.client.get_metric_history(run_id, key)), default=0
+        )
 
     def set_terminated(self, run_id: str, status: str) -> None:
         self._submit({"op": "set_terminated", "run_id": run_id, "status": status})
@@ -149,7 +157,8 @@ class MlflowWriter:
         if run_id in self._pending_ids:
             return self._pending_ids[run_id]
         if run_id.startswith("pending:") and self.journal is not None:
-            known = self.journal.run_of(run_id.removeprefix("pending:"))  # created by an earlier driver
+            # created by an earlier driver
+            known = self.journal.run_of(run_id.removeprefix("pending:"))
             if known is not None and not known.startswith("pending:"):
                 return known
         return run_id
@@ -175,7 +184,10 @@ class MlflowWriter:
             self._give_up_at = time.monotonic() + patience_s
             waiting = sum(not write.sent for write in self._unsent)
             if self.offline and waiting and patience_s > 0:
-                self.warn(f"MLflow at {self.tracking_uri} does not answer: trying its {waiting} waiting writes for up to {patience_s:.0f} s before exiting")
+                self.warn(
+                    f"MLflow at {self.tracking_uri} does not answer: trying its {waiting} "
+                    f"waiting writes for up to {patience_s:.0f} s before exiting"
+                )
             self._changed.notify_all()
             sender = self._sender
         if sender is None:
@@ -194,7 +206,9 @@ class MlflowWriter:
                 self._spool([write])
             self._unsent.append(write)
             if self._sender is None:
-                self._sender = threading.Thread(target=self._send_queued, name="mlflow-writer", daemon=True)
+                self._sender = threading.Thread(
+                    target=self._send_queued, name="mlflow-writer", daemon=True
+                )
                 self._sender.start()
                 # A daemon thread dies with the interpreter: at exit, send what is queued first.
                 atexit.register(self.close)
@@ -206,7 +220,9 @@ class MlflowWriter:
         """Put writes in the spool on disk, artifacts' bytes in files beside it."""
         for write in writes:
             if write.content is not None:
-                write.operation = write.operation | {"file": self.spool.keep_file(write.operation["name"], write.content)}
+                write.operation = write.operation | {
+                    "file": self.spool.keep_file(write.operation["name"], write.content)
+                }
             write.kept = True
         self.spool.append([write.operation for write in writes])
 
@@ -219,23 +235,33 @@ class MlflowWriter:
                     if self._closing and (not waiting or self._gave_up):
                         return
                     if self.offline:  # the next probe, or the last one before giving up at close
-                        due = min(self._next_probe, self._give_up_at) if self._closing else self._next_probe
+                        due = (
+                            min(self._next_probe, self._give_up_at)
+                            if self._closing
+                            else self._next_probe
+                        )
                     else:  # at close, at once: nothing more will merge
                         due = 0.0 if self._closing else next_round
                     if waiting and time.monotonic() >= due:
                         break
-                    self._changed.wait(timeout=max(0.0, due - time.monotonic()) if waiting else None)
+                    self._changed.wait(
+                        timeout=max(0.0, due - time.monotonic()) if waiting else None
+                    )
             # Rounds at most every SEND_EVERY_S: writes arriving meanwhile merge into the next one.
             next_round = time.monotonic() + SEND_EVERY_S
             was_offline = self.offline
             sent = self._send_round(waiting)
             if sent and was_offline and not self.offline:
-                self.warn(f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept during the outage are sent")
+                self.warn(
+                    f"MLflow at {self.tracking_uri} answers again; the {sent} writes kept "
+                    "during the outage are sent"
+                )
             if self.offline and self._closing and time.monotonic() >= self._give_up_at:
                 self._gave_up = True
 
     def _send_round(self, waiting: list[QueuedWrite]) -> int:
-        """Send the waiting writes, merged, until the store stops answering; returns how many were sent."""
+        """Send the waiting writes, merged, until the store stops answering; returns how many were
+        sent."""
         calls = merge_log_batches([write.operation for write in waiting], items=waiting)
         # A write too big for one call is sent once its last part is.
         parts_left = Counter(id(write) for _, writes in calls for write in writes)
@@ -244,8 +270,13 @@ class MlflowWriter:
             try:
                 if not self._send(operation, writes):
                     return sent
-            except Exception as error:  # the store refused this write: it never will take it, the others still go
-                self.warn(f"MLflow at {self.tracking_uri} refused a write ({operation['op']}): {first_line(error)}")
+            except (
+                Exception
+            ) as error:  # the store refused this write: it never will take it, the others still go
+                self.warn(
+                    f"MLflow at {self.tracking_uri} refused a write ({operation['op']}): "
+                    f"{first_line(error)}"
+                )
             with self._changed:
                 for write in writes:
                     parts_left[id(write)] -= 1
@@ -257,7 +288,8 @@ class MlflowWriter:
         return sent
 
     def _send(self, operation: dict[str, Any], writes: list[QueuedWrite]) -> bool:
-        """True once the store took the write; False when it does not answer (the writer is offline then)."""
+        """True once the store took the write; False when it does not answer (the writer is offline
+        then)."""
         for delay in (*(() if self.offline else RETRY_DELAYS_S), None):
             try:
                 self._send_operation(operation, writes)
@@ -276,7 +308,10 @@ class MlflowWriter:
 
     def _go_offline(self, error: Exception) -> None:
         if not self.offline:
-            self.warn(f"MLflow at {self.tracking_uri} does not answer ({first_line(error)}); training goes on and its logs wait in {self.spool.path}")
+            self.warn(
+                f"MLflow at {self.tracking_uri} does not answer ({first_line(error)}); training "
+                f"goes on and its logs wait in {self.spool.path}"
+            )
         self.offline = True
         self._next_probe = time.monotonic() + REPROBE_EVERY_S
         with self._changed:
@@ -292,48 +327,20 @@ class MlflowWriter:
             self.spool.pop_sent(kept)
 
     def _send_operation(self, operation: dict[str, Any], writes: list[QueuedWrite]) -> None:
-        kind = operation["op"]
-        if kind == "create_run":
+        if operation["op"] == "create_run":
             pending = f"pending:{operation['key']}"
-            earlier = self._created_run(operation) if any(write.maybe_sent for write in writes) else None
-            run_id = earlier or self.client.create_run(operation["experiment_id"], tags=operation["tags"]).info.run_id
+            # An earlier try may have reached the store before the driver died: no second run.
+            earlier = any(write.maybe_sent for write in writes)
+            run_id = (earlier and created_run(self.client, operation)) or create_run(
+                self.client, operation
+            )
             self._pending_ids[pending] = run_id
             if self.journal is not None:
                 self.journal.replace_run_id(pending, run_id)
             return
-        run_id = self.run_id(operation["run_id"])
-        if kind == "log_batch":
-            self.client.log_batch(
-                run_id,
-                metrics=[Metric(*item) for item in operation["metrics"]],
-                params=[Param(*item) for item in operation["params"]],
-                # A tag may name another run by its pending id (the sweep's sweep.best_run_id).
-                tags=[RunTag(key, self.run_id(value)) for key, value in operation["tags"]],
-            )
-        elif kind == "set_terminated":
-            self.client.set_terminated(run_id, operation["status"])
-        elif kind == "reopen_run":
-            self.client.update_run(run_id, status="RUNNING")
-        elif kind == "log_bytes":
-            content = writes[0].content if writes[0].content is not None else self.spool.read_file(operation["file"])
-            if operation["name"].endswith(".json"):
-                content = self._with_run_ids(content)
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / operation["name"]
-                path.write_bytes(content)
-                self.client.log_artifact(run_id, str(path))
-
-    def _with_run_ids(self, content: bytes) -> bytes:
-        """A JSON artifact with the pending run ids it names (an alert's run) replaced by the runs made since."""
-        return PENDING_RUN_ID.sub(lambda match: self.run_id(match.group().decode()).encode(), content)
-
-    def _created_run(self, operation: dict[str, Any]) -> str | None:
-        """The run an earlier try of this create_run made, if it reached the store before the driver died."""
-        tags = operation["tags"]
-        if "sweep.trial_id" not in tags:
-            return None
-        filters = [f"tags.`sweep.trial_id` = '{tags['sweep.trial_id']}'"]
-        if MLFLOW_PARENT_RUN_ID in tags:
-            filters.append(f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{tags[MLFLOW_PARENT_RUN_ID]}'")
-        runs = self.client.search_runs([operation["experiment_id"]], filter_string=" and ".join(filters), max_results=1)
-        return runs[0].info.run_id if runs else None
+        content = None
+        if operation["op"] == "log_bytes":
+            content = writes[0].content
+            if content is None:
+                content = self.spool.read_file(operation["file"])
+        send_to_run(self.client, operation, run_id=self.run_id, content=content)

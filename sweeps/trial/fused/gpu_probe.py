@@ -1,4 +1,6 @@
-"""A short measured probe of one group (or one trial) on one GPU: peak memory and step time, for `gpus_per_trial: auto`."""
+"""A short measured probe of one group (or one trial) on one GPU: peak memory and step time, for
+`gpus_per_trial: auto`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,17 +10,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sweeps.trial.building import resolve_placement
 from sweeps.trial.data import SplitData
 from sweeps.trial.fused.model import FUSED_ARCHITECTURES
-from sweeps.trial.building import resolve_placement
 from sweeps.trial.training import build_trial_state
 from sweeps.trial_settings import TrialSettings
 
 WARM_UP_STEPS, MEASURED_STEPS = 5, 20
 
 
-def probe_gpu(group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData) -> dict[str, float]:
-    """Train `group` (fused, or its first trial alone where the architecture cannot be fused) for a few
+def probe_gpu(
+    group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData
+) -> dict[str, float]:
+    """Train `group` (fused, or its first trial alone where the architecture cannot be fused) for a
+    few
     steps on this process's GPU; its peak memory, the GPU's memory and the mean step time."""
     settings = dataclasses.replace(settings, device="cuda")
     placement = resolve_placement(settings)
@@ -40,7 +45,12 @@ def probe_gpu(group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, 
     }
 
 
-def _stepper(group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData, placement: Any) -> tuple[Any, int]:
+def _stepper(
+    group: list[tuple[int, dict[str, Any]]],
+    settings: TrialSettings,
+    data: SplitData,
+    placement: Any,
+) -> tuple[Any, int]:
     """One optimizer step of the group (or its first trial) on a batch of example indices."""
     from sweeps.trial.fused.loop import build_group_state
 
@@ -48,7 +58,10 @@ def _stepper(group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, d
         state = build_trial_state(group[0][1], settings, data, placement)
 
         def solo_step(idx: torch.Tensor) -> None:
-            loss = F.cross_entropy(placement.forward(state.model, state.data.inputs(state.data.train_x[idx])), state.data.train_y[idx])
+            loss = F.cross_entropy(
+                placement.forward(state.model, state.data.inputs(state.data.train_x[idx])),
+                state.data.train_y[idx],
+            )
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
@@ -60,7 +73,14 @@ def _stepper(group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, d
     def group_step(idx: torch.Tensor) -> None:
         idx = idx.expand(members, -1)
         logits = placement.forward(model, model.gather(group_state.data, idx))
-        loss = F.cross_entropy(logits.flatten(0, 1), group_state.data.train_y[idx].flatten(), reduction="none").view(members, -1).mean(1).sum()
+        loss = (
+            F.cross_entropy(
+                logits.flatten(0, 1), group_state.data.train_y[idx].flatten(), reduction="none"
+            )
+            .view(members, -1)
+            .mean(1)
+            .sum()
+        )
         group_state.optimizer.zero_grad()
         loss.backward()
         group_state.optimizer.step()

@@ -1,4 +1,6 @@
-"""A fused group's members: each one's sampled params, resolved params and seeds, as its solo trial has them."""
+"""A fused group's members: each one's sampled params, resolved params and seeds, as its solo trial
+has them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +15,9 @@ class MemberSpec:
     """One member of a group: the trial it stands for (its index in the sweep's sampling order)."""
 
     index: int
-    sampled: dict[str, Any]  # as the sweep sampled it: what its MLflow params and its seeds come from
+    sampled: dict[
+        str, Any
+    ]  # as the sweep sampled it: what its MLflow params and its seeds come from
     params: dict[str, Any]  # the sampled params over the defaults
     model_seed: int  # torch.manual_seed before its solo model is built
     shuffle_seed: int  # its own shuffling order
@@ -25,7 +29,8 @@ class MemberSpec:
 
 
 def member_specs(group: list[tuple[int, dict[str, Any]]], sweep_seed: int) -> list[MemberSpec]:
-    """The members of `group` ((sampling index, sampled params) pairs) with the seeds their solo trials use."""
+    """The members of `group` ((sampling index, sampled params) pairs) with the seeds their solo
+    trials use."""
     return [
         MemberSpec(
             index=index,
@@ -39,7 +44,8 @@ def member_specs(group: list[tuple[int, dict[str, Any]]], sweep_seed: int) -> li
 
 
 def runs(values: list[Any]) -> list[tuple[int, int, Any]]:
-    """Maximal runs of equal neighbours as (start, stop, value): one kernel per run, not per member."""
+    """Maximal runs of equal neighbours as (start, stop, value): one kernel per run, not per
+    member."""
     found: list[tuple[int, int, Any]] = []
     for position, value in enumerate(values):
         if found and found[-1][2] == value:

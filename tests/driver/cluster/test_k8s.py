@@ -3,6 +3,7 @@
 Core kinds go through kubernetes-validate in strict mode; RayJob and RayCluster
 through the KubeRay v1.7.0 CRDs' openAPIV3Schema with unknown fields refused.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,7 +26,15 @@ pytestmark = pytest.mark.slow
 CRDS = Path(os.environ.get("SWEEP_KUBERAY_CRDS", REPO.parent / "shared" / "k8s-crds"))
 CRD_FILES = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
 # The command whose output k8s/ is (also in the README).
-CHECKED_IN_RENDER = ["k8s", "render", str(REPO / "search.yaml"), "--image", "ghcr.io/example/sweep:0.1.0", "--namespace", "sweep"]
+CHECKED_IN_RENDER = [
+    "k8s",
+    "render",
+    str(REPO / "search.yaml"),
+    "--image",
+    "ghcr.io/example/sweep:0.1.0",
+    "--namespace",
+    "sweep",
+]
 
 
 def crd_schema(kind: str) -> dict:
@@ -40,7 +49,11 @@ def crd_schema(kind: str) -> dict:
 def refuse_unknown_fields(schema: dict) -> dict:
     """The API server prunes unknown fields silently; a test should fail on them instead."""
     if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         for value in schema.values():
             refuse_unknown_fields(value)
@@ -60,7 +73,12 @@ def validate_document(document: dict) -> None:
 
 
 def documents_in(folder: Path) -> list[dict]:
-    return [document for path in sorted(folder.glob("*.yaml")) for document in yaml.safe_load_all(path.read_text()) if document]
+    return [
+        document
+        for path in sorted(folder.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
 
 
 def render(tmp_path: Path, *args: str) -> Path:
@@ -73,23 +91,60 @@ def render(tmp_path: Path, *args: str) -> Path:
 def test_checked_in_manifests_are_what_render_writes(tmp_path):
     rendered = render(tmp_path, *CHECKED_IN_RENDER)
     for path in sorted((REPO / "k8s").glob("*.yaml")):
-        assert path.read_text() == (rendered / path.name).read_text(), f"k8s/{path.name} is stale: rerun {' '.join(CHECKED_IN_RENDER)}"
-    assert "sweep k8s render search.yaml --image ghcr.io/example/sweep:0.1.0 --namespace sweep -o k8s" in (REPO / "README.md").read_text()
+        assert path.read_text() == (rendered / path.name).read_text(), (
+            f"k8s/{path.name} is stale: rerun {' '.join(CHECKED_IN_RENDER)}"
+        )
+    assert (
+        "sweep k8s render search.yaml --image ghcr.io/example/sweep:0.1.0 --namespace sweep -o k8s"
+        in (REPO / "README.md").read_text()
+    )
 
 
-@pytest.mark.parametrize("document", documents_in(REPO / "k8s"), ids=lambda document: f"{document['kind']}/{document['metadata' if 'metadata' in document else 'kind']}")
+@pytest.mark.parametrize(
+    "document",
+    documents_in(REPO / "k8s"),
+    ids=lambda document: (
+        f"{document['kind']}/{document['metadata' if 'metadata' in document else 'kind']}"
+    ),
+)
 def test_checked_in_manifests_validate(document):
     validate_document(document)
 
 
 def test_rendered_manifests_validate_and_carry_the_options(tmp_path):
-    out = render(tmp_path, "k8s", "render", str(REPO / "search.yaml"), "--image", "registry.local/sweep:1", "--workers", "3",
-                 "--gpus-per-worker", "2", "--namespace", "team-a", "--set", "search.num_samples=64")
+    out = render(
+        tmp_path,
+        "k8s",
+        "render",
+        str(REPO / "search.yaml"),
+        "--image",
+        "registry.local/sweep:1",
+        "--workers",
+        "3",
+        "--gpus-per-worker",
+        "2",
+        "--namespace",
+        "team-a",
+        "--set",
+        "search.num_samples=64",
+    )
     documents = documents_in(out)
     for document in documents:
         validate_document(document)
     kinds = sorted(document["kind"] for document in documents)
-    assert kinds == sorted(["ConfigMap", "PersistentVolumeClaim", "RayJob", "RayCluster", "Job", "PersistentVolumeClaim", "Deployment", "Service", "Kustomization"])
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "PersistentVolumeClaim",
+            "RayJob",
+            "RayCluster",
+            "Job",
+            "PersistentVolumeClaim",
+            "Deployment",
+            "Service",
+            "Kustomization",
+        ]
+    )
     job = next(document for document in documents if document["kind"] == "RayJob")
     assert job["spec"]["shutdownAfterJobFinishes"] is True and job["spec"]["backoffLimit"] == 2
     [workers] = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
@@ -98,7 +153,11 @@ def test_rendered_manifests_validate_and_carry_the_options(tmp_path):
     assert worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert worker["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert worker["containers"][0]["image"] == "registry.local/sweep:1"
-    assert all(document["metadata"].get("namespace") in (None, "team-a") for document in documents if "metadata" in document)
+    assert all(
+        document["metadata"].get("namespace") in (None, "team-a")
+        for document in documents
+        if "metadata" in document
+    )
     # The embedded sweep file is the resolved one, overrides included, and validates.
     config_map = next(document for document in documents if document["kind"] == "ConfigMap")
     embedded = validate_sweep(yaml.safe_load(config_map["data"]["search.yaml"]), source="ConfigMap")
@@ -111,7 +170,11 @@ def test_the_mlflow_server_is_reachable_by_its_service_name_and_not_root():
     pod = deployment["spec"]["template"]["spec"]
     command = pod["containers"][0]["command"]
     allowed = command[command.index("--allowed-hosts") + 1].split(",")
-    assert {"mlflow", "mlflow.sweep.svc.cluster.local", "mlflow.sweep.svc.cluster.local:5000"} <= set(allowed)
+    assert {
+        "mlflow",
+        "mlflow.sweep.svc.cluster.local",
+        "mlflow.sweep.svc.cluster.local:5000",
+    } <= set(allowed)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
 
@@ -126,7 +189,9 @@ def test_a_wrong_manifest_fails_validation():
     del job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"]
     with pytest.raises(jsonschema.ValidationError):
         validate_document(job)
-    deployment = copy.deepcopy(next(document for document in documents if document["kind"] == "Deployment"))
+    deployment = copy.deepcopy(
+        next(document for document in documents if document["kind"] == "Deployment")
+    )
     deployment["spec"]["replica"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_document(deployment)

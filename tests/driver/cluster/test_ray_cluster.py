@@ -1,6 +1,7 @@
 """The one door to Ray: every internal it reaches is still there in the installed Ray, and
 the Ray a sweep starts for itself (no --address) stops without leaving a process behind,
 though its autoscaler monitor is killed ahead of Ray's own shutdown."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ class _TrialWithCheckpoint:
         from ray.train._internal.session import _TrainingResult
         from ray.tune import Checkpoint
 
-        self.latest_checkpoint_result = _TrainingResult(checkpoint=Checkpoint("/nowhere"), metrics={"epoch": 3})
+        self.latest_checkpoint_result = _TrainingResult(
+            checkpoint=Checkpoint("/nowhere"), metrics={"epoch": 3}
+        )
 
 
 # What each internal needs to be reached, on a machine with no Ray running.
@@ -38,7 +41,11 @@ def test_every_ray_internal_the_sweep_reaches_is_still_there(name):
         from ray._private import ray_constants, worker
         from ray._private.node import Node
 
-        found = hasattr(Node, "_kill_process_type") and hasattr(worker, "_global_node") and hasattr(ray_constants, "PROCESS_TYPE_MONITOR")
+        found = (
+            hasattr(Node, "_kill_process_type")
+            and hasattr(worker, "_global_node")
+            and hasattr(ray_constants, "PROCESS_TYPE_MONITOR")
+        )
     else:
         arguments = [make() for make in REACH_ARGUMENTS.get(name, ())]
         try:
@@ -46,8 +53,10 @@ def test_every_ray_internal_the_sweep_reaches_is_still_there(name):
         except (AttributeError, ImportError, TypeError):
             found = False
     assert found, (
-        f"Ray {ray.__version__} no longer has {what} (checked against Ray {ray_cluster.RAY_CHECKED_VERSION}); "
-        f"the sweep falls back to Ray's own behaviour: see sweeps/driver/cluster/ray_cluster.py ({name})"
+        f"Ray {ray.__version__} no longer has {what} (checked against Ray "
+        f"{ray_cluster.RAY_CHECKED_VERSION}); "
+        "the sweep falls back to Ray's own behaviour: see sweeps/driver/cluster/ray_cluster.py "
+        f"({name})"
     )
 
 
@@ -55,7 +64,12 @@ def test_a_trial_whose_checkpoint_result_is_read_and_moved_keeps_its_metrics():
     trial = _TrialWithCheckpoint()
     assert ray_cluster.recorded_checkpoint(trial).path == "/nowhere"
     ray_cluster.restore_from_epoch(trial, {"epoch": 5, "val_acc": 0.9})
-    assert trial.latest_checkpoint_result.metrics == {"epoch": 5, "val_acc": 0.9, "training_iteration": 5}
+    assert trial.latest_checkpoint_result.metrics == {
+        "epoch": 5,
+        "val_acc": 0.9,
+        "training_iteration": 5,
+    }
+
 
 # Starts Ray as `sweep run` does, runs an actor (as Tune runs a trial), stops Ray as
 # `sweep run` does and says which of its processes are still running.
@@ -78,7 +92,8 @@ def descendants():  # {pid: command line} of the live processes under this one, 
             state, parent = (folder / "stat").read_text().rsplit(")", 1)[1].split()[:2]
             if state != "Z":
                 parents[folder.name] = parent
-                titles[folder.name] = (folder / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
+                command = (folder / "cmdline").read_bytes()
+                titles[folder.name] = command.replace(b"\\0", b" ").decode()
         except (OSError, ValueError):
             continue
 
@@ -134,17 +149,36 @@ METADATA_SERVICES = ("169.254.", "fd00:ec2::254", "100.100.100.200")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("strace") is None, reason="strace is not installed (.ci/run installs it)"
+)
 def test_the_sweeps_own_ray_asks_no_cloud_metadata_service(tmp_path):
     trace = tmp_path / "connect.trace"
     env = os.environ | {"PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
-    command = ["strace", "-f", "-qq", "-s", "512", "-e", "trace=connect,execve", "-o", str(trace), sys.executable, "-c", START_AND_STOP_RAY]
+    command = [
+        "strace",
+        "-f",
+        "-qq",
+        "-s",
+        "512",
+        "-e",
+        "trace=connect,execve",
+        "-o",
+        str(trace),
+        sys.executable,
+        "-c",
+        START_AND_STOP_RAY,
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = trace.read_text().splitlines()
-    started_api_server = any("execve(" in line and "dashboard/dashboard.py" in line for line in lines)
+    started_api_server = any(
+        "execve(" in line and "dashboard/dashboard.py" in line for line in lines
+    )
     assert started_api_server  # the process that would ask, silenced by ray_process_site
     connects = [line for line in lines if "connect(" in line]
     assert any("AF_INET" in line for line in connects)  # the trace saw Ray's own connections
-    assert [line for line in connects if any(address in line for address in METADATA_SERVICES)] == []
+    assert [
+        line for line in connects if any(address in line for address in METADATA_SERVICES)
+    ] == []

@@ -1,5 +1,6 @@
 """The alert webhook against receivers that misbehave, real ones on 127.0.0.1: one that answers a
 byte at a time, one that never answers, one that redirects; and addresses that are refused."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,8 @@ class Receiver:
 
 
 def drip(connection: socket.socket, stop: threading.Event) -> None:
-    """HTTP/1.1 200 OK, one byte every half second, forever: each read is quick, the whole never ends."""
+    """HTTP/1.1 200 OK, one byte every half second, forever: each read is quick, the whole never
+    ends."""
     for byte in b"HTTP/1.1 200 OK\r\n" * 1000:
         if stop.wait(0.5):
             return
@@ -66,7 +68,9 @@ def receiver(request):
     server.close()
 
 
-@pytest.mark.parametrize("receiver", [drip, silence], indirect=True, ids=["one-byte-at-a-time", "never-answers"])
+@pytest.mark.parametrize(
+    "receiver", [drip, silence], indirect=True, ids=["one-byte-at-a-time", "never-answers"]
+)
 def test_a_post_ends_at_its_wall_clock_deadline(receiver):
     started = time.monotonic()
     problem = post_json(receiver.url, {"alert": 1}, deadline_s=1.5)
@@ -75,7 +79,9 @@ def test_a_post_ends_at_its_wall_clock_deadline(receiver):
 
 
 @pytest.mark.parametrize("receiver", [silence], indirect=True)
-def test_at_exit_queued_alerts_get_a_few_seconds_in_all_then_a_line_says_how_many_were_lost(receiver):
+def test_at_exit_queued_alerts_get_a_few_seconds_in_all_then_a_line_says_how_many_were_lost(
+    receiver,
+):
     warnings: list[str] = []
     sender = WebhookSender(receiver.url, warn=warnings.append)
     for step in range(4):  # each alone would wait its whole deadline
@@ -128,14 +134,28 @@ def test_a_receiver_that_answers_gets_the_json(alert_webhook):
 
 @pytest.mark.parametrize(
     "url",
-    ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x", "http://[fd00:ec2::254]/", "http://metadata.google.internal/",
-     "http://100.100.100.200/", "ftp://example.com/alerts", "http:///no-host"],
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/x",
+        "http://[fd00:ec2::254]/",
+        "http://metadata.google.internal/",
+        "http://100.100.100.200/",
+        "ftp://example.com/alerts",
+        "http:///no-host",
+    ],
 )
 def test_metadata_and_link_local_targets_are_forbidden(url):
     assert forbidden_target(url) is not None
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/alerts", "https://hooks.example.com/x?token=1", "http://10.0.0.5/alerts"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/alerts",
+        "https://hooks.example.com/x?token=1",
+        "http://10.0.0.5/alerts",
+    ],
+)
 def test_ordinary_targets_are_allowed(url):
     assert forbidden_target(url) is None
 
@@ -144,14 +164,19 @@ def test_a_post_to_a_forbidden_address_is_refused_without_connecting_unless_allo
     assert "link-local" in post_json("http://169.254.169.254/x", {}, deadline_s=1)
     refused = post_json("http://metadata.google.internal/x", {}, deadline_s=1)
     assert "cloud metadata service" in refused and "alert_webhook_allow_private" in refused
-    # Allowed: it is tried (and here, where there is no metadata service, fails to connect or times out).
-    assert "link-local" not in post_json("http://169.254.169.254/x", {}, allow_private=True, deadline_s=1)
+    # Allowed: it is tried (and here, where there is no metadata service, fails to connect or times
+    # out).
+    assert "link-local" not in post_json(
+        "http://169.254.169.254/x", {}, allow_private=True, deadline_s=1
+    )
 
 
 def test_the_webhook_sender_survives_pickling_with_its_settings():
     import pickle
 
-    sender = pickle.loads(pickle.dumps(WebhookSender("http://127.0.0.1:1/x", allow_private=True, warn=print)))
+    sender = pickle.loads(
+        pickle.dumps(WebhookSender("http://127.0.0.1:1/x", allow_private=True, warn=print))
+    )
     assert (sender.url, sender.allow_private) == ("http://127.0.0.1:1/x", True)
 
 

@@ -1,4 +1,5 @@
 """`resources.gpus_per_trial: auto`: the share of a GPU from a probe's peak memory and step time."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """One driver per sweep: the lock in the experiment folder, held, refused, taken over when stale."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,18 @@ from sweeps.driver.record.driver_lock import (
 from tests.conftest import REPO
 
 
-def test_a_second_driver_is_refused_with_the_holders_name_and_the_lock_goes_with_the_first(tmp_path):
+def test_a_second_driver_is_refused_with_the_holders_name_and_the_lock_goes_with_the_first(
+    tmp_path,
+):
     with hold_sweep(str(tmp_path), command="sweep resume"):
         record = json.loads((tmp_path / LOCK_FILE).read_text())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
         with pytest.raises(DriverLockError) as refused:
             with hold_sweep(str(tmp_path), command="sweep sync"):
                 pass
-        assert f"pid {os.getpid()} on {socket.gethostname()}, sweep resume since" in str(refused.value)
+        assert f"pid {os.getpid()} on {socket.gethostname()}, sweep resume since" in str(
+            refused.value
+        )
         assert str(tmp_path / LOCK_FILE) in str(refused.value)
     assert not (tmp_path / LOCK_FILE).exists()
 
@@ -35,20 +40,26 @@ def test_a_lock_whose_process_is_gone_is_taken_over(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     started = process_started(gone.pid)
     gone.wait()
-    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "process_started": started}))
+    (tmp_path / LOCK_FILE).write_text(
+        json.dumps({"pid": gone.pid, "host": socket.gethostname(), "process_started": started})
+    )
     with hold_sweep(str(tmp_path), command="sweep resume"):
         assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
 
 
 def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path):
     # Our own pid, but recorded with another start time: the process that took the lock is gone.
-    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "process_started": 1.0}))
+    (tmp_path / LOCK_FILE).write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "process_started": 1.0})
+    )
     with hold_sweep(str(tmp_path), command="sweep resume"):
         pass
 
 
 def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
-    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "another-host", "process_started": 1.0, "since": "then"}))
+    (tmp_path / LOCK_FILE).write_text(
+        json.dumps({"pid": 1, "host": "another-host", "process_started": 1.0, "since": "then"})
+    )
     with pytest.raises(DriverLockError, match="pid 1 on another-host"):
         with hold_sweep(str(tmp_path), command="sweep resume"):
             pass
@@ -83,7 +94,10 @@ except DriverLockError:
 
 def test_of_several_processes_taking_the_lock_at_once_exactly_one_holds_it(tmp_path):
     start = tmp_path / "go"
-    processes = [subprocess.Popen([sys.executable, "-c", TAKE_THE_LOCK, str(tmp_path), str(start)], cwd=REPO) for _ in range(4)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", TAKE_THE_LOCK, str(tmp_path), str(start)], cwd=REPO)
+        for _ in range(4)
+    ]
     time.sleep(1.5)
     start.touch()
     codes = sorted(process.wait(timeout=60) for process in processes)

@@ -1,4 +1,5 @@
 """Finding the checkpoint a resumed trial goes on from when Tune's recorded one is gone."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,16 @@ from sweeps.driver.running.checkpoint_recovery import newest_checkpoint_beside
 from sweeps.trial.trainable import CHECKPOINT_FILE
 
 
-def save_checkpoint(trial_folder: Path, index: int, *, epoch: int, weights: bool = True, metadata: str | None = None) -> Path:
+def save_checkpoint(
+    trial_folder: Path, index: int, *, epoch: int, weights: bool = True, metadata: str | None = None
+) -> Path:
     folder = trial_folder / f"checkpoint_{index:06d}"
     folder.mkdir(parents=True)
     if weights:
         (folder / CHECKPOINT_FILE).write_bytes(b"weights")
-    (folder / ".metadata.json").write_text(metadata if metadata is not None else json.dumps({"epoch": epoch, "val_acc": 0.9}))
+    (folder / ".metadata.json").write_text(
+        metadata if metadata is not None else json.dumps({"epoch": epoch, "val_acc": 0.9})
+    )
     return folder
 
 
@@ -34,4 +39,7 @@ def test_the_newest_whole_checkpoint_is_found_and_torn_ones_are_passed_over(tmp_
 def test_nothing_is_found_where_no_whole_checkpoint_is_left(tmp_path):
     save_checkpoint(tmp_path, 2, epoch=2, weights=False)
     assert newest_checkpoint_beside(tune.Checkpoint(str(tmp_path / "checkpoint_000001"))) is None
-    assert newest_checkpoint_beside(tune.Checkpoint(str(tmp_path / "gone" / "checkpoint_000001"))) is None
+    assert (
+        newest_checkpoint_beside(tune.Checkpoint(str(tmp_path / "gone" / "checkpoint_000001")))
+        is None
+    )

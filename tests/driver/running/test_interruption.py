@@ -1,4 +1,5 @@
 """A real signal while the sweep's records are being made waits for them all, then unwinds."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,10 @@ def test_a_signal_while_the_sweep_opens_is_raised_once_its_records_exist():
                 os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (the main) thread at once
                 made.append("parent run")
                 made.append("journal")
-    assert made == ["experiment folder", "parent run", "journal"] and raised.value.signum == signal.SIGTERM
+    assert (
+        made == ["experiment folder", "parent run", "journal"]
+        and raised.value.signum == signal.SIGTERM
+    )
     assert not interruption.opening
 
 

@@ -1,4 +1,5 @@
 """The sweep file contract: good files validate, bad ones exit 2 with the file and field named."""
+
 from __future__ import annotations
 
 import textwrap
@@ -9,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 
 from cli import cli
-from sweeps.driver.sweep_file.validation import ConfigError
 from sweeps.driver.sweep_file.reading import load_sweep, parse_override
+from sweeps.driver.sweep_file.validation import ConfigError
 from tests.conftest import REPO
 
 MINIMAL = """
@@ -48,35 +49,91 @@ def test_minimal_file_gets_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
-        ("name: x\nparams: {lr: {log_uniform: [-3, 1]}}", "params.lr", "lower bound must be > 0, got -3"),
+        (
+            "name: x\nparams: {lr: {log_uniform: [-3, 1]}}",
+            "params.lr",
+            "lower bound must be > 0, got -3",
+        ),
         ("name: x\nparams: {lr: {log_uniform: [1.0, 1.0e-3]}}", "params.lr", "low < high"),
         ("name: x\nparams: {lr: {log_uniform: [1.0e-3]}}", "params.lr", "[low, high]"),
         ("name: x\nparams: {lr: {grid_search: [0.1, 0.01]}}", "params.lr", "Bergstra & Bengio"),
         ("name: x\nparams: {lr: {grid: [0.1, 0.01]}}", "params.lr", "random"),
-        ("name: x\nparams: {lr: {loguniform: [0.1, 1]}}", "params.lr", "did you mean 'log_uniform'"),
+        (
+            "name: x\nparams: {lr: {loguniform: [0.1, 1]}}",
+            "params.lr",
+            "did you mean 'log_uniform'",
+        ),
         ("name: x\nparams: {lr: [0.1, 0.01]}", "params.lr", "{choice: [0.1, 0.01]}"),
-        ("name: x\nparams: {lr: {uniform: [0, 1], choice: [1]}}", "params.lr", "exactly one distribution"),
+        (
+            "name: x\nparams: {lr: {uniform: [0, 1], choice: [1]}}",
+            "params.lr",
+            "exactly one distribution",
+        ),
         ("name: x\nparams: {lr: {choice: []}}", "params.lr", "non-empty list"),
         ("name: x\nparams: {learning_rate: 0.1}", "params.learning_rate", "unknown parameter"),
         ("name: x\nparams: {activaton: relu}", "params.activaton", "did you mean 'activation'"),
-        ("name: x\nparams: {activation: {choice: [relu, swish]}}", "params.activation.choice[1]", "unknown activation 'swish'"),
-        ("name: x\nparams: {init: glorot}", "params.init", "choose from ['default', 'he', 'small_random', 'xavier']"),
+        (
+            "name: x\nparams: {activation: {choice: [relu, swish]}}",
+            "params.activation.choice[1]",
+            "unknown activation 'swish'",
+        ),
+        (
+            "name: x\nparams: {init: glorot}",
+            "params.init",
+            "choose from ['default', 'he', 'small_random', 'xavier']",
+        ),
         ("name: x\nparams: {batch_norm: maybe}", "params.batch_norm", "true or false"),
-        ("name: x\nparams: {batch_size: {uniform: [16, 64]}}", "params.batch_size.uniform", "int_uniform"),
-        ("name: x\nparams: {batch_size: {int_uniform: [16.5, 64]}}", "params.batch_size", "integers"),
-        ("name: x\nparams: {activation: {log_uniform: [1, 2]}}", "params.activation.log_uniform", "choice"),
+        (
+            "name: x\nparams: {batch_size: {uniform: [16, 64]}}",
+            "params.batch_size.uniform",
+            "int_uniform",
+        ),
+        (
+            "name: x\nparams: {batch_size: {int_uniform: [16.5, 64]}}",
+            "params.batch_size",
+            "integers",
+        ),
+        (
+            "name: x\nparams: {activation: {log_uniform: [1, 2]}}",
+            "params.activation.log_uniform",
+            "choice",
+        ),
         ("name: x\nparams: {momentum: 1.5}", "params.momentum", "[0, 1)"),
         ("name: x\nparams: {lr: .nan}", "params.lr", "finite"),
         ("name: x\nparams: {lr: 0.1}\ntrain: {epochs: 0}", "train.epochs", "greater than 0, got 0"),
-        ("name: x\nparams: {lr: 0.1}\ntrain: {optimzer: adam}", "train.optimzer", "did you mean 'optimizer'"),
-        ("name: x\nparams: {lr: 0.1}\ntrain: {optimizer: rmsprop}", "train.optimizer", "'sgd' or 'adam'"),
+        (
+            "name: x\nparams: {lr: 0.1}\ntrain: {optimzer: adam}",
+            "train.optimzer",
+            "did you mean 'optimizer'",
+        ),
+        (
+            "name: x\nparams: {lr: 0.1}\ntrain: {optimizer: rmsprop}",
+            "train.optimizer",
+            "'sgd' or 'adam'",
+        ),
         ("name: x\nparams: {lr: 0.1}\nsearch: {num_samples: -4}", "search.num_samples", "got -4"),
         ("name: x\nparams: {lr: 0.1}\nsearch: {metric: val_loss}", "search.mode", "'min'"),
         ("name: x\nparams: {lr: 0.1}\ndata: {dataset: imagenet}", "data.dataset", "'digits'"),
-        ("name: x\nparams: {lr: 0.1}\ndata: {val_fraction: 1.5}", "data.val_fraction", "less than 1"),
-        ("name: x\nparams: {lr: 0.1}\nresources: {cpus_per_trial: -0.5}", "resources.cpus_per_trial", "greater than 0"),
-        ("name: x\nparams: {lr: 0.1}\nearly_stopping: {grace_period: 50}", "early_stopping.grace_period", "at most train.epochs"),
-        ("name: x\nparams: {lr: 0.1}\nmodel: {hidden: [64, -1]}", "model.hidden.1", "greater than 0"),
+        (
+            "name: x\nparams: {lr: 0.1}\ndata: {val_fraction: 1.5}",
+            "data.val_fraction",
+            "less than 1",
+        ),
+        (
+            "name: x\nparams: {lr: 0.1}\nresources: {cpus_per_trial: -0.5}",
+            "resources.cpus_per_trial",
+            "greater than 0",
+        ),
+        (
+            "name: x\nparams: {lr: 0.1}\nearly_stopping: {grace_period: 50}",
+            "early_stopping.grace_period",
+            "at most train.epochs",
+        ),
+        (
+            "name: x\nparams: {lr: 0.1}\nmodel: {hidden: [64, -1]}",
+            "model.hidden.1",
+            "greater than 0",
+        ),
         ("name: x\nparams: {lr: 0.1}\nmodle: {arch: mlp}", "modle", "did you mean 'model'"),
         ("params: {lr: 0.1}", "name", "required field is missing"),
         ("name: x", "params", "required field is missing"),
@@ -118,7 +175,10 @@ def test_directory_and_missing_file_exit_2(tmp_path):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    path = write(tmp_path, "name: x\nparams: {lr: {log_uniform: [0, 1]}, activaton: relu}\ntrain: {epochs: -1}")
+    path = write(
+        tmp_path,
+        "name: x\nparams: {lr: {log_uniform: [0, 1]}, activaton: relu}\ntrain: {epochs: -1}",
+    )
     with pytest.raises(ConfigError) as raised:
         load_sweep(path)
     fields = {path for path, _ in raised.value.problems}
@@ -127,7 +187,15 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 def test_set_overrides_are_yaml_and_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
-    overrides = [parse_override(text) for text in ["train.epochs=2", "params.lr=0.01", "model.hidden=[64,64]", "params.batch_norm=true"]]
+    overrides = [
+        parse_override(text)
+        for text in [
+            "train.epochs=2",
+            "params.lr=0.01",
+            "model.hidden=[64,64]",
+            "params.batch_norm=true",
+        ]
+    ]
     config = load_sweep(path, overrides)
     assert config.train.epochs == 2
     assert config.params["lr"] == 0.01
@@ -176,7 +244,9 @@ def test_readme_lists_every_trial_parameter_with_its_default():
     for name, param in TRIAL_PARAMS.items():
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
         assert row is not None, name
-        default = str(param.default).lower() if isinstance(param.default, bool) else str(param.default)
+        default = (
+            str(param.default).lower() if isinstance(param.default, bool) else str(param.default)
+        )
         assert f"| {default} |" in row, (name, row)
 
 
@@ -201,7 +271,11 @@ def test_arch_alone_is_a_valid_model_section(tmp_path, arch):
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
-        ("model: {arch: cnn, hidden: [8]}", "model.hidden", "valid keys: ['arch', 'channels', 'head_pool']"),
+        (
+            "model: {arch: cnn, hidden: [8]}",
+            "model.hidden",
+            "valid keys: ['arch', 'channels', 'head_pool']",
+        ),
         ("model: {arch: vit}", "model.arch", "choose from ['cnn', 'mlp', 'pretrained', 'resnet']"),
         ("model: {arch: resnet, widths: [0]}", "model.widths.0", "greater than 0"),
         ("data: {dataset: mnist}", "data.root", "needs data.root"),
@@ -213,17 +287,31 @@ def test_model_and_data_section_errors(tmp_path, body, field, says):
     path = write(tmp_path, MINIMAL + body + "\n")
     result = validate(path)
     assert result.exit_code == 2
-    assert any(line.startswith(f"{path}: {field}:") and says in line for line in result.output.splitlines()), result.output
+    assert any(
+        line.startswith(f"{path}: {field}:") and says in line for line in result.output.splitlines()
+    ), result.output
 
 
 def test_trainable_layers_only_for_pretrained(tmp_path):
     path = write(tmp_path, "name: x\nparams: {trainable_layers: 2}\n")
     result = validate(path)
-    assert result.exit_code == 2 and "params.trainable_layers: only applies to model.arch: pretrained" in result.output
-    assert validate(write(tmp_path, "name: x\nparams: {trainable_layers: 2}\nmodel: {arch: pretrained}\n")).exit_code == 0
+    assert (
+        result.exit_code == 2
+        and "params.trainable_layers: only applies to model.arch: pretrained" in result.output
+    )
+    assert (
+        validate(
+            write(tmp_path, "name: x\nparams: {trainable_layers: 2}\nmodel: {arch: pretrained}\n")
+        ).exit_code
+        == 0
+    )
 
 
-@pytest.mark.parametrize("example", sorted((REPO / "examples").rglob("*.yaml")), ids=lambda path: str(path.relative_to(REPO / "examples")))
+@pytest.mark.parametrize(
+    "example",
+    sorted((REPO / "examples").rglob("*.yaml")),
+    ids=lambda path: str(path.relative_to(REPO / "examples")),
+)
 def test_examples_validate(example):
     result = validate(example)
     assert result.exit_code == 0, result.output

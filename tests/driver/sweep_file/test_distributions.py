@@ -1,4 +1,5 @@
 """Random search space: seeded, log-uniform where asked, never a grid."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ def test_every_trial_gets_a_new_value_of_every_sampled_param():
 
 
 def test_log_uniform_is_uniform_in_log_space():
-    lrs = np.array([config["lr"] for config in preview_trial_configs(SPACE, seed=1, num_samples=2000)])
+    lrs = np.array(
+        [config["lr"] for config in preview_trial_configs(SPACE, seed=1, num_samples=2000)]
+    )
     assert lrs.min() >= 1.0e-4 and lrs.max() <= 1.0
     # log10(lr) ~ U(-4, 0): a Kolmogorov-Smirnov test accepts it...
     assert stats.kstest(np.log10(lrs), stats.uniform(loc=-4, scale=4).cdf).pvalue > 0.001
@@ -60,7 +63,8 @@ def test_domains_are_ray_tune_domains():
     assert space["weight_decay"] == 0.0
 
 
-# One example of each kind: the registry test below covers every entry, so a new kind needs one line here.
+# One example of each kind: the registry test below covers every entry, so a new kind needs one line
+# here.
 EXAMPLES = {
     "log_uniform": [1.0e-4, 1.0],
     "uniform": [0.5, 0.99],
@@ -88,7 +92,9 @@ def test_every_kind_checks_samples_previews_represents_and_narrows(name):
         assert all(args[0] <= value <= args[1] for value in [*draws, middle])
     assert type(kind.tune_domain(args)).__module__.startswith("ray.tune.search.sample")
     for matters in (True, False):
-        narrowed = kind.narrow(args, Evidence(ranked=draws, top=3, matters=matters), name="x", valid=lambda value: True)
+        narrowed = kind.narrow(
+            args, Evidence(ranked=draws, top=3, matters=matters), name="x", valid=lambda value: True
+        )
         kind.check(narrowed.args)  # a narrowed distribution is itself valid
         assert narrowed.why
     with pytest.raises(DistributionError):
@@ -105,23 +111,43 @@ def test_a_kind_refuses_a_parameter_it_cannot_sample():
 def test_a_choice_drops_a_value_only_when_enough_trials_all_ranked_low():
     choice = DISTRIBUTIONS["choice"]
     args = ["relu", "tanh", "sigmoid"]
-    # Best first: sigmoid's three trials are all in the bottom half; relu's one bad trial is no evidence.
+    # Best first: sigmoid's three trials are all in the bottom half; relu's one bad trial is no
+    # evidence.
     ranked = ["tanh", "tanh", "relu", "tanh", "sigmoid", "relu", "sigmoid", "sigmoid"]
-    narrowed = choice.narrow(args, Evidence(ranked=ranked, top=3, matters=True, rung=4), name="activation", valid=lambda value: True)
+    narrowed = choice.narrow(
+        args,
+        Evidence(ranked=ranked, top=3, matters=True, rung=4),
+        name="activation",
+        valid=lambda value: True,
+    )
     assert narrowed.args == ["relu", "tanh"]
     assert "sigmoid" in narrowed.why and "epoch 4" in narrowed.why
     # Two trials of a value, both last: not enough to drop it.
-    kept = choice.narrow(args, Evidence(ranked=["tanh", "relu", "tanh", "sigmoid", "sigmoid"], top=3, matters=True), name="a", valid=lambda v: True)
+    kept = choice.narrow(
+        args,
+        Evidence(ranked=["tanh", "relu", "tanh", "sigmoid", "sigmoid"], top=3, matters=True),
+        name="a",
+        valid=lambda v: True,
+    )
     assert kept.args == args
     # true is not 1: booleans are told apart from numbers.
-    flags = choice.narrow([True, False], Evidence(ranked=[True, True, 1, False, False, False], top=2, matters=True), name="b", valid=lambda v: True)
+    flags = choice.narrow(
+        [True, False],
+        Evidence(ranked=[True, True, 1, False, False, False], top=2, matters=True),
+        name="b",
+        valid=lambda v: True,
+    )
     assert flags.args == [True]
 
 
 def test_a_range_narrows_where_the_parameter_matters_and_stays_where_it_does_not():
     log_uniform = DISTRIBUTIONS["log_uniform"]
     evidence = dict(ranked=[3e-2, 5e-2, 1e-2, 1e-4, 0.5], top=3)
-    narrowed = log_uniform.narrow([1e-4, 1.0], Evidence(**evidence, matters=True), name="lr", valid=lambda value: True)
+    narrowed = log_uniform.narrow(
+        [1e-4, 1.0], Evidence(**evidence, matters=True), name="lr", valid=lambda value: True
+    )
     assert 1e-4 < narrowed.args[0] <= 1e-2 and 5e-2 <= narrowed.args[1] < 1.0
-    kept = log_uniform.narrow([1e-4, 1.0], Evidence(**evidence, matters=False), name="lr", valid=lambda value: True)
+    kept = log_uniform.narrow(
+        [1e-4, 1.0], Evidence(**evidence, matters=False), name="lr", valid=lambda value: True
+    )
     assert kept.args == [1e-4, 1.0] and "no clear effect" in kept.why

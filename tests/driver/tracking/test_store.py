@@ -1,4 +1,5 @@
 """The tracking store: which one a command uses, and whether it answers."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,23 +14,37 @@ from tests.conftest import REPO
 
 def test_a_new_sqlite_store_is_made_without_mlflows_announcements(tmp_path):
     # A person's first sweep creates the store; MLflow logs two INFO lines when it does.
-    code = f"from sweeps.driver.tracking.store import with_store; with_store('sqlite:///{tmp_path / 'new.db'}', lambda client: client.search_experiments())"
-    made = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    code = (
+        "from sweeps.driver.tracking.store import with_store; "
+        f"with_store('sqlite:///{tmp_path / 'new.db'}', lambda client: client.search_experiments())"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "new.db").exists()
     assert made.stderr == ""
 
 
-def test_one_rule_picks_the_tracking_uri_flag_then_environment_then_sweep_then_default(tmp_path, monkeypatch):
+def test_one_rule_picks_the_tracking_uri_flag_then_environment_then_sweep_then_default(
+    tmp_path, monkeypatch
+):
     from sweeps.driver.tracking.store import resolve_tracking_uri
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/mlflow.db"  # MLflow's default, made absolute
-    assert resolve_tracking_uri(None, configured="sqlite:///sweep.db") == f"sqlite:///{tmp_path}/sweep.db"
+    # MLflow's default, made absolute
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert (
+        resolve_tracking_uri(None, configured="sqlite:///sweep.db")
+        == f"sqlite:///{tmp_path}/sweep.db"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")
     assert resolve_tracking_uri(None, configured="sqlite:///sweep.db") == "http://127.0.0.1:5001"
-    assert resolve_tracking_uri("sqlite:///flag.db", configured="sqlite:///sweep.db") == f"sqlite:///{tmp_path}/flag.db"
+    assert (
+        resolve_tracking_uri("sqlite:///flag.db", configured="sqlite:///sweep.db")
+        == f"sqlite:///{tmp_path}/flag.db"
+    )
 
 
 def test_a_missing_sqlite_store_is_created_by_no_check_and_refused_by_readers(tmp_path):
@@ -46,10 +61,13 @@ def test_a_store_that_answers_with_an_error_is_not_called_unreachable(tmp_path):
     (tmp_path / "not-a-database.db").write_text("this is no sqlite file")
     with pytest.raises(StoreError) as refused:
         check_reachable(f"sqlite:///{tmp_path / 'not-a-database.db'}", create=False)
-    assert "answered with an error" in str(refused.value) and "cannot reach" not in str(refused.value)
+    assert "answered with an error" in str(refused.value) and "cannot reach" not in str(
+        refused.value
+    )
 
 
-# Each process waits for the start file, then opens the same new store and makes an experiment in it.
+# Each process waits for the start file, then opens the same new store and makes an experiment in
+# it.
 MAKE_AN_EXPERIMENT = """
 import sys, time
 from pathlib import Path
@@ -67,8 +85,13 @@ def test_two_processes_opening_one_new_sqlite_store_at_once_both_proceed(tmp_pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     start = tmp_path / "go"
     processes = [
-        subprocess.Popen([sys.executable, "-c", MAKE_AN_EXPERIMENT, uri, str(start), f"sweep-{index}"], cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", MAKE_AN_EXPERIMENT, uri, str(start), f"sweep-{index}"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for index in range(2)
     ]
     time.sleep(4)  # both have imported MLflow and wait at the start line
