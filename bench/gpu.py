@@ -1,4 +1,5 @@
-"""Issue 16's GPU benchmark in one process: loop, processes per GPU, fused against unfused, `sweep run` against a peer.
+"""Issue 16's GPU benchmark in one process: loop, processes per GPU, fused against unfused, `sweep
+run` against a peer.
 
     python bench/gpu.py [--only loop|processes|fused|probe|sweep] [--cpu-dry-run] [--workdir DIR]
 
@@ -20,6 +21,7 @@ of 10 classes: the machine has no network), both fp32, batch 64 and 128.
 --cpu-dry-run runs every part on the CPU with tiny sizes to check the logic; its figures
 mean nothing. Prints a table, then one line of JSON per figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -41,95 +44,67 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sweeps.driver.sweep_file.validation import validate_sweep  # noqa: E402
-from sweeps.driver.sweep_file.distributions import preview_trial_configs  # noqa: E402
-from sweeps.driver.planning.gpu_share import share_from_probe  # noqa: E402
-from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data  # noqa: E402
-from sweeps.trial.fused.loop import run_group_training  # noqa: E402
-from sweeps.trial.building import build_trial_model  # noqa: E402
+from gpu_workloads import (
+    DRY,
+    GPU,
+    Bench,
+    Sizes,
+    ignore,
+    plain_epochs,
+    sweep_config,
+    timed,
+    train_each,
+    trial_inputs,
+)
+
+from sweeps.driver.planning.gpu_share import share_from_probe
+from sweeps.trial.building import build_trial_model
+from sweeps.trial.fused.loop import run_group_training
 from sweeps.trial.training import run_training
 
-
-@dataclass(frozen=True)
-class Sizes:
-    resnet_images: int
-    loop_epochs: int
-    fused_mlp_epochs: int
-    fused_resnet_epochs: int
-    process_seconds: float
-    sweep_epochs: int
-    device: str
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
 
 
-GPU = Sizes(resnet_images=16384, loop_epochs=5, fused_mlp_epochs=5, fused_resnet_epochs=1, process_seconds=6.0, sweep_epochs=4, device="cuda")
-DRY = Sizes(resnet_images=256, loop_epochs=1, fused_mlp_epochs=1, fused_resnet_epochs=1, process_seconds=0.5, sweep_epochs=1, device="cpu")
-
-
-def sweep_config(kind: str, sizes: Sizes, *, trials: int, **sections: Any) -> dict[str, Any]:
-    """A sweep file (as a dict) of `trials` MLP or resnet-small trials on this machine's device."""
-    data = {"dataset": "digits"} if kind == "mlp" else {
-        "dataset": "synthetic", "preprocess": "standardize", "synthetic": {"num_examples": sizes.resnet_images, "num_classes": 10, "shape": [3, 32, 32]},
-    }
-    model = {"arch": "mlp", "hidden": [128, 128, 128]} if kind == "mlp" else {"arch": "resnet", "widths": [16, 32, 64]}
-    params = {"lr": {"log_uniform": [1.0e-3, 1.0e-1]}, "activation": "relu", "init": "he", "batch_norm": True, "momentum": 0.9,
-              "batch_size": 64 if kind == "mlp" else 128}
-    train = {"epochs": sizes.loop_epochs, "device": sizes.device, "checkpoint_min_interval_s": 3600} | sections.pop("train", {})
-    return {"name": f"gpu-{kind}", "data": data, "model": model, "params": params, "train": train,
-            "search": {"num_samples": trials, "max_concurrent": 2}, "diagnostics": {"enabled": False}} | sections
-
-
-def trial_inputs(kind: str, sizes: Sizes, *, trials: int, **sections: Any):
-    config = validate_sweep(sweep_config(kind, sizes, trials=trials, **sections), source=f"gpu-{kind}")
-    sampled = preview_trial_configs(config.params, seed=config.search.seed, num_samples=trials)
-    return build_trial_settings(config), load_sweep_data(config), sampled
-
-
-def timed(run: Callable[[], Any], device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    run()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
-
-
-def plain_epochs(settings, data, sampled, epochs: int) -> None:
-    """The hand-written loop: the trial's model and optimizer, data on the device, indexed batches, nothing else."""
-    device = torch.device(settings.device)
-    train_x, train_y = torch.from_numpy(data.train_x).to(device), torch.from_numpy(data.train_y).to(device)
-    torch.manual_seed(0)
-    model = build_trial_model(settings, {"activation": "relu", "init": "he", "batch_norm": True, "bias_init": 0.0}, data).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=sampled["lr"], momentum=0.9)
-    batch = sampled["batch_size"]
-    for _ in range(epochs):
-        order = torch.randperm(len(train_y), device=device)
-        for start in range(0, len(train_y) - 1, batch):
-            idx = order[start : start + batch]
-            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-
-def loop(bench: "Bench") -> None:
+def loop(bench: Bench) -> None:
     for kind in ("mlp", "resnet"):
         settings, data, (sampled, *_) = trial_inputs(kind, bench.sizes, trials=1)
         epochs = bench.sizes.loop_epochs
-        run_training(sampled, replace(settings, epochs=1), data, lambda metrics, checkpoint: None)  # warm-up
-        trial_s = timed(lambda: run_training(sampled, settings, data, lambda metrics, checkpoint: None), bench.sizes.device)
-        plain_s = timed(lambda: plain_epochs(settings, data, sampled, epochs), bench.sizes.device)
+        # warm-up
+        run_training(sampled, replace(settings, epochs=1), data, ignore)
+        trial_s = timed(partial(run_training, sampled, settings, data, ignore), bench.sizes.device)
+        plain_s = timed(partial(plain_epochs, settings, data, sampled, epochs), bench.sizes.device)
         ratio = trial_s / plain_s
-        bench.figure({"figure": "loop", "model": kind, "trial_epoch_ms": round(1000 * trial_s / epochs, 2), "plain_epoch_ms": round(1000 * plain_s / epochs, 2), "ratio": round(ratio, 3)})
-        bench.row(f"trial / plain loop, {kind}", f"{ratio:.2f}", f"{1000 * trial_s / epochs:.1f} against {1000 * plain_s / epochs:.1f} ms an epoch (the trial includes its evaluation)")
+        bench.figure(
+            {
+                "figure": "loop",
+                "model": kind,
+                "trial_epoch_ms": round(1000 * trial_s / epochs, 2),
+                "plain_epoch_ms": round(1000 * plain_s / epochs, 2),
+                "ratio": round(ratio, 3),
+            }
+        )
+        bench.row(
+            f"trial / plain loop, {kind}",
+            f"{ratio:.2f}",
+            f"{1000 * trial_s / epochs:.1f} against {1000 * plain_s / epochs:.1f} ms an epoch "
+            "(the trial includes its evaluation)",
+        )
 
 
-def _train_for(kind: str, sizes: Sizes, barrier: Any, results: Any) -> None:
-    """One process of `processes`: train until sizes.process_seconds after the common start; its images/s."""
+def _train_for(kind: str, sizes: Sizes, barrier: Barrier, results: Queue[float]) -> None:
+    """One process of `processes`: train until sizes.process_seconds after the common start; its
+    images/s."""
     settings, data, (sampled, *_) = trial_inputs(kind, sizes, trials=1)
     device = torch.device(sizes.device)
-    train_x, train_y = torch.from_numpy(data.train_x).to(device), torch.from_numpy(data.train_y).to(device)
-    model = build_trial_model(settings, {"activation": "relu", "init": "he", "batch_norm": True, "bias_init": 0.0}, data).to(device)
+    train_x, train_y = (
+        torch.from_numpy(data.train_x).to(device),
+        torch.from_numpy(data.train_y).to(device),
+    )
+    model = build_trial_model(
+        settings, {"activation": "relu", "init": "he", "batch_norm": True, "bias_init": 0.0}, data
+    ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batch = sampled["batch_size"]
 
@@ -153,13 +128,17 @@ def _train_for(kind: str, sizes: Sizes, barrier: Any, results: Any) -> None:
     results.put(steps * batch / (time.perf_counter() - started))
 
 
-def processes(bench: "Bench") -> None:
-    context = multiprocessing.get_context("fork")  # torch is imported here, CUDA not yet: children start at once
+def processes(bench: Bench) -> None:
+    # torch is imported here, CUDA not yet: children start at once
+    context = multiprocessing.get_context("fork")
     for kind in ("mlp", "resnet"):
         single = None
         for count in (1, 4, 8):
             barrier, results = context.Barrier(count), context.Queue()
-            workers = [context.Process(target=_train_for, args=(kind, bench.sizes, barrier, results)) for _ in range(count)]
+            workers = [
+                context.Process(target=_train_for, args=(kind, bench.sizes, barrier, results))
+                for _ in range(count)
+            ]
             for worker in workers:
                 worker.start()
             rates = [results.get(timeout=300) for _ in workers]
@@ -167,27 +146,55 @@ def processes(bench: "Bench") -> None:
                 worker.join()
             total = sum(rates)
             single = single or total
-            bench.figure({"figure": "processes", "model": kind, "processes": count, "images_per_s": round(total), "over_one": round(total / single, 3)})
-            bench.row(f"{count} processes a GPU, {kind}", f"{total / single:.2f}x", f"{total:,.0f} images/s in all")
+            bench.figure(
+                {
+                    "figure": "processes",
+                    "model": kind,
+                    "processes": count,
+                    "images_per_s": round(total),
+                    "over_one": round(total / single, 3),
+                }
+            )
+            bench.row(
+                f"{count} processes a GPU, {kind}",
+                f"{total / single:.2f}x",
+                f"{total:,.0f} images/s in all",
+            )
 
 
-def fused(bench: "Bench") -> None:
+def fused(bench: Bench) -> None:
     sizes = bench.sizes
-    for kind, trials, epochs in (("mlp", 16, sizes.fused_mlp_epochs), ("resnet", 8, sizes.fused_resnet_epochs)):
+    for kind, trials, epochs in (
+        ("mlp", 16, sizes.fused_mlp_epochs),
+        ("resnet", 8, sizes.fused_resnet_epochs),
+    ):
         settings, data, sampled = trial_inputs(kind, sizes, trials=trials, train={"epochs": epochs})
         group = list(enumerate(sampled))
-        run_group_training(group[:2], replace(settings, epochs=1), data, lambda metrics, checkpoint: None)  # warm-up
-        run_training(sampled[0], replace(settings, epochs=1), data, lambda metrics, checkpoint: None)
-        unfused_s = timed(lambda: [run_training(trial, settings, data, lambda metrics, checkpoint: None) for trial in sampled], sizes.device)
-        fused_s = timed(lambda: run_group_training(group, settings, data, lambda metrics, checkpoint: None), sizes.device)
+        run_group_training(group[:2], replace(settings, epochs=1), data, ignore)  # warm-up
+        run_training(sampled[0], replace(settings, epochs=1), data, ignore)
+        unfused_s = timed(partial(train_each, sampled, settings, data), sizes.device)
+        fused_s = timed(partial(run_group_training, group, settings, data, ignore), sizes.device)
         images = trials * epochs * len(data.train_y)
-        bench.figure({"figure": "fused", "model": kind, "trials": trials, "epochs": epochs, "unfused_images_per_s": round(images / unfused_s),
-                      "fused_images_per_s": round(images / fused_s), "speedup": round(unfused_s / fused_s, 3)})
+        bench.figure(
+            {
+                "figure": "fused",
+                "model": kind,
+                "trials": trials,
+                "epochs": epochs,
+                "unfused_images_per_s": round(images / unfused_s),
+                "fused_images_per_s": round(images / fused_s),
+                "speedup": round(unfused_s / fused_s, 3),
+            }
+        )
         target = " (target: at least 5x)" if kind == "mlp" else " (target: at least 2x)"
-        bench.row(f"fused / unfused training, {trials} {kind} trials", f"{unfused_s / fused_s:.2f}x", f"{images / fused_s:,.0f} against {images / unfused_s:,.0f} images/s{target}")
+        bench.row(
+            f"fused / unfused training, {trials} {kind} trials",
+            f"{unfused_s / fused_s:.2f}x",
+            f"{images / fused_s:,.0f} against {images / unfused_s:,.0f} images/s{target}",
+        )
 
 
-def probe(bench: "Bench") -> None:
+def probe(bench: Bench) -> None:
     if bench.sizes.device != "cuda":
         bench.row("gpus_per_trial: auto", "0", "no GPU: nothing probed (the CPU path)")
         return
@@ -198,64 +205,133 @@ def probe(bench: "Bench") -> None:
         measured = probe_gpu(list(enumerate(sampled)), settings, data)
         share = share_from_probe(**measured)
         bench.figure({"figure": "probe", "model": kind} | measured | {"share": share})
-        bench.row(f"gpus_per_trial: auto, {kind} groups of {trials}", f"{share:g}", f"step {measured['step_ms']:.1f} ms, peak {measured['peak_bytes'] / 2**20:.0f} MiB")
+        bench.row(
+            f"gpus_per_trial: auto, {kind} groups of {trials}",
+            f"{share:g}",
+            f"step {measured['step_ms']:.1f} ms, peak {measured['peak_bytes'] / 2**20:.0f} MiB",
+        )
 
 
-def sweep(bench: "Bench") -> None:
-    folder = bench.workdir / "sweep"
-    folder.mkdir(parents=True, exist_ok=True)
-    config = sweep_config("resnet", bench.sizes, trials=8, train={"epochs": bench.sizes.sweep_epochs, "checkpoint_min_interval_s": 10},
-                          resources={"gpus_per_trial": "auto" if bench.sizes.device == "cuda" else 0}, early_stopping={"scheduler": "none"})
+def write_sweep_file(bench: Bench, folder: Path) -> Path:
+    """The 8 resnet-small trials both sides run, as a sweep file in `folder`."""
+    config = sweep_config(
+        "resnet",
+        bench.sizes,
+        trials=8,
+        train={"epochs": bench.sizes.sweep_epochs, "checkpoint_min_interval_s": 10},
+        resources={"gpus_per_trial": "auto" if bench.sizes.device == "cuda" else 0},
+        early_stopping={"scheduler": "none"},
+    )
     config["train"].pop("device")  # auto: CUDA where Ray gives the group a GPU
-    config["train"]["fuse"] = "auto" if bench.sizes.device == "cuda" else 4  # auto fuses no conv net on the CPU
+    # auto fuses no conv net on the CPU
+    config["train"]["fuse"] = "auto" if bench.sizes.device == "cuda" else 4
     path = folder / "resnet.yaml"
     path.write_text(json.dumps(config))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # this checkout's modules
-    common = {"cwd": folder, "capture_output": True, "text": True, "env": env}
-    walls = {}
-    for name, command in (
-        ("sweep run", [sys.executable, "-m", "cli", "run", str(path), "--tracking-uri", f"sqlite:///{folder / 'sweep.db'}", "--set", f"storage.path={folder / 'sweep-results'}"]),
-        ("peer", [sys.executable, str(REPO / "bench" / "gpu_peer.py"), str(path), "--tracking-uri", f"sqlite:///{folder / 'peer.db'}", "--storage", str(folder / "peer-results"),
-                  "--gpus-per-trial", "0.25" if bench.sizes.device == "cuda" else "0"]),
-    ):
+    return path
+
+
+def sweep_and_peer_commands(bench: Bench, folder: Path, path: Path) -> list[tuple[str, list[str]]]:
+    """`sweep run` and bench/gpu_peer.py on the sweep file at `path`, each with its own stores."""
+    return [
+        (
+            "sweep run",
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "run",
+                str(path),
+                "--tracking-uri",
+                f"sqlite:///{folder / 'sweep.db'}",
+                "--set",
+                f"storage.path={folder / 'sweep-results'}",
+            ],
+        ),
+        (
+            "peer",
+            [
+                sys.executable,
+                str(REPO / "bench" / "gpu_peer.py"),
+                str(path),
+                "--tracking-uri",
+                f"sqlite:///{folder / 'peer.db'}",
+                "--storage",
+                str(folder / "peer-results"),
+                "--gpus-per-trial",
+                "0.25" if bench.sizes.device == "cuda" else "0",
+            ],
+        ),
+    ]
+
+
+def wall_times(commands: list[tuple[str, list[str]]], folder: Path) -> dict[str, float]:
+    """Each command's wall time in seconds, run one after the other in `folder`."""
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    }  # this checkout's modules
+    walls: dict[str, float] = {}
+    for name, command in commands:
         started = time.perf_counter()
-        finished = subprocess.run(command, **common, timeout=300)
+        finished = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, env=env, timeout=300
+        )
         walls[name] = time.perf_counter() - started
         if finished.returncode != 0:
-            raise SystemExit(f"{name} failed ({finished.returncode}):\n{finished.stdout[-2000:]}\n{finished.stderr[-2000:]}")
+            raise SystemExit(
+                f"{name} failed "
+                f"({finished.returncode}):\n{finished.stdout[-2000:]}\n{finished.stderr[-2000:]}"
+            )
+    return walls
+
+
+def sweep(bench: Bench) -> None:
+    folder = bench.workdir / "sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_sweep_file(bench, folder)
+    walls = wall_times(sweep_and_peer_commands(bench, folder, path), folder)
     ratio = walls["peer"] / walls["sweep run"]
-    bench.figure({"figure": "sweep", "sweep_s": round(walls["sweep run"], 2), "peer_s": round(walls["peer"], 2), "peer_over_sweep": round(ratio, 3)})
-    bench.row(f"peer / sweep run, 8 resnet-small x {bench.sizes.sweep_epochs} epochs", f"{ratio:.2f}x", f"{walls['sweep run']:.1f} s against {walls['peer']:.1f} s (target: at least 3x)")
+    bench.figure(
+        {
+            "figure": "sweep",
+            "sweep_s": round(walls["sweep run"], 2),
+            "peer_s": round(walls["peer"], 2),
+            "peer_over_sweep": round(ratio, 3),
+        }
+    )
+    bench.row(
+        f"peer / sweep run, 8 resnet-small x {bench.sizes.sweep_epochs} epochs",
+        f"{ratio:.2f}x",
+        f"{walls['sweep run']:.1f} s against {walls['peer']:.1f} s (target: at least 3x)",
+    )
 
 
 PARTS = {"loop": loop, "processes": processes, "fused": fused, "probe": probe, "sweep": sweep}
 
 
-class Bench:
-    def __init__(self, sizes: Sizes, workdir: Path) -> None:
-        self.sizes, self.workdir = sizes, workdir
-        self.rows: list[tuple[str, str, str]] = []
-        self.figures: list[dict[str, Any]] = []
-
-    def row(self, label: str, value: str, detail: str) -> None:
-        self.rows.append((label, value, detail))
-        print(f"{label}: {value}  {detail}", file=sys.stderr, flush=True)
-
-    def figure(self, figure: dict[str, Any]) -> None:
-        self.figures.append(figure)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(PARTS))
-    parser.add_argument("--cpu-dry-run", action="store_true", help="tiny sizes on the CPU, to check the logic; the figures mean nothing")
+    parser.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="tiny sizes on the CPU, to check the logic; the figures mean nothing",
+    )
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     if not args.cpu_dry_run and not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py: no GPU here; --cpu-dry-run checks the logic on the CPU")
-    bench = Bench(DRY if args.cpu_dry_run else GPU, args.workdir or Path(tempfile.mkdtemp(prefix="sweep-gpu-bench-")))
-    machine = {"figure": "machine", "platform": platform.platform(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.cpu_dry_run else "none (dry run)"}
+    bench = Bench(
+        DRY if args.cpu_dry_run else GPU,
+        args.workdir or Path(tempfile.mkdtemp(prefix="sweep-gpu-bench-")),
+    )
+    machine = {
+        "figure": "machine",
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() and not args.cpu_dry_run
+        else "none (dry run)",
+    }
     started = time.perf_counter()
     for part in args.only or PARTS:
         PARTS[part](bench)

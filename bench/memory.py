@@ -1,4 +1,5 @@
-"""Issue 17's memory figures: what a sweep on an image folder holds, with the code before 8-bit storage and after.
+"""Issue 17's memory figures: what a sweep on an image folder holds, with the code before 8-bit
+storage and after.
 
     python bench/memory.py [--images 400] [--size 224] [--before f41e2fa] [--workdir DIR]
 
@@ -21,6 +22,7 @@ fitting statistics) and the 20,000-image folder of issue 17 extrapolated from it
 one line of JSON per measurement. The model is a small MLP on purpose: the figures are
 the data's, and a pretrained backbone would add the same to both versions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,12 +48,16 @@ def write_folder(root: Path, *, images: int, size: int) -> None:
     for index in range(images):
         folder = root / f"class_{index % 10}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{index:05d}.png")
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"{index:05d}.png"
+        )
 
 
 def extract(commit: str, into: Path) -> Path:
     """The project's tree at `commit`, without touching the checkout."""
-    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", commit], cwd=REPO, capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -72,12 +78,17 @@ def measure(folder: str, size: int) -> dict:
     import torchvision.datasets  # noqa: F401  (imported before the baseline: the code's import cost is not the data's)
     import torchvision.transforms.v2  # noqa: F401
 
-    from sweeps.driver.sweep_file.validation import validate_sweep
     from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data
+    from sweeps.driver.sweep_file.validation import validate_sweep
 
     raw = {
         "name": "memory",
-        "data": {"dataset": "image_folder", "root": folder, "image_size": size, "preprocess": "standardize"},
+        "data": {
+            "dataset": "image_folder",
+            "root": folder,
+            "image_size": size,
+            "preprocess": "standardize",
+        },
         "model": {"arch": "mlp", "hidden": [16]},
         "params": {"lr": 0.01, "batch_size": 64},
         "train": {"epochs": 1},
@@ -91,7 +102,9 @@ def measure(folder: str, size: int) -> dict:
     inline = pickle.dumps(data, protocol=5, buffer_callback=buffers.append)
     store_bytes = len(inline) + sum(buffer.raw().nbytes for buffer in buffers)
     on_device = data.to(torch.device("cpu"))
-    device_bytes = sum(t.nbytes for t in (on_device.train_x, on_device.val_x, on_device.train_y, on_device.val_y))
+    device_bytes = sum(
+        t.nbytes for t in (on_device.train_x, on_device.val_x, on_device.train_y, on_device.val_y)
+    )
     return {
         "images": len(data.train_y) + len(data.val_y),
         "pixel_dtype": str(np.asarray(data.train_x).dtype),
@@ -116,10 +129,20 @@ def trial_rss_mb(data, settings) -> float:
             from sweeps.trial.training import run_training
 
             def train(on) -> None:
-                run_training({"lr": 0.01, "batch_size": 64}, settings, on, lambda metrics, checkpoint: None)
+                run_training(
+                    {"lr": 0.01, "batch_size": 64}, settings, on, lambda metrics, checkpoint: None
+                )
 
             # A warm-up on the first few images: torch's own first-use costs are not the data's.
-            train(dataclasses.replace(data, train_x=data.train_x[:128], train_y=data.train_y[:128], val_x=data.val_x[:64], val_y=data.val_y[:64]))
+            train(
+                dataclasses.replace(
+                    data,
+                    train_x=data.train_x[:128],
+                    train_y=data.train_y[:128],
+                    val_x=data.val_x[:64],
+                    val_y=data.val_y[:64],
+                )
+            )
             before = peak_rss_mb()
             train(data)
             return peak_rss_mb() - before
@@ -131,7 +154,14 @@ def trial_rss_mb(data, settings) -> float:
 
 def run_version(code: Path, folder: Path, size: int) -> dict:
     env = os.environ | {"PYTHONPATH": str(code), "RAY_USAGE_STATS_ENABLED": "0"}
-    command = [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder), "--size", str(size)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--measure",
+        str(folder),
+        "--size",
+        str(size),
+    ]
     result = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"measuring {code} failed:\n{result.stderr[-3000:]}")
@@ -147,14 +177,27 @@ def report(measured: dict[str, list[dict]]) -> None:
     print(f"{'':<34}" + "".join(f"{name:>17}" for name in COLUMNS))
     for version, (small, large) in measured.items():
         added = large["images"] - small["images"]
-        slopes[version] = {name: (large[name] - small[name]) / added for name in COLUMNS}  # MB per image
+        slopes[version] = {
+            name: (large[name] - small[name]) / added for name in COLUMNS
+        }  # MB per image
         fixed = {name: large[name] - slopes[version][name] * large["images"] for name in COLUMNS}
-        print(f"{version + ', KB per image':<34}" + "".join(f"{slopes[version][name] * 1024:>17.1f}" for name in COLUMNS))
-        at_issue = {name: (fixed[name] + slopes[version][name] * ISSUE_IMAGES) / 1024 for name in COLUMNS}
-        print(f"{version + ', GB at 20,000':<34}" + "".join(f"{at_issue[name]:>17.2f}" for name in COLUMNS))
+        print(
+            f"{version + ', KB per image':<34}"
+            + "".join(f"{slopes[version][name] * 1024:>17.1f}" for name in COLUMNS)
+        )
+        at_issue = {
+            name: (fixed[name] + slopes[version][name] * ISSUE_IMAGES) / 1024 for name in COLUMNS
+        }
+        print(
+            f"{version + ', GB at 20,000':<34}"
+            + "".join(f"{at_issue[name]:>17.2f}" for name in COLUMNS)
+        )
     if len(slopes) == 2:
         (_, before), (_, after) = slopes.items()
-        print(f"{'after/before, per image':<34}" + "".join(f"{after[name] / before[name]:>17.3f}" for name in COLUMNS))
+        print(
+            f"{'after/before, per image':<34}"
+            + "".join(f"{after[name] / before[name]:>17.3f}" for name in COLUMNS)
+        )
     for version, runs in measured.items():
         for figure in runs:
             print(json.dumps({"figure": "memory", "version": version, **figure}))
@@ -164,7 +207,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--before", default="f41e2fa", help="the commit before 8-bit storage (default: issue 17's base)")
+    parser.add_argument(
+        "--before",
+        default="f41e2fa",
+        help="the commit before 8-bit storage (default: issue 17's base)",
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,14 +220,19 @@ def main() -> None:
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sweep-memory-"))
     folders = [workdir / f"photos-{count}x{args.size}" for count in (args.images // 2, args.images)]
-    for folder, count in zip(folders, (args.images // 2, args.images)):
+    for folder, count in zip(folders, (args.images // 2, args.images), strict=True):
         if not folder.exists():
             write_folder(folder, images=count, size=args.size)
     before = workdir / f"code-{args.before}"
     if not before.exists():
         extract(args.before, before)
     versions = {f"before {args.before}": before, "after": REPO}
-    report({version: [run_version(code, folder, args.size) for folder in folders] for version, code in versions.items()})
+    report(
+        {
+            version: [run_version(code, folder, args.size) for folder in folders]
+            for version, code in versions.items()
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Ray's start-up as `sweep run` pays it, for bench/run.py: the work before Ray, ray.init(), ray.shutdown().
+"""Ray's start-up as `sweep run` pays it, for bench/run.py: the work before Ray, ray.init(),
+ray.shutdown().
 
     python bench/ray_startup.py bench/digits.yaml
 
@@ -11,6 +12,7 @@ ready, interpreter start and imports included.
 
 Prints one line of JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +26,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from sweeps.driver.planning.plan import load_sweep_data
     from sweeps.driver.cluster.ray_cluster import connect_ray, stop_own_ray
+    from sweeps.driver.planning.plan import load_sweep_data
     from sweeps.driver.sweep_file.reading import load_sweep
 
     config = load_sweep(args.sweep_file)
@@ -37,13 +39,17 @@ def main() -> None:
     connect_ray(None, verbose=False)
     ray_up, ray_up_at = time.perf_counter(), time.time()
     stop_own_ray()
-    print(json.dumps({
-        "figure": "ray_startup",
-        "before_ray_s": round(before_ray - started, 3),
-        "ray_init_s": round(ray_up - before_ray, 3),
-        "ray_shutdown_s": round(time.perf_counter() - ray_up, 3),
-        "ray_up_at": ray_up_at,
-    }))
+    print(
+        json.dumps(
+            {
+                "figure": "ray_startup",
+                "before_ray_s": round(before_ray - started, 3),
+                "ray_init_s": round(ray_up - before_ray, 3),
+                "ray_shutdown_s": round(time.perf_counter() - ray_up, 3),
+                "ray_up_at": ray_up_at,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# piece -> Python run in the driver before `sweep` starts, putting back what Ray or MLflow does alone
+# piece -> Python run in the driver before `sweep` starts, putting back what Ray or MLflow does
+# alone
 WITHOUT = {
     "monitor-killed-first": (
         "from sweeps.driver.cluster import ray_cluster;"
@@ -39,7 +40,9 @@ def run_once(variant: str, folder: Path) -> float:
     folder.mkdir(parents=True)
     (folder / "search.yaml").write_text((REPO / "search.yaml").read_text())
     prelude = WITHOUT.get(variant, "pass")
-    code = f"import sys; {prelude}; sys.argv = ['sweep', 'run', 'search.yaml']; import cli; cli.main()"
+    code = (
+        f"import sys; {prelude}; sys.argv = ['sweep', 'run', 'search.yaml']; import cli; cli.main()"
+    )
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -52,7 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--only", action="append", choices=sorted(WITHOUT), help="pieces to take out")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(WITHOUT), help="pieces to take out"
+    )
     args = parser.parse_args()
     variants = ["all", *(args.only or WITHOUT)]
     times: dict[str, list[float]] = {variant: [] for variant in variants}
@@ -64,7 +69,10 @@ def main() -> None:
             times[variant].append(elapsed)
             print(json.dumps({"round": round_number, "variant": variant, "s": round(elapsed, 2)}))
     base = statistics.median(times["all"])
-    print(f"\n| without | median s | saving s | runs |\n| --- | --- | --- | --- |\n| (nothing) | {base:.2f} | | {len(times['all'])} |")
+    print(
+        "\n| without | median s | saving s | runs |\n| --- | --- | --- | --- |\n| (nothing) | "
+        f"{base:.2f} | | {len(times['all'])} |"
+    )
     for variant in variants[1:]:
         median = statistics.median(times[variant])
         print(f"| {variant} | {median:.2f} | {median - base:+.2f} | {len(times[variant])} |")

@@ -1,4 +1,5 @@
-"""Issue 17's caching benchmark: a 16-trial linear-probe sweep of resnet18 with frozen-feature caching and without.
+"""Issue 17's caching benchmark: a 16-trial linear-probe sweep of resnet18 with frozen-feature
+caching and without.
 
     python bench/transfer.py [--quick] [--workdir DIR]
 
@@ -13,6 +14,7 @@ times, their ratio (target: at least 10x) and each sweep's best val_acc (target:
 same within 0.5 points), then one line of JSON per figure. --quick (4 trials, 2 epochs,
 400 photos) is a smoke test; its figures mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +45,9 @@ def write_photos(root: Path, *, count: int, size: int = 64, classes: int = 10) -
         image = image * rng.uniform(0.7, 1.3) + rng.normal(0, 40, size=image.shape)
         folder = root / f"class_{label}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"img_{index:05d}.png")
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+            folder / f"img_{index:05d}.png"
+        )
 
 
 def write_backbone(path: Path) -> None:
@@ -57,11 +61,24 @@ def write_backbone(path: Path) -> None:
 def sweep_file(workdir: Path, *, trials: int, epochs: int) -> Path:
     sweep = {
         "name": "linear-probe",
-        "data": {"dataset": "image_folder", "root": str(workdir / "photos"), "image_size": 64,
-                 "normalization": {"mean": [0.5], "std": [0.25]}},
-        "model": {"arch": "pretrained", "backbone": "resnet18", "weights": str(workdir / "resnet18.pt")},
-        "params": {"lr": {"log_uniform": [1.0e-3, 3.0e-2]}, "weight_decay": {"log_uniform": [1.0e-6, 1.0e-3]},
-                   "trainable_layers": 0, "momentum": 0.9, "batch_size": 64},
+        "data": {
+            "dataset": "image_folder",
+            "root": str(workdir / "photos"),
+            "image_size": 64,
+            "normalization": {"mean": [0.5], "std": [0.25]},
+        },
+        "model": {
+            "arch": "pretrained",
+            "backbone": "resnet18",
+            "weights": str(workdir / "resnet18.pt"),
+        },
+        "params": {
+            "lr": {"log_uniform": [1.0e-3, 3.0e-2]},
+            "weight_decay": {"log_uniform": [1.0e-6, 1.0e-3]},
+            "trainable_layers": 0,
+            "momentum": 0.9,
+            "batch_size": 64,
+        },
         "train": {"epochs": epochs},
         "search": {"num_samples": trials, "max_concurrent": 2, "seed": 0},
         "early_stopping": {"scheduler": "none"},
@@ -76,15 +93,26 @@ def run_sweep(path: Path, folder: Path, *, cache: bool) -> dict:
     env = os.environ | {"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     command = [
-        sys.executable, "-m", "cli", "run", str(path), "--set", f"model.cache_features={str(cache).lower()}",
-        "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", "--set", f"storage.path={folder / 'results'}",
+        sys.executable,
+        "-m",
+        "cli",
+        "run",
+        str(path),
+        "--set",
+        f"model.cache_features={str(cache).lower()}",
+        "--tracking-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--set",
+        f"storage.path={folder / 'results'}",
     ]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
     (folder / "stdout.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
-        raise SystemExit(f"sweep run failed (exit {result.returncode}); see {folder / 'stdout.log'}")
+        raise SystemExit(
+            f"sweep run failed (exit {result.returncode}); see {folder / 'stdout.log'}"
+        )
     best = re.search(r"^best val_acc: ([0-9.]+)$", result.stdout, re.MULTILINE)
     computed = re.search(r"computed once in ([0-9.]+) s", result.stdout)
     return {
@@ -111,11 +139,24 @@ def main() -> None:
     whole = run_sweep(path, workdir / f"whole-{time.strftime('%H%M%S')}", cache=False)
     ratio = whole["wall_s"] / cached["wall_s"]
     points = abs(cached["best_val_acc"] - whole["best_val_acc"]) * 100
-    print(f"{trials} trials x {epochs} epochs, {photos} photos at 64x64, resnet18 linear probe (workdir {workdir})")
-    print(f"  cached features: {cached['wall_s']:8.1f} s  best val_acc {cached['best_val_acc']:.4f}  (features computed in {cached['features_s']} s)")
+    print(
+        f"{trials} trials x {epochs} epochs, {photos} photos at 64x64, resnet18 linear probe "
+        f"(workdir {workdir})"
+    )
+    print(
+        f"  cached features: {cached['wall_s']:8.1f} s  best val_acc "
+        f"{cached['best_val_acc']:.4f}  (features computed in {cached['features_s']} s)"
+    )
     print(f"  whole model:     {whole['wall_s']:8.1f} s  best val_acc {whole['best_val_acc']:.4f}")
-    print(f"  speed-up {ratio:.1f}x (target: at least 10x); best val_acc differs by {points:.2f} points (target: within 0.5)")
-    for figure in (cached, whole, {"figure": "caching_speedup", "ratio": round(ratio, 2), "val_acc_points": round(points, 3)}):
+    print(
+        f"  speed-up {ratio:.1f}x (target: at least 10x); best val_acc differs by {points:.2f} "
+        "points (target: within 0.5)"
+    )
+    for figure in (
+        cached,
+        whole,
+        {"figure": "caching_speedup", "ratio": round(ratio, 2), "val_acc_points": round(points, 3)},
+    ):
         print(json.dumps(figure))
 
 
