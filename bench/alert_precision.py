@@ -48,7 +48,7 @@ def precision(tracking_uri: str, experiment: str) -> dict:
                 "rank": rank,
                 "rank_at_rung": row.rank_at_rung,
                 "trial": row.name,
-                "best": round(row.best, 4),
+                "best": round(row.best or 0.0, 4),
                 "alerts": row.alerts,
             }
             for rank, row in alerted
@@ -58,7 +58,7 @@ def precision(tracking_uri: str, experiment: str) -> dict:
         # its best).
         "alerted_in_bottom_half": f"{bottom_half}/{len(alerted)}",
         "alerted_in_bottom_half_at_rung": f"{bottom_half_at_rung}/{len(alerted)}",
-        "best": round(ranked[0].best, 4) if ranked else None,
+        "best": round(ranked[0].best or 0.0, 4) if ranked else None,
     }
 
 

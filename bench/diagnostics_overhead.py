@@ -20,14 +20,14 @@ import torch
 
 from sweeps.driver.planning.plan import build_trial_settings
 from sweeps.driver.sweep_file.reading import load_sweep
-from sweeps.trial.data import DataSpec, load_split
+from sweeps.trial.data import DataSpec, SplitData, load_split
 from sweeps.trial.training import run_training
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = {"lr": 0.02, "activation": "relu", "init": "he", "batch_norm": True, "batch_size": 64}
 
 
-def time_training(data, *, enabled: bool, epochs: int, every_n_steps: int) -> float:
+def time_training(data: SplitData, *, enabled: bool, epochs: int, every_n_steps: int) -> float:
     # The default sweep's schedule: activations at its cadence, histograms at ASHA's rungs and the
     # last epoch.
     overrides = [

@@ -36,9 +36,10 @@ from models import build_model
 from sweeps.driver.planning.plan import load_sweep_data
 from sweeps.driver.sweep_file.distributions import build_search_space
 from sweeps.driver.sweep_file.reading import load_sweep
+from sweeps.trial.data import SplitData
 
 
-def train_model(config: dict, *, data, model_options: dict, epochs: int) -> None:
+def train_model(config: dict, *, data: SplitData, model_options: dict, epochs: int) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train = TensorDataset(
         torch.from_numpy(data.train_x.copy()), torch.from_numpy(data.train_y.copy())

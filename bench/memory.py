@@ -34,6 +34,11 @@ import tarfile
 import tempfile
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sweeps.trial.data import SplitData
+    from sweeps.trial_settings import TrialSettings
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -115,7 +120,7 @@ def measure(folder: str, size: int) -> dict:
     }
 
 
-def trial_rss_mb(data, settings) -> float:
+def trial_rss_mb(data: SplitData, settings: TrialSettings) -> float:
     """A real Ray trial's peak RSS rise over one epoch on the data it gets from the object store."""
     import ray
 
@@ -123,12 +128,12 @@ def trial_rss_mb(data, settings) -> float:
     try:
 
         @ray.remote
-        def one_epoch(data, settings) -> float:
+        def one_epoch(data: SplitData, settings: TrialSettings) -> float:
             import dataclasses
 
             from sweeps.trial.training import run_training
 
-            def train(on) -> None:
+            def train(on: SplitData) -> None:
                 run_training(
                     {"lr": 0.01, "batch_size": 64}, settings, on, lambda metrics, checkpoint: None
                 )

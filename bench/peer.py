@@ -33,7 +33,8 @@ import json
 import os
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import ray
 import torch
@@ -73,7 +74,15 @@ class Maxout(nn.Module):
         return x.view(x.shape[0], -1, 2).amax(dim=2)
 
 
-ACTIVATIONS = {
+# torch.nn.init's gains by activation; elu and maxout are rectifier-like, so they take relu's.
+GAINS: dict[str, Literal["sigmoid", "tanh", "relu", "leaky_relu", "linear"]] = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "leaky_relu": "leaky_relu",
+    "linear": "linear",
+}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -84,10 +93,7 @@ ACTIVATIONS = {
 
 
 def init_weight(weight: torch.Tensor, init: str, activation: str) -> None:
-    # torch.nn.init knows these gains; elu and maxout are rectifier-like, so they take relu's.
-    nonlinearity = (
-        activation if activation in ("sigmoid", "tanh", "relu", "leaky_relu", "linear") else "relu"
-    )
+    nonlinearity = GAINS.get(activation, "relu")
     if init == "small_random":
         nn.init.normal_(weight, std=0.01)
     elif init == "xavier":

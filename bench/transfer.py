@@ -114,6 +114,7 @@ def run_sweep(path: Path, folder: Path, *, cache: bool) -> dict:
             f"sweep run failed (exit {result.returncode}); see {folder / 'stdout.log'}"
         )
     best = re.search(r"^best val_acc: ([0-9.]+)$", result.stdout, re.MULTILINE)
+    assert best is not None, f"the sweep printed no best val_acc:\n{result.stdout}"
     computed = re.search(r"computed once in ([0-9.]+) s", result.stdout)
     return {
         "figure": "linear_probe_sweep",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from sweeps.driver.sweep_file.schema import SweepConfig
 
 # Exit codes: 0 success; 1 the sweep ran but no trial succeeded (or a sanity check failed, or a
 # lecture study
@@ -90,8 +93,8 @@ def top_option(command: Callable) -> Callable:
 
 
 def load_config(
-    config_path: str, overrides: tuple[str, ...], extra: list[tuple[str, Any]] = ()
-) -> Any:
+    config_path: str, overrides: tuple[str, ...], extra: Sequence[tuple[str, Any]] = ()
+) -> SweepConfig:
     """The validated sweep file with its `--set` overrides (then `extra` ones from other
     options)."""
     from sweeps.driver.sweep_file.reading import load_sweep, parse_override

@@ -31,6 +31,7 @@ def print_interrupted(outcome: SweepOutcome) -> None:
     on."""
     import signal
 
+    assert outcome.interrupted_by is not None
     counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.statuses.items()))
     not_started = f", {outcome.not_started} not started" if outcome.not_started else ""
     click.echo(
@@ -77,7 +78,7 @@ def print_summary(outcome: SweepOutcome) -> None:
     print_alerts(outcome.alerts)
     if outcome.best_value is not None:
         click.echo(f"best {outcome.metric}: {outcome.best_value:.4f}")
-        click.echo(f"best params: {format_params(outcome.best_params)}")
+        click.echo(f"best params: {format_params(outcome.best_params or {})}")
         click.echo(f"best trial's MLflow run: {outcome.best_run_id}")
     else:
         click.echo("no trial succeeded", err=True)

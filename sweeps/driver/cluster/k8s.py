@@ -8,6 +8,7 @@ is this module's output for `search.yaml`, so the two cannot drift apart.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,7 @@ def _cluster_spec(name: str, shape: ClusterShape) -> dict[str, Any]:
     }
 
 
-def sweep_command(extra: list[str] = ()) -> list[str]:
+def sweep_command(extra: Sequence[str] = ()) -> list[str]:
     # --resume auto: a retried pod continues the sweep its predecessor left on the volume,
     # a ReadWriteMany claim every Ray pod mounts (hence storage.shared).
     return [

@@ -16,7 +16,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ray.tune import Checkpoint
+    from ray.tune.experiment import Trial
 
 from sweeps.errors import SweepError, first_line
 
@@ -106,7 +110,7 @@ def silence_cloud_probe() -> None:
                 if hasattr(module, "get_cloud_from_metadata_requests"):
                     module.get_cloud_from_metadata_requests = lambda: "unknown"
 
-            spec.loader.exec_module = exec_module
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]  # the patch itself
             return spec
 
     sys.meta_path.insert(0, PatchOnImport())
@@ -214,13 +218,13 @@ def ray_alongside(address: str | None, *, verbose: bool, meanwhile: Callable[[],
             stop_own_ray()
 
 
-def recorded_checkpoint(trial: Any) -> Any | None:
+def recorded_checkpoint(trial: Trial) -> Checkpoint | None:
     """The checkpoint Tune will restore `trial` from (None if it has none)."""
     result = _internal("a trial's latest checkpoint result", trial)
     return None if result is None else result.checkpoint
 
 
-def restore_from_epoch(trial: Any, metrics: dict[str, Any]) -> None:
+def restore_from_epoch(trial: Trial, metrics: dict[str, Any]) -> None:
     """Tell Tune that `trial`'s recorded checkpoint now holds the epoch in `metrics`:
     one report per epoch, so Tune's iteration count is the epoch (ASHA and MLflow go by it)."""
     result = _internal("a trial's latest checkpoint result", trial)
@@ -231,7 +235,10 @@ def restore_from_epoch(trial: Any, metrics: dict[str, Any]) -> None:
 def _kill_monitor_accessor() -> Callable[[], None]:
     from ray._private import ray_constants, worker
 
-    kill = worker._global_node._kill_process_type
+    node = worker._global_node
+    if node is None:
+        raise AttributeError("no Ray node started in this process")
+    kill = node._kill_process_type
     monitor = ray_constants.PROCESS_TYPE_MONITOR
     return lambda: kill(monitor, allow_graceful=False, check_alive=False, wait=True)
 

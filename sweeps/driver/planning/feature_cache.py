@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.sweep_file.distributions import preview_trial_configs
 from sweeps.driver.sweep_file.schema import SweepConfig
@@ -20,6 +20,9 @@ from sweeps.errors import SweepError
 from sweeps.trial.data import SplitData
 from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
 
 
 @dataclass(frozen=True)
@@ -110,13 +113,17 @@ def cache_frozen_features(
         .options(**resources)
         .remote(settings, data_ref, sampled_trainable_layers(config))
     )
-    compute = ray.remote(sized_frozen_features).options(**resources, num_returns=2)
-    sizes, features = {}, {}
+    # Any: Ray's types do not know that num_returns=2 makes .remote() return two references.
+    compute: Any = ray.remote(sized_frozen_features).options(**resources, num_returns=2)
+    # frozen prefix -> the object store's references to its features' size and the features
+    sizes: dict[int, ObjectRef] = {}
+    features: dict[int, ObjectRef] = {}
     for decision in decisions:
         if decision.cached and decision.frozen_prefix not in features:
-            sizes[decision.frozen_prefix], features[decision.frozen_prefix] = compute.remote(
+            refs: tuple[ObjectRef, ObjectRef] = compute.remote(
                 settings, data_ref, decision.trainable_layers
             )
+            sizes[decision.frozen_prefix], features[decision.frozen_prefix] = refs
     # Only the sizes come to the driver: the features stay in the object store, where trials read
     # them.
     megabytes = sum(_get(list(sizes.values()))) / 2**20

@@ -95,7 +95,8 @@ def plan_fusion(config: SweepConfig) -> tuple[FusionPlan | None, str]:
             f"not fused (train.fuse: auto): {config.search.num_samples} trials at {slots} at a "
             "time are under 2 a slot; each trial trains on its own",
         )
-    if setting != "auto" and setting < 2:
+    group_size = None if setting == "auto" else int(setting)  # None: the fastest counts
+    if group_size is not None and group_size < 2:
         return None, f"not fused (train.fuse: {setting}): groups of 1; each trial trains on its own"
     trials = list(
         enumerate(
@@ -107,8 +108,8 @@ def plan_fusion(config: SweepConfig) -> tuple[FusionPlan | None, str]:
     classes = compatible_classes(trials)
     counts = (
         fastest_group_counts(classes, slots)
-        if setting == "auto"
-        else [math.ceil(len(members) / setting) for members in classes]
+        if group_size is None
+        else [math.ceil(len(members) / group_size) for members in classes]
     )
     groups = [
         group

@@ -32,7 +32,7 @@ def gpus_per_trial(plan: SweepPlan, data: SplitData) -> float:
     """The sweep's `resources.gpus_per_trial`, with `auto` resolved (Ray must be up)."""
     setting = plan.config.resources.gpus_per_trial
     if setting != "auto":
-        return setting
+        return float(setting)
     import ray
 
     if ray.cluster_resources().get("GPU", 0) < 1:
@@ -44,7 +44,7 @@ def gpus_for_one_task(setting: float | str) -> float:
     """The GPUs a one-off task of the sweep asks for (computing frozen features): the setting,
     or with `auto` one whole GPU where the cluster has one (no probe: the task runs alone)."""
     if setting != "auto":
-        return setting
+        return float(setting)
     import ray
 
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

@@ -15,7 +15,7 @@ from typing import Any
 
 from sweeps.driver.planning.fusion import FusionPlan, plan_fusion
 from sweeps.driver.sweep_file.reading import dump_sweep
-from sweeps.driver.sweep_file.schema import SweepConfig
+from sweeps.driver.sweep_file.schema import PretrainedConfig, SweepConfig
 from sweeps.trial.data import DataError, DataSpec, SplitData, load_split
 from sweeps.trial.preprocessing import Normalization
 from sweeps.trial_settings import DiagnosticsSettings, TrialSettings
@@ -65,7 +65,7 @@ def data_spec(config: SweepConfig) -> DataSpec:
         image_size=data.image_size,
         num_examples=data.synthetic.num_examples,
         num_classes=data.synthetic.num_classes,
-        shape=tuple(data.synthetic.shape),
+        shape=(data.synthetic.shape[0], data.synthetic.shape[1], data.synthetic.shape[2]),
     )
 
 
@@ -94,8 +94,11 @@ def backbone_normalization(config: SweepConfig) -> Normalization | None:
         return Normalization(tuple(stated.mean), tuple(stated.std))
     from models.backbone_weights import WeightsError, weights_normalization
 
+    model = config.model
+    # `backbone` is refused at validation but for pretrained weights (sweep_file/checks.py).
+    assert isinstance(model, PretrainedConfig) and model.weights is not None
     try:
-        return Normalization(*weights_normalization(config.model.backbone, config.model.weights))
+        return Normalization(*weights_normalization(model.backbone, model.weights))
     except WeightsError as error:
         raise DataError(error.field, str(error)) from None
 
@@ -170,7 +173,7 @@ def asha_rungs(*, epochs: int, grace_period: int, reduction_factor: float) -> li
     """The epochs at which ASHA compares trials (grace_period * reduction_factor^k), and the
     last."""
     found = [epochs]
-    rung = grace_period
+    rung: float = grace_period
     while rung < epochs:
         found.append(math.ceil(rung))  # Tune decides at the first report at or past a rung
         rung *= reduction_factor

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs
 from ray import tune
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
 
 from sweeps.driver.cluster import ray_cluster
 from sweeps.trial.trainable import CHECKPOINT_FILE
@@ -27,7 +30,9 @@ CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folder
 class ResumeFromNewestCheckpoint(tune.Callback):
     """Before Tune restores a trial, repair a recorded checkpoint that has vanished."""
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         # Tune reads the trial's latest checkpoint right after this hook, to restore it.
         recorded = ray_cluster.recorded_checkpoint(trial)
         if recorded is None or _exists(recorded.filesystem, recorded.path):
@@ -36,6 +41,7 @@ class ResumeFromNewestCheckpoint(tune.Callback):
         if newest is None:
             return  # nothing to go on from: Tune says which checkpoint is missing
         filesystem = recorded.filesystem
+        assert filesystem is not None  # Tune gives every checkpoint one
         # Copied to the recorded name rather than Tune pointed at the newer folder: Tune numbers
         # the trial's next checkpoints on from the recorded one, so it would save into the
         # newer folders again and, keeping two, later delete the one it restored from.
@@ -66,6 +72,7 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
     part of a folder).
     """
     filesystem = checkpoint.filesystem
+    assert filesystem is not None  # Tune gives every checkpoint one
     trial_folder = posixpath.dirname(checkpoint.path.rstrip("/"))
     entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_folder, allow_not_found=True))
     folders = [
@@ -75,7 +82,7 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
         and _checkpoint_index(entry.base_name) is not None
     ]
     for folder in sorted(
-        folders, key=lambda entry: _checkpoint_index(entry.base_name), reverse=True
+        folders, key=lambda entry: _checkpoint_index(entry.base_name) or 0, reverse=True
     ):
         candidate = tune.Checkpoint(folder.path, filesystem)
         if not _exists(filesystem, posixpath.join(folder.path, CHECKPOINT_FILE)):

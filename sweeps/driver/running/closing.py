@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.driver.cluster import storage
 from sweeps.driver.planning.plan import SweepPlan
@@ -21,11 +21,16 @@ from sweeps.driver.running.interruption import SweepInterrupted
 from sweeps.driver.running.outcome import SweepOutcome, summarize_results
 from sweeps.errors import first_line
 
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
+
+    from sweeps.driver.tracking.writer import MlflowWriter
+
 Echo = Callable[[str], None]
 TUNE_STATE_FILE = "tuner.pkl"  # Tune writes it when a run starts; Tuner.restore needs it
 
 
-def _writer(journal: SweepJournal, echo: Echo) -> Any:
+def _writer(journal: SweepJournal, echo: Echo) -> MlflowWriter:
     # A writer of its own, after the trial logger's has closed: both keep the same spool.
     from sweeps.driver.tracking.writer import MlflowWriter
 
@@ -59,7 +64,7 @@ def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
 
 
 def close_finished(
-    plan: SweepPlan, journal: SweepJournal, results: Any, *, echo: Echo
+    plan: SweepPlan, journal: SweepJournal, results: ResultGrid, *, echo: Echo
 ) -> SweepOutcome:
     """Every trial ended: record how the sweep went on its parent run and finish the journal."""
     from sweeps.driver.tracking import sweep_run
@@ -115,7 +120,7 @@ def close_interrupted(
     return outcome
 
 
-def _outcome(plan: SweepPlan, journal: SweepJournal, results: Any) -> SweepOutcome:
+def _outcome(plan: SweepPlan, journal: SweepJournal, results: ResultGrid) -> SweepOutcome:
     if plan.fusion is not None:  # Tune's trials are groups: the members are the sweep's trials
         from sweeps.driver.running.fused_sweep import summarize_members
 

@@ -9,7 +9,7 @@ decisions the members got then.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
@@ -17,7 +17,7 @@ from sweeps.driver.cluster import storage
 from sweeps.driver.events.member_events import member_id
 from sweeps.driver.planning.plan import SweepPlan
 from sweeps.driver.record.journal import SweepJournal
-from sweeps.driver.running.outcome import SweepOutcome
+from sweeps.driver.running.outcome import SweepOutcome, each_result
 from sweeps.epoch_report import GroupReport, ended_members
 from sweeps.errors import first_line
 from sweeps.member_asha import MemberResult
@@ -25,16 +25,23 @@ from sweeps.trial.data import SplitData
 from sweeps.trial.fused.trainable import train_group
 from sweeps.trial_status import trial_status
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from ray.actor import ActorHandle
+    from ray.tune import ResultGrid, Trainable
+
 RESULT_FILE = "result.json"  # Tune's per-trial results, one JSON line per report
 
 
-def group_trainable(plan: SweepPlan, data: SplitData, rungs: Any) -> Any:
+def group_trainable(plan: SweepPlan, data: SplitData, rungs: ActorHandle | None) -> type[Trainable]:
+    assert plan.fusion is not None
+    groups = plan.fusion.groups
     return tune.with_parameters(
-        train_group, data=data, settings=plan.trial_settings, groups=plan.fusion.groups, rungs=rungs
+        train_group, data=data, settings=plan.trial_settings, groups=groups, rungs=rungs
     )
 
 
-def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> Any | None:
+def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> ActorHandle | None:
     """The sweep's MemberAsha actor (None without early stopping), with the results of
     `resumed_from`'s groups put back."""
     if plan.asha is None:
@@ -45,7 +52,8 @@ def start_rung_record(plan: SweepPlan, *, resumed_from: str | None = None) -> An
 
     search = plan.config.search
     # No CPU of its own: it answers one call per group and epoch, and must not hold a trial's slot.
-    record = ray.remote(num_cpus=0)(MemberAsha).remote(
+    actor = ray.remote(num_cpus=0)(MemberAsha)
+    record: ActorHandle = actor.remote(  # type: ignore[assignment]  # Ray types the class as one
         max_t=plan.asha.max_t,
         grace_period=plan.asha.grace_period,
         reduction_factor=plan.asha.reduction_factor,
@@ -85,7 +93,7 @@ def reported_results(experiment_path: str, *, epochs: int) -> tuple[list[MemberR
     return results, stopped
 
 
-def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> SweepOutcome:
+def summarize_members(results: ResultGrid, journal: SweepJournal, plan: SweepPlan) -> SweepOutcome:
     """The outcome of a fused sweep's Tune run (a ResultGrid of groups), counted by member as
     summarize_results counts trials: a member its group did not see to its end failed."""
     config = plan.config
@@ -96,7 +104,7 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     ended: dict[str, dict[str, Any]] = {}
     best: tuple[float, str] | None = None  # (value, member key)
     run_ids: dict[str, str] = {}
-    for result in results:
+    for result in each_result(results):
         last = result.metrics or {}  # empty for a group that failed before its first report
         ended |= ended_members(last)
         if result.error is not None:
@@ -106,6 +114,7 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
             value = max(values) if mode == "max" else min(values)
             if best is None or (value > best[0] if mode == "max" else value < best[0]):
                 best = (value, key)
+    assert plan.fusion is not None
     configs = {str(index): sampled for group in plan.fusion.groups for index, sampled in group}
     for key in configs:
         final = ended.get(key)
@@ -121,7 +130,7 @@ def summarize_members(results: Any, journal: SweepJournal, plan: SweepPlan) -> S
     return outcome
 
 
-def _member_histories(frame: Any, metric: str) -> dict[str, list[float]]:
+def _member_histories(frame: pd.DataFrame | None, metric: str) -> dict[str, list[float]]:
     """Each member's finite values of `metric` over the epochs its group reported."""
     import math
 

@@ -15,6 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from sweeps.driver.cluster import ray_cluster
@@ -40,7 +41,7 @@ def interrupt_on_signals() -> None:
     """Until a command handles them itself: SIGINT, SIGTERM and SIGHUP raise SweepInterrupted
     (not KeyboardInterrupt, which click turns into "Aborted!" and exit 1)."""
 
-    def interrupt(signum: int, frame: Any) -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
         raise SweepInterrupted(signum)
 
     for sig in INTERRUPTING_SIGNALS:
@@ -90,7 +91,7 @@ def stop_gracefully_on_signals(echo: Callable[[str], None]) -> Iterator[Interrup
         yield state
         return
 
-    def handle(signum: int, frame: Any) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
         if state.signum is not None:
             os._exit(exit_code(signum))  # asked twice: the person wants out now
         state.signum = signum

@@ -279,7 +279,8 @@ def _check_the_cluster_can_run(config: SweepConfig, storage_path: str | None) ->
     gpus = config.resources.gpus_per_trial
     # `auto` asks for a share of a GPU only where the cluster has one: it can always be given.
     ray_cluster.check_resources_fit(
-        cpus_per_trial=config.resources.cpus_per_trial, gpus_per_trial=0 if gpus == "auto" else gpus
+        cpus_per_trial=config.resources.cpus_per_trial,
+        gpus_per_trial=0 if gpus == "auto" else float(gpus),
     )
     if storage_path is not None:
         storage.check_storage_reaches_every_node(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.record.journal import SweepJournal
 from sweeps.errors import first_line
+
+if TYPE_CHECKING:
+    from ray.tune import Result, ResultGrid
+
 from sweeps.trial_status import SUCCEEDED, trial_status
 
 
@@ -54,7 +58,7 @@ class SweepOutcome:
 
 
 def summarize_results(
-    results: Any,
+    results: ResultGrid,
     journal: SweepJournal,
     *,
     experiment_name: str,
@@ -64,7 +68,7 @@ def summarize_results(
 ) -> SweepOutcome:
     """The outcome of a finished Tune run (a ResultGrid), with run ids from the journal."""
     outcome = SweepOutcome.of_journal(journal, experiment_name=experiment_name, metric=metric)
-    for result in results:
+    for result in each_result(results):
         status = trial_status(result.metrics, epochs=epochs, errored=result.error is not None)
         outcome.statuses[status] += 1
         if result.error is not None:
@@ -73,8 +77,14 @@ def summarize_results(
         best = results.get_best_result(
             metric=metric, mode=mode, scope="all", filter_nan_and_inf=True
         )
+        assert best.metrics is not None and best.metrics_dataframe is not None  # it reported
         history = best.metrics_dataframe[metric]
         outcome.best_value = float(history.max() if mode == "max" else history.min())
-        outcome.best_params = dict(best.config)
+        outcome.best_params = dict(best.config or {})
         outcome.best_run_id = journal.run_of(best.metrics["trial_id"])
     return outcome
+
+
+def each_result(results: ResultGrid) -> list[Result]:
+    """Every trial's result (a ResultGrid is a sequence its type does not declare iterable)."""
+    return [results[index] for index in range(len(results))]

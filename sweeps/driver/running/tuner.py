@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -27,6 +27,9 @@ from sweeps.driver.sweep_file.distributions import build_search_space, sampled_n
 from sweeps.trial.data import SplitData
 from sweeps.trial.trainable import train_trial
 
+if TYPE_CHECKING:
+    from ray.tune.schedulers import ASHAScheduler
+
 KEEP_CHECKPOINTS = 2  # per trial, newest first: enough to survive one torn write
 
 
@@ -38,7 +41,7 @@ def new_tuner(
     echo: Callable[[str], None],
     live: bool,
     verbose: bool,
-    features: SweepFeatures | None = None,
+    features: SweepFeatures,
 ) -> tune.Tuner:
     config = plan.config
     storage_path, run_name = journal.experiment_path.rsplit("/", 1)
@@ -74,7 +77,7 @@ def restored_tuner(
     plan: SweepPlan,
     journal: SweepJournal,
     data: SplitData,
-    features: SweepFeatures | None = None,
+    features: SweepFeatures,
 ) -> tune.Tuner:
     """Tune brings back its trials, searcher and callbacks; the callbacks find their runs in the
     journal."""
@@ -123,7 +126,7 @@ def _prepare_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _scheduler(asha: AshaSettings | None) -> Any:
+def _scheduler(asha: AshaSettings | None) -> ASHAScheduler | None:
     if asha is None:
         return None
     from ray.tune.schedulers import ASHAScheduler

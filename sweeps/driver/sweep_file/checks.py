@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeps.driver.sweep_file import transfer
+from models.backbone_weights import IMAGENET_EXAMPLE, is_weights_name
 from sweeps.driver.sweep_file.addresses import forbidden_target
 from sweeps.driver.sweep_file.distributions import split_spec
 from sweeps.driver.sweep_file.fields import did_you_mean, field_path
-from sweeps.driver.sweep_file.schema import SweepConfig
+from sweeps.driver.sweep_file.schema import PretrainedConfig, SweepConfig
 from sweeps.trial_params import ARCHITECTURE_PARAMS, TRIAL_PARAMS, check_param_value
 
+IMAGENET_NORMALIZATION = (
+    "data.normalization: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}"
+)
 DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 
 
@@ -35,7 +38,9 @@ def check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
             if (why := check_param_value(name, spec)) is not None:
                 problems.append((path, why))
             continue
-        distribution, args = split_spec(spec)
+        split = split_spec(spec)
+        assert split is not None  # a dict: one distribution, checked by the schema
+        distribution, args = split
         refusal = distribution.refusal_for(TRIAL_PARAMS[name].kind, name)
         if refusal is not None:
             problems.append((f"{path}.{distribution.name}", refusal))
@@ -48,9 +53,14 @@ def check_params(params: dict[str, Any]) -> list[tuple[str, str]]:
 
 def check_cross_fields(config: SweepConfig) -> list[tuple[str, str]]:
     """What no single field can say: fields that must agree with each other."""
-    checks = (_training_problems, _data_problems, _param_problems, _diagnostics_problems)
-    problems = [problem for check in checks for problem in check(config)]
-    return problems + transfer.normalization_problems(config)
+    checks = (
+        _training_problems,
+        _data_problems,
+        _param_problems,
+        _diagnostics_problems,
+        _transfer_problems,
+    )
+    return [problem for check in checks for problem in check(config)]
 
 
 def _training_problems(config: SweepConfig) -> list[tuple[str, str]]:
@@ -111,3 +121,41 @@ def _diagnostics_problems(config: SweepConfig) -> list[tuple[str, str]]:
         why = f"needs low < high, got low={band.low:g}, high={band.high:g}"
         problems.append(("diagnostics.update_ratio", why))
     return problems
+
+
+def _transfer_problems(config: SweepConfig) -> list[tuple[str, str]]:
+    """`preprocess: backbone` has a normalization to apply: the file's, or the named weights'
+    own."""
+    data, model = config.data, config.model
+    if data.normalization is not None:
+        mean, std = data.normalization.mean, data.normalization.std
+        return (
+            []
+            if len(mean) == len(std)
+            else [
+                (
+                    "data.normalization",
+                    f"needs as many std as mean values, got {len(std)} and {len(mean)}",
+                )
+            ]
+        )
+    weights = model.weights if isinstance(model, PretrainedConfig) else None
+    if data.preprocess != "backbone" or (weights is not None and is_weights_name(weights)):
+        return []
+    if weights is not None:
+        why = (
+            f"model.weights {weights} is a state_dict file, which does not record how "
+            "its training images were normalized"
+        )
+    else:
+        why = (
+            "data.preprocess: backbone applies pretrained weights' normalization, and "
+            f"model.weights names none (e.g. {IMAGENET_EXAMPLE})"
+        )
+    return [
+        (
+            "data.normalization",
+            f"{why}; state it, e.g. {IMAGENET_NORMALIZATION} for ImageNet weights, or choose "
+            "another data.preprocess",
+        )
+    ]

@@ -278,7 +278,7 @@ class Uniform(Range):
         return tune.uniform(*args)
 
     def draw(self, args: list[float], rng: np.random.Generator) -> float:
-        return float(rng.uniform(*args, size=1)[0])
+        return float(rng.uniform(args[0], args[1], size=1)[0])
 
 
 class LogUniform(Range):
@@ -326,8 +326,8 @@ class IntUniform(Range):
     def draw(self, args: list[int], rng: np.random.Generator) -> int:
         return int(rng.integers(args[0], args[1] + 1, size=1)[0])
 
-    def representative(self, args: list[int]) -> int:
-        return (args[0] + args[1]) // 2
+    def representative(self, args: list[float]) -> int:
+        return int((args[0] + args[1]) // 2)
 
     def rounded(self, bounds: list[float]) -> list[Any]:
         low = math.floor(bounds[0])

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ MAX_VALUES = 10_000  # values after alias expansion: a YAML "billion laughs" is 
 INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
-def load_sweep(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> SweepConfig:
+def load_sweep(path: str | Path, overrides: Sequence[tuple[str, Any]] = ()) -> SweepConfig:
     """Read, override and validate a sweep file; raises ConfigError listing every problem."""
     source = str(path)
     raw = load_yaml(_read_text(Path(path)), source=source)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
     BaseModel,
@@ -20,12 +20,28 @@ from pydantic_core import PydanticCustomError
 
 from sweeps.credentials import CREDENTIALS_HINT, has_credentials
 from sweeps.driver.cluster.storage import storage_path_problem
-from sweeps.driver.sweep_file import transfer
 from sweeps.driver.sweep_file.fields import ParamSpec, keyword_or_number, registry_names
 from sweeps.epoch_report import EPOCH_METRICS
 from sweeps.trial.augmentation import AUGMENTATIONS
 from sweeps.trial.data import DATASETS
 from sweeps.trial.preprocessing import PREPROCESSORS
+
+# Field types built from the registries at import, so a new data set, preprocessing, augmentation
+# or metric is one registry line. A type checker cannot run that code: it sees the plain types.
+if TYPE_CHECKING:
+    DatasetName: TypeAlias = str
+    PreprocessName: TypeAlias = str
+    AugmentName: TypeAlias = str
+    MetricName: TypeAlias = str
+    FuseSetting: TypeAlias = str | int
+    GpuShare: TypeAlias = str | int | float
+else:
+    DatasetName = registry_names(DATASETS)
+    PreprocessName = registry_names(PREPROCESSORS)
+    AugmentName = registry_names(AUGMENTATIONS)
+    MetricName = Literal[EPOCH_METRICS]
+    FuseSetting = keyword_or_number(("off", "auto"), minimum=1, whole=True)
+    GpuShare = keyword_or_number(("auto",), minimum=0, whole=False)
 
 
 class _Section(BaseModel):
@@ -48,13 +64,13 @@ class NormalizationConfig(_Section):
 
 
 class DataConfig(_Section):
-    dataset: registry_names(DATASETS) = "digits"
+    dataset: DatasetName = "digits"
     root: str | None = None  # the folder holding mnist, fashion_mnist, cifar10 or image_folder data
     download: bool = False  # let torchvision fetch mnist/fashion_mnist/cifar10 into root
     val_fraction: float = Field(0.2, gt=0, lt=1)
     # Unset, model.arch: pretrained with weights means backbone
     # (SweepConfig._preprocess_for_the_backbone).
-    preprocess: registry_names(PREPROCESSORS) = Field(
+    preprocess: PreprocessName = Field(
         "per_channel_mean",
         description="per_channel_mean, or backbone for model.arch: pretrained with weights",
     )
@@ -62,7 +78,7 @@ class DataConfig(_Section):
     # named weights'.
     normalization: NormalizationConfig | None = None
     # each training batch, on the trial's device, seeded per trial
-    augment: registry_names(AUGMENTATIONS) = "none"
+    augment: AugmentName = "none"
     # keep a deterministic subset (split first, by search.seed)
     max_examples: PositiveInt | None = None
     # keep only these classes, relabelled 0, 1, ... in this order (e.g. pretrain on some, fine-tune
@@ -108,15 +124,24 @@ MODEL_CONFIGS = {
 }
 
 
+def wants_backbone_preprocess(model: ModelConfig) -> bool:
+    """A pretrained backbone expects the inputs it was trained on, not the new data's statistics:
+    `data.preprocess` left unset means `backbone` for it."""
+    return isinstance(model, PretrainedConfig) and model.weights is not None
+
+
 def architecture_of(value: Any) -> str:
     return value.get("arch", "mlp") if isinstance(value, dict) else getattr(value, "arch", "mlp")
 
 
-# A Union over the registry, built at import: `|` cannot take a generated sequence of types.
-ModelConfig = Annotated[
-    Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],  # noqa: UP007
-    Discriminator(architecture_of),
-]
+if TYPE_CHECKING:
+    ModelConfig = MlpConfig | CnnConfig | ResnetConfig | PretrainedConfig
+else:
+    # A Union over the registry, built at import: `|` cannot take a generated sequence of types.
+    ModelConfig = Annotated[
+        Union[tuple(Annotated[config, Tag(arch)] for arch, config in MODEL_CONFIGS.items())],  # noqa: UP007
+        Discriminator(architecture_of),
+    ]
 
 
 class TrainConfig(_Section):
@@ -132,14 +157,14 @@ class TrainConfig(_Section):
     # Trials that share a batch size and maxout-or-not train as one batched model, in groups
     # of up to N (off: one trial at a time; auto: sweeps.driver.planning.fusion's rule; README:
     # fused trials).
-    fuse: keyword_or_number(("off", "auto"), minimum=1, whole=True) = "auto"
+    fuse: FuseSetting = "auto"
 
 
 class SearchConfig(_Section):
     num_samples: PositiveInt = 16
     max_concurrent: PositiveInt = 2
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
-    metric: Literal[EPOCH_METRICS] = "val_acc"
+    metric: MetricName = "val_acc"
     mode: Literal["max", "min"] = "max"
     # restarts of a trial whose worker died, each from its last checkpoint
     max_failures: int = Field(2, ge=0)
@@ -157,7 +182,7 @@ class ResourcesConfig(_Section):
     cpus_per_trial: float = Field(1, gt=0)
     # auto: a share measured by a short probe of one group on one GPU
     # (sweeps.driver.planning.gpu_share); 0 without GPUs
-    gpus_per_trial: keyword_or_number(("auto",), minimum=0, whole=False) = 0
+    gpus_per_trial: GpuShare = 0
 
 
 class UpdateRatioBand(_Section):
@@ -234,9 +259,7 @@ class SweepConfig(_Section):
 
     @model_validator(mode="after")
     def _preprocess_for_the_backbone(self) -> SweepConfig:
-        if "preprocess" not in self.data.model_fields_set and transfer.wants_backbone_preprocess(
-            self.model
-        ):
+        if "preprocess" not in self.data.model_fields_set and wants_backbone_preprocess(self.model):
             self.data.preprocess = "backbone"
         return self
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from sweeps.driver.sweep_file.checks import check_cross_fields, check_params
 from sweeps.driver.sweep_file.fields import did_you_mean, field_path
@@ -58,7 +59,7 @@ def validate_sweep(raw: Any, *, source: str) -> SweepConfig:
     return config
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: ErrorDetails, raw: dict[str, Any]) -> tuple[str, str]:
     """A pydantic error as (dotted field path, message that echoes the bad value)."""
     loc = tuple(error["loc"])
     if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in MODEL_CONFIGS:

@@ -34,11 +34,10 @@ def merge_log_batches(
     writes keep their order; runs are independent of each other."""
     items = operations if items is None else items
     calls: list[tuple[dict[str, Any], list]] = []
-    open_batch: dict[
-        str, tuple[dict[str, Any], list]
-    ] = {}  # run id -> the merged call still taking writes
+    # run id -> the merged call still taking writes
+    open_batch: dict[str, tuple[dict[str, Any], list]] = {}
     for operation, item in zip(operations, items, strict=True):
-        run_id = operation.get("run_id")
+        run_id: str = operation.get("run_id", "")
         if operation["op"] != "log_batch":
             open_batch.pop(run_id, None)  # later writes to this run come after this one
             calls.append((operation, [item]))

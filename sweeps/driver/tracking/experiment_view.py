@@ -22,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -32,6 +32,9 @@ VIEW_KEY = "sweep"
 VIEW_NAME = "sweep: varied params and metric"  # as the UI's Views menu lists it
 UI_PORT = 5000  # `sweep ui`'s default
 ALWAYS_SHOWN = ("tags.`sweep.status`",)
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 def artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
@@ -58,7 +61,7 @@ def table_columns(sampled: Iterable[str], metric: str) -> list[str]:
     ]
 
 
-def mark_sweep_experiment(client: Any, experiment_id: str, *, columns: list[str]) -> None:
+def mark_sweep_experiment(client: MlflowClient, experiment_id: str, *, columns: list[str]) -> None:
     """Tag the experiment as model training and add `columns` to its shared runs-table view."""
     tags = client.get_experiment(experiment_id).tags
     if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:

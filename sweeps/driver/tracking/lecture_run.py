@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.tracking.batching import (
     MAX_ITEMS_PER_BATCH,
@@ -16,12 +16,15 @@ from sweeps.driver.tracking.store import with_store
 
 LECTURE_EXPERIMENT = "lecture"
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 
 def open_lecture_run(tracking_uri: str, *, run_name: str, quick: bool) -> tuple[str, str]:
     """A run for one `sweep lecture` in the experiment `lecture`; returns (experiment id, run
     id)."""
 
-    def open_run(client: Any) -> tuple[str, str]:
+    def open_run(client: MlflowClient) -> tuple[str, str]:
         experiment = client.get_experiment_by_name(LECTURE_EXPERIMENT)
         if experiment is None:
             experiment_id = client.create_experiment(

@@ -3,9 +3,12 @@ summary."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.driver.tracking.store import quiet_mlflow
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 
 class SweepReader:
@@ -19,7 +22,7 @@ class SweepReader:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
 
-    def find_sweep_run(self, experiment_or_run: str) -> Any:
+    def find_sweep_run(self, experiment_or_run: str) -> Run:
         """A sweep's parent run: by its run id, or the newest sweep in the experiment of that
         name."""
         from mlflow.exceptions import MlflowException
@@ -63,7 +66,7 @@ class SweepReader:
             else "; the store holds no experiment"
         )
 
-    def trial_runs(self, parent: Any) -> list[Any]:
+    def trial_runs(self, parent: Run) -> list[Run]:
         """The trial runs nested under a sweep's parent run."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 

@@ -15,6 +15,8 @@ from sweeps.driver.tracking.store import with_store
 from sweeps.trial_status import SUCCEEDED
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from sweeps.driver.tracking.writer import MlflowWriter
 
 
@@ -33,7 +35,7 @@ def open_sweep_run(
 
     columns = table_columns(_sampled_names(params), params.get("search.metric", "val_acc"))
 
-    def open_experiment(client: Any) -> tuple[Any, str]:
+    def open_experiment(client: MlflowClient) -> tuple[MlflowClient, str]:
         experiment_id = _open_experiment(client, experiment_name, tracking_uri=tracking_uri)
         mark_sweep_experiment(client, experiment_id, columns=columns)
         return client, experiment_id
@@ -50,7 +52,7 @@ def open_sweep_run(
     return experiment_id, run_id
 
 
-def _open_experiment(client: Any, name: str, *, tracking_uri: str) -> str:
+def _open_experiment(client: MlflowClient, name: str, *, tracking_uri: str) -> str:
     """The id of experiment `name`, created if missing (or restored if deleted)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -73,7 +75,7 @@ def _sampled_names(params: dict[str, Any]) -> list[str]:
 def reopen_sweep_run(tracking_uri: str, run_id: str) -> None:
     """A resumed sweep's parent run is running again (it was left RUNNING, KILLED or FAILED)."""
 
-    def reopen(client: Any) -> None:
+    def reopen(client: MlflowClient) -> None:
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "sweep.state", "running")
 
