@@ -27,7 +27,8 @@ def _mlp(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
 def _cnn(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:
     from models.cnn import CNN
 
-    return CNN(shape[0], classes, input_size=tuple(shape[1:3]), **options)
+    height, width = shape[1:3]
+    return CNN(shape[0], classes, input_size=(height, width), **options)
 
 
 def _resnet(shape: tuple[int, ...], classes: int, **options: Any) -> nn.Module:

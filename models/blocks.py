@@ -50,7 +50,7 @@ class Parts:
         self.initialize(layer, activation=activation)
         return layer
 
-    def initialize(self, layer: nn.Module, *, activation: str | None = None) -> None:
+    def initialize(self, layer: nn.Linear | nn.Conv2d, *, activation: str | None = None) -> None:
         """Initialize for the activation that follows (`linear` for a classifier head)."""
         bias_init = self.bias_init if activation is None else 0.0
         initialize_layer(

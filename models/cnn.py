@@ -4,6 +4,7 @@ small pooled map."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -23,7 +24,7 @@ class CNN(nn.Module):
         num_classes: int,
         *,
         parts: Parts,
-        channels: list[int] = (32, 64),
+        channels: Sequence[int] = (32, 64),
         head_pool: int = 4,
         input_size: tuple[int, int] = (32, 32),
     ) -> None:

@@ -7,7 +7,7 @@ names without loading PyTorch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from models.activations import LEAKY_RELU_SLOPE
 
@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 Initializer = Callable[["torch.Tensor", str], None]
+# The names torch.nn.init gives gains for, of those used here.
+TorchNonlinearity = Literal["sigmoid", "tanh", "relu", "leaky_relu", "linear"]
 
 # torch.nn.init names the nonlinearities it knows gains for; elu and maxout are
 # rectifier-like (unbounded above, a kink at zero), so they take relu's numbers.
-_TORCH_NONLINEARITY = {
+_TORCH_NONLINEARITY: dict[str, TorchNonlinearity] = {
     "sigmoid": "sigmoid",
     "tanh": "tanh",
     "relu": "relu",
@@ -31,7 +33,7 @@ _TORCH_NONLINEARITY = {
 _RECTIFIERS = {"relu", "leaky_relu", "elu", "maxout"}
 
 
-def _nonlinearity(activation: str) -> str:
+def _nonlinearity(activation: str) -> TorchNonlinearity:
     try:
         return _TORCH_NONLINEARITY[activation]
     except KeyError:
@@ -92,7 +94,9 @@ def get_initializer(name: str | Initializer) -> Initializer:
         ) from None
 
 
-def initialize_layer(layer: nn.Module, *, init: str, activation: str, bias_init: float) -> None:
+def initialize_layer(
+    layer: nn.Linear | nn.Conv2d, *, init: str, activation: str, bias_init: float
+) -> None:
     """Initialize a linear or conv layer's weight for the activation that follows it."""
     from torch import nn
 

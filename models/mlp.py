@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from models.blocks import Parts
@@ -17,7 +19,7 @@ class MLP(nn.Module):
         num_classes: int,
         *,
         parts: Parts,
-        hidden: list[int] = (128, 128, 128),
+        hidden: Sequence[int] = (128, 128, 128),
     ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from models.blocks import Parts
@@ -22,7 +24,7 @@ class BasicBlock(nn.Module):
             parts.norm(width * parts.pieces, dims=2),
         )
         if stride != 1 or channels_in != width * parts.pieces:
-            self.shortcut = nn.Sequential(
+            self.shortcut: nn.Module = nn.Sequential(
                 parts.conv(channels_in, width * parts.pieces, kernel_size=1, stride=stride),
                 parts.norm(width * parts.pieces, dims=2),
             )
@@ -41,7 +43,7 @@ class ResNet(nn.Module):
         num_classes: int,
         *,
         parts: Parts,
-        widths: list[int] = (16, 32, 64),
+        widths: Sequence[int] = (16, 32, 64),
         blocks_per_stage: int = 1,
     ) -> None:
         super().__init__()

@@ -17,12 +17,13 @@ an epoch. Shared by both sides and plain Python: the trials call it, the driver 
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 
+from sweeps.epoch_report import Metrics
+
 # (member's sampling index, epoch, its metrics, whether it ends after this epoch on its own)
-MemberResult = tuple[int, int, dict[str, Any], bool]
+MemberResult = tuple[int, int, Metrics, bool]
 
 
 class MemberAsha:
@@ -54,7 +55,7 @@ class MemberAsha:
             self._decide(*result)
             self.decisions[(result[0], result[1])] = stop
 
-    def _decide(self, member: int, epoch: int, metrics: dict[str, Any], ends_itself: bool) -> bool:
+    def _decide(self, member: int, epoch: int, metrics: Metrics, ends_itself: bool) -> bool:
         if (member, epoch) in self.decisions:
             return self.decisions[(member, epoch)]
         value = metrics.get(self.metric)

@@ -7,7 +7,7 @@ The registry's names are read by the sweep file's schema without importing torch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -87,8 +87,8 @@ class BatchAugmenter:
         )
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
-    def state(self) -> Any:
+    def state(self) -> torch.Tensor:
         return self.generator.get_state()
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)

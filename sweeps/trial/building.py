@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from models import build_model
-from sweeps.trial.data import SplitData
+from sweeps.trial.data import ArrayT, SplitData
 from sweeps.trial_params import ARCHITECTURE_PARAMS
 from sweeps.trial_settings import TrialSettings
 
@@ -24,7 +25,7 @@ def trial_seed(params: dict[str, Any], sweep_seed: int) -> int:
 
 
 def build_trial_model(
-    settings: TrialSettings, params: dict[str, Any], data: SplitData
+    settings: TrialSettings, params: dict[str, Any], data: SplitData[ArrayT]
 ) -> nn.Module:
     """The trial's model: the sweep's architecture with the trial's parts plugged in."""
     own_params = {name: params[name] for name in ARCHITECTURE_PARAMS.get(settings.arch, ())}
@@ -61,7 +62,9 @@ class Placement:
     autocast: torch.dtype | None = None
     channels_last: bool = False
 
-    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
         with torch.autocast(
             self.device.type,
             dtype=self.autocast or torch.float32,

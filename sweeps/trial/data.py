@@ -16,9 +16,9 @@ import gzip
 import importlib.util
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from sweeps.trial.preprocessing import (
 
 if TYPE_CHECKING:
     import torch
+
+# A split's arrays: numpy as the driver loads them, tensors once `to()` puts them on a device.
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 class DataError(SweepError):
@@ -56,20 +59,20 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class SplitData:
+class SplitData(Generic[ArrayT]):
     """A train/validation split, ready to index into batches: numpy arrays as the driver
     loads them, tensors once `to()` puts them on a device. Images are kept as stored;
     `inputs()` turns a batch of them into what the model takes."""
 
-    train_x: np.ndarray | torch.Tensor
-    train_y: np.ndarray | torch.Tensor
-    val_x: np.ndarray | torch.Tensor
-    val_y: np.ndarray | torch.Tensor
+    train_x: ArrayT
+    train_y: ArrayT
+    val_x: ArrayT
+    val_y: ArrayT
     num_classes: int
     preprocess: str
     # Statistics from the training split only, applied identically to validation; in the
     # units of an image scaled to [0, 1].
-    stats: dict[str, np.ndarray | torch.Tensor] = field(default_factory=dict)
+    stats: dict[str, ArrayT] = field(default_factory=dict)
     # the stored value of a full-intensity pixel: 255 for 8-bit images, 16 for digits, 1 for floats
     full_scale: float = 1.0
     # train_x and val_x are already model inputs (frozen features), not images
@@ -96,7 +99,7 @@ class SplitData:
 
     def to(
         self, device: torch.device, *, memory_format: torch.memory_format | None = None
-    ) -> SplitData:
+    ) -> SplitData[torch.Tensor]:
         """This split as tensors on `device` (images in `memory_format`, default contiguous)."""
         import torch
 
@@ -116,13 +119,17 @@ class SplitData:
             return array.to(device)
 
         stats = {name: move(value) for name, value in self.stats.items()}
-        return replace(
-            self,
+        # Every field named, not replace(): the arrays change type, which replace() cannot say.
+        return SplitData(
             train_x=move(self.train_x, images=True),
             train_y=move(self.train_y),
             val_x=move(self.val_x, images=True),
             val_y=move(self.val_y),
+            num_classes=self.num_classes,
+            preprocess=self.preprocess,
             stats=stats,
+            full_scale=self.full_scale,
+            inputs_ready=self.inputs_ready,
             affine=_affine(stats, self.full_scale, device),
         )
 
@@ -289,7 +296,7 @@ def _require_root(spec: DataSpec) -> Path:
 
 def keep_classes(
     images: np.ndarray, labels: np.ndarray, classes: list[int], *, dataset: str
-) -> Images:
+) -> tuple[np.ndarray, np.ndarray]:
     """Only the examples of `classes`, relabelled by their place in the list (transfer
     learning pretrains on some classes of a data set and fine-tunes on the others)."""
     missing = sorted(set(classes) - set(np.unique(labels).tolist()))
@@ -322,7 +329,7 @@ def load_split(
     max_examples: int | None = None,
     normalization: Normalization | None = None,
     classes: list[int] | None = None,
-) -> SplitData:
+) -> SplitData[np.ndarray]:
     """Load the data set, keep only `classes` (relabelled 0, 1, ... in that order) and at
     most `max_examples`, split by `seed`, fit the preprocessing on the training split
     (`normalization`: the backbone's own, for `backbone`); as numpy arrays, images as

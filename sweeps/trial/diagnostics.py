@@ -9,6 +9,7 @@ measures travels to the driver inside each epoch's report.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ class AlertTracker:
     ratios are still measured and logged; a NaN or inf alerts whatever the weight."""
 
     def __init__(
-        self, settings: DiagnosticsSettings, *, normalized: set[str] = frozenset()
+        self, settings: DiagnosticsSettings, *, normalized: Collection[str] = frozenset()
     ) -> None:
         self.settings = settings
         self.normalized = normalized

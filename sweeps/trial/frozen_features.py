@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeps.trial.data import SplitData
+from sweeps.trial.data import ArrayT, SplitData
 from sweeps.trial_params import resolve_trial_params
 from sweeps.trial_settings import TrialSettings
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from models.pretrained import Pretrained
 
 BATCH = 128  # images per forward pass when computing features
@@ -39,7 +42,7 @@ class FrozenFeatures:
     train_x: np.ndarray
     val_x: np.ndarray
 
-    def replacing_images(self, data: SplitData) -> SplitData:
+    def replacing_images(self, data: SplitData[np.ndarray]) -> SplitData[np.ndarray]:
         """`data` with these features where its images were: labels, classes and statistics stay."""
         return replace(data, train_x=self.train_x, val_x=self.val_x, inputs_ready=True, affine=None)
 
@@ -62,18 +65,28 @@ class CacheDecision:
         )
 
 
+def _pretrained_model(
+    settings: TrialSettings, data: SplitData[ArrayT], trainable_layers: int
+) -> Pretrained:
+    """The model a trial with `trainable_layers` builds: frozen features are for pretrained ones."""
+    from models.pretrained import Pretrained
+    from sweeps.trial.building import build_trial_model
+
+    model = build_trial_model(
+        settings, resolve_trial_params({"trainable_layers": trainable_layers}), data
+    )
+    assert isinstance(model, Pretrained), "frozen features need model.arch: pretrained"
+    return model
+
+
 def decide(
-    settings: TrialSettings, data: SplitData, trainable_layers: int
+    settings: TrialSettings, data: SplitData[ArrayT], trainable_layers: int
 ) -> tuple[CacheDecision, Pretrained]:
     """Build the trial's model for `trainable_layers` and decide on a few images whether its prefix
     is cached."""
     import torch
 
-    from sweeps.trial.building import build_trial_model
-
-    model = build_trial_model(
-        settings, resolve_trial_params({"trainable_layers": trainable_layers}), data
-    ).eval()
+    model = _pretrained_model(settings, data, trainable_layers).eval()
     names = [name for name, _ in model.backbone.named_children()]
     prefix = model.frozen_prefix
 
@@ -124,7 +137,9 @@ def decide(
     return decision(True, f"{frozen} frozen, {size} numbers per image")
 
 
-def decide_all(settings: TrialSettings, data: SplitData, values: list[int]) -> list[CacheDecision]:
+def decide_all(
+    settings: TrialSettings, data: SplitData[ArrayT], values: list[int]
+) -> list[CacheDecision]:
     """Whether each trainable_layers value's frozen prefix is cached (what `sweep check` prints)."""
     import torch
 
@@ -133,19 +148,17 @@ def decide_all(settings: TrialSettings, data: SplitData, values: list[int]) -> l
 
 
 def compute_frozen_features(
-    settings: TrialSettings, data: SplitData, trainable_layers: int
+    settings: TrialSettings, data: SplitData[ArrayT], trainable_layers: int
 ) -> FrozenFeatures:
     """One pass of the frozen prefix of a trial with `trainable_layers` over every image, in
     eval mode, on the device (and in the precision) a trial of the sweep would train on."""
     import torch
 
-    from sweeps.trial.building import build_trial_model, resolve_placement
+    from sweeps.trial.building import resolve_placement
 
     torch.set_num_threads(settings.threads)
     placement = resolve_placement(settings)
-    model = build_trial_model(
-        settings, resolve_trial_params({"trainable_layers": trainable_layers}), data
-    )
+    model = _pretrained_model(settings, data, trainable_layers)
     model.eval().to(placement.device)
     on_device = data.to(placement.device)
 
@@ -164,7 +177,7 @@ def compute_frozen_features(
 
 
 def sized_frozen_features(
-    settings: TrialSettings, data: SplitData, trainable_layers: int
+    settings: TrialSettings, data: SplitData[ArrayT], trainable_layers: int
 ) -> tuple[int, FrozenFeatures]:
     """(their size in bytes, the features): a Ray task's two returns, so the driver learns
     the first, or the task's error, without fetching the second."""
@@ -172,8 +185,13 @@ def sized_frozen_features(
     return features.train_x.nbytes + features.val_x.nbytes, features
 
 
-def train_on_features(model: Any, data: SplitData, features: FrozenFeatures) -> SplitData:
+def train_on_features(
+    model: nn.Module, data: SplitData[np.ndarray], features: FrozenFeatures
+) -> SplitData[np.ndarray]:
     """Cut the trial's model after its frozen prefix; the data it then trains on."""
+    from models.pretrained import Pretrained
+
+    assert isinstance(model, Pretrained), "frozen features need model.arch: pretrained"
     if model.frozen_prefix != features.frozen_prefix:
         raise RuntimeError(
             f"features replace {features.frozen_prefix} frozen children, the model has "

@@ -23,15 +23,15 @@ from sweeps.trial_settings import TrialSettings
 
 @torch.no_grad()
 def activations_at_init(
-    sampled: dict[str, Any], settings: TrialSettings, data: SplitData
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData[np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Every hidden activation of the trial's freshly initialized model on the diagnostics'
     probe batch, by layer in forward order: the same model (same seed) and batch whose
     statistics `sweep run` logs at step 0 as act_std/<layer>."""
     torch.set_num_threads(settings.threads)
-    data = data.to(torch.device("cpu"))
+    on_cpu = data.to(torch.device("cpu"))
     torch.manual_seed(trial_seed(sampled, settings.seed))
-    model = build_trial_model(settings, resolve_trial_params(sampled), data)
+    model = build_trial_model(settings, resolve_trial_params(sampled), on_cpu)
     model.train()  # as the probe measures: batch norm normalizes with the batch
     outputs: dict[str, torch.Tensor] = {}
     hooks = [
@@ -40,14 +40,18 @@ def activations_at_init(
         )
         for name, module in activation_layers(model).items()
     ]
-    model(data.inputs(data.train_x[:PROBE_EXAMPLES]))
+    model(on_cpu.inputs(on_cpu.train_x[:PROBE_EXAMPLES]))
     for hook in hooks:
         hook.remove()
     return {name: output.flatten().numpy().copy() for name, output in outputs.items()}
 
 
 def best_metric(
-    sampled: dict[str, Any], settings: TrialSettings, data: SplitData, *, metric: str = "val_acc"
+    sampled: dict[str, Any],
+    settings: TrialSettings,
+    data: SplitData[np.ndarray],
+    *,
+    metric: str = "val_acc",
 ) -> float:
     """Train one trial as a Ray worker would (same seed, same loop) and return its best epoch's
     `metric`."""
@@ -60,7 +64,7 @@ def best_metric(
 
 
 def pretrain_backbone(
-    sampled: dict[str, Any], settings: TrialSettings, data: SplitData, path: Path
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData[np.ndarray], path: Path
 ) -> list[dict[str, Any]]:
     """Train one `model.arch: pretrained` trial and save its backbone as the state_dict file
     that `model.weights` takes; returns the epochs' metrics.
@@ -73,7 +77,7 @@ def pretrain_backbone(
     import torchvision
 
     epochs: list[dict[str, Any]] = []
-    final: dict[str, Any] = {}
+    final: dict[str, dict[str, torch.Tensor]] = {}
 
     def keep(metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         epochs.append({key: value for key, value in metrics.items() if key != "diagnostics"})

@@ -9,7 +9,7 @@ measure with the same code and report the same names and numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
@@ -216,9 +216,9 @@ def layer_histograms(outputs: dict[str, Tensor]) -> dict[str, Histogram]:
 
 def probe_layer_outputs(
     model: nn.Module,
-    layers: dict[str, nn.Module],
+    layers: Mapping[str, nn.Module],
     buffers: list[Tensor],
-    forward: Callable[[], Any],
+    forward: Callable[[], Tensor],
 ) -> dict[str, Tensor]:
     """Each of `layers`' outputs during `forward()`, run in training mode (batch norm normalizes
     with the batch, as in training) with every buffer restored afterwards: probing changes
@@ -227,7 +227,7 @@ def probe_layer_outputs(
     was_training = model.training
     outputs: dict[str, Tensor] = {}
 
-    def keep(name: str) -> Callable[[nn.Module, Any, Tensor], None]:
+    def keep(name: str) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
         return lambda _module, _inputs, output: outputs.__setitem__(name, output.detach())
 
     # Hooks only for the probe's forward: a module with hooks leaves PyTorch's fast call path.

@@ -9,7 +9,7 @@ sweep file's schema reads the registry's names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +45,7 @@ class PixelMoments:
         self.rows = max(1, CHUNK_VALUES // max(1, int(np.prod(images.shape[1:]))))
         self._image_mean: np.ndarray | None = None
 
-    def _chunks(self):
+    def _chunks(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.images), self.rows):
             chunk = self.images[start : start + self.rows].astype(np.float64)
             chunk /= self.full_scale  # in place: one chunk of floats at a time, never two

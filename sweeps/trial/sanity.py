@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,26 +34,26 @@ class CheckResult:
 
 
 def run_sanity_checks(
-    sampled: dict[str, Any], settings: TrialSettings, data: SplitData
+    sampled: dict[str, Any], settings: TrialSettings, data: SplitData[np.ndarray]
 ) -> list[CheckResult]:
     params = resolve_trial_params(sampled)
-    data = data.to(torch.device("cpu"))
+    on_cpu = data.to(torch.device("cpu"))
     return [
-        check_initial_loss(params, settings, data),
-        check_overfit_tiny_subset(params, settings, data),
-        check_gradients_finite(params, settings, data),
+        check_initial_loss(params, settings, on_cpu),
+        check_overfit_tiny_subset(params, settings, on_cpu),
+        check_gradients_finite(params, settings, on_cpu),
     ]
 
 
 def _fresh_model(
-    params: dict[str, Any], settings: TrialSettings, data: SplitData
+    params: dict[str, Any], settings: TrialSettings, data: SplitData[torch.Tensor]
 ) -> torch.nn.Module:
     torch.manual_seed(trial_seed(params, settings.seed))
     return build_trial_model(settings, params, data)
 
 
 def check_initial_loss(
-    params: dict[str, Any], settings: TrialSettings, data: SplitData
+    params: dict[str, Any], settings: TrialSettings, data: SplitData[torch.Tensor]
 ) -> CheckResult:
     """With small logits a C-class softmax starts at loss ln(C). Regularization is off
     here anyway: weight decay lives in the optimizer, not in the loss."""
@@ -71,7 +72,7 @@ def check_initial_loss(
 
 
 def check_overfit_tiny_subset(
-    params: dict[str, Any], settings: TrialSettings, data: SplitData
+    params: dict[str, Any], settings: TrialSettings, data: SplitData[torch.Tensor]
 ) -> CheckResult:
     """A model that cannot memorize 20 examples has a bug or too little capacity.
 
@@ -103,7 +104,7 @@ def check_overfit_tiny_subset(
 
 
 def check_gradients_finite(
-    params: dict[str, Any], settings: TrialSettings, data: SplitData
+    params: dict[str, Any], settings: TrialSettings, data: SplitData[torch.Tensor]
 ) -> CheckResult:
     model = _fresh_model(params, settings, data)
     model.train()

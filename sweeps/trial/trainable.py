@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from ray import tune
 
@@ -24,7 +25,7 @@ CHECKPOINT_FILE = "trial.pt"
 def train_trial(
     config: dict[str, Any],
     *,
-    data: SplitData,
+    data: SplitData[np.ndarray],
     settings: TrialSettings,
     features: dict[int, Any] | None = None,
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +60,7 @@ def batch_indices(
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: SplitData,
+    data: SplitData[torch.Tensor],
     *,
     batch_size: int,
     generator: torch.Generator,
@@ -86,7 +87,11 @@ def train_one_epoch(
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if measured and diagnostics.after_step(loss.detach().unsqueeze(0)):
+        if (
+            measured
+            and diagnostics is not None
+            and diagnostics.after_step(loss.detach().unsqueeze(0))
+        ):
             break
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
 
@@ -94,7 +99,7 @@ def train_one_epoch(
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: SplitData,
+    data: SplitData[torch.Tensor],
     *,
     batch_size: int = 1024,
     placement: Placement = ON_THE_CPU,
@@ -142,7 +147,7 @@ class TrialState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the shuffling order
-    data: SplitData  # on the trial's device
+    data: SplitData[torch.Tensor]  # on the trial's device
     # its random stream is checkpointed with the shuffling order's
     augment: BatchAugmenter | None = None
     next_epoch: int = 1
@@ -175,7 +180,7 @@ class TrialState:
 def build_trial_state(
     sampled: dict[str, Any],
     settings: TrialSettings,
-    data: SplitData,
+    data: SplitData[np.ndarray],
     placement: Placement,
     features: FrozenFeatures | None = None,
 ) -> TrialState:
@@ -190,8 +195,9 @@ def build_trial_state(
     if features is not None:
         data = train_on_features(model, data, features)
     # The whole (small) data set moves to the device once; batches are indexed there.
-    data = data.to(placement.device, memory_format=memory_format)
-    model = model.to(placement.device, memory_format=memory_format)
+    on_device = data.to(placement.device, memory_format=memory_format)
+    # Module.to takes memory_format (torch's docs), but its typed overloads leave it out.
+    model = model.to(placement.device, memory_format=memory_format)  # type: ignore[call-overload]
     optimizer = build_optimizer(
         model,
         name=settings.optimizer,
@@ -204,13 +210,13 @@ def build_trial_state(
         if settings.augment != "none"
         else None
     )
-    return TrialState(params, model, optimizer, generator, data, augment)
+    return TrialState(params, model, optimizer, generator, on_device, augment)
 
 
 def run_training(
     sampled: dict[str, Any],
     settings: TrialSettings,
-    data: SplitData,
+    data: SplitData[np.ndarray],
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
     *,
     resume_from: dict[str, Any] | None = None,
@@ -307,7 +313,7 @@ def epoch_metrics(
 
 def start_diagnostics(
     model: MeasuredModel,
-    data: SplitData,
+    data: SplitData[torch.Tensor],
     settings: TrialSettings,
     *,
     epochs_done: int,

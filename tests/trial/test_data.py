@@ -223,3 +223,32 @@ def test_statistics_fitted_a_chunk_at_a_time_equal_one_pass(monkeypatch):
 def test_debian_fashion_mnist_loads():
     data = split(DataSpec("fashion_mnist", root=str(FASHION_MNIST)), max_examples=1000)
     assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+
+
+def test_moving_a_split_to_a_device_carries_every_field():
+    """SplitData.to() names every field (its arrays change type, which replace() cannot say):
+    a field added to SplitData must be carried there too, and this list updated with it."""
+    import dataclasses
+
+    import torch
+
+    from sweeps.trial.data import SplitData
+
+    names = [field.name for field in dataclasses.fields(SplitData)]
+    assert names == [
+        "train_x",
+        "train_y",
+        "val_x",
+        "val_y",
+        "num_classes",
+        "preprocess",
+        "stats",
+        "full_scale",
+        "inputs_ready",
+        "affine",
+    ], "SplitData gained or lost a field: carry it in SplitData.to() and update this list"
+    split = load_split(DataSpec("digits"), val_fraction=0.2, preprocess="per_channel_mean", seed=0)
+    moved = split.to(torch.device("cpu"))
+    for name in ("num_classes", "preprocess", "full_scale", "inputs_ready"):
+        assert getattr(moved, name) == getattr(split, name)
+    assert moved.stats.keys() == split.stats.keys() and moved.affine is not None

@@ -47,7 +47,7 @@ class Importance:
 
 def encode(values: list[Any], spec: Any) -> np.ndarray:
     """One parameter's values as numbers a forest splits on."""
-    kind, args = next(iter(spec.items())) if isinstance(spec, dict) else (None, None)
+    kind, args = next(iter(spec.items())) if isinstance(spec, dict) else (None, ())
     if kind == "log_uniform":
         return np.log10(np.asarray(values, dtype=float))
     if kind in ("uniform", "int_uniform"):

@@ -8,13 +8,20 @@ sits at the edge with an arrow-like marker instead of stretching the axis.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from sweeps.run_names import short_number
+
+if TYPE_CHECKING:
+    from sweeps.driver.analysis.report import SweepReport
 
 matplotlib.use("Agg")  # sweeps run on servers and in CI: never ask for a display
 import matplotlib.pyplot as plt  # noqa: E402 -- only once the backend is chosen
@@ -22,12 +29,38 @@ import matplotlib.pyplot as plt  # noqa: E402 -- only once the backend is chosen
 CATEGORICAL = (str, bool)
 
 
-def close(figure: plt.Figure) -> None:
+def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
+    """The report's figures as PNG files in `out_dir`, and the importance as JSON."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        f"{report.metric}_vs_lr.png": metric_vs_learning_rate(report),
+        f"{report.metric}_by_choice.png": metric_by_choice(report),
+        "learning_curves.png": learning_curves(report, k=k),
+        "update_ratio.png": update_ratios(report, k=k),
+        "importance.png": importance(report),
+    }
+    paths = []
+    if report.importance:
+        paths.append(out_dir / "importance.json")
+        paths[-1].write_text(
+            json.dumps([item.as_dict() for item in report.importance], indent=2) + "\n"
+        )
+    for filename, figure in figures.items():
+        if figure is None:
+            continue
+        path = out_dir / filename
+        figure.savefig(path, dpi=110)
+        close(figure)
+        paths.append(path)
+    return paths
+
+
+def close(figure: Figure) -> None:
     """Free a figure's memory once it is saved (pyplot keeps every open figure)."""
     plt.close(figure)
 
 
-def metric_vs_learning_rate(report: Any) -> plt.Figure | None:
+def metric_vs_learning_rate(report: SweepReport) -> Figure | None:
     """The lecture's random-search plot: the metric against the learning rate on a log axis, one
     colour
     per activation, early-stopped trials hollow; at the common rung (fair) and at each trial's
@@ -53,7 +86,7 @@ def metric_vs_learning_rate(report: Any) -> plt.Figure | None:
         1, len(panels), figsize=(5.5 * len(panels) + 2, 4.6), squeeze=False, sharey=True
     )
     activations = sorted({_text(row.params.get("activation", "-")) for row in rows})
-    colours = dict(zip(activations, plt.get_cmap("tab10").colors, strict=False))
+    colours = dict(zip(activations, matplotlib.color_sequences["tab10"], strict=False))
     for axis, (field, title) in zip(axes[0], panels, strict=True):
         shown = [row for row in rows if getattr(row, field) is not None]
         for activation in activations:
@@ -87,7 +120,7 @@ def metric_vs_learning_rate(report: Any) -> plt.Figure | None:
     return figure
 
 
-def metric_by_choice(report: Any) -> plt.Figure | None:
+def metric_by_choice(report: SweepReport) -> Figure | None:
     """Strip plots of the metric at the common rung for each value of the categorical params, with
     the
     number of trials per value and their median; early-stopped trials hollow."""
@@ -140,7 +173,7 @@ def metric_by_choice(report: Any) -> plt.Figure | None:
     return figure
 
 
-def learning_curves(report: Any, *, k: int) -> plt.Figure | None:
+def learning_curves(report: SweepReport, *, k: int) -> Figure | None:
     """The metric per epoch of the top K, stopped-early trials dashed, the comparison rung
     marked."""
     top = report.top(k)
@@ -176,7 +209,7 @@ def learning_curves(report: Any, *, k: int) -> plt.Figure | None:
     return figure
 
 
-def update_ratios(report: Any, *, k: int) -> plt.Figure | None:
+def update_ratios(report: SweepReport, *, k: int) -> Figure | None:
     """Median update/weight ratio over training for the top K and the worst trial, with the 1e-3
     target."""
     ranked = [row for row in report.trials if row.best is not None and row.update_ratio]
@@ -214,7 +247,7 @@ def update_ratios(report: Any, *, k: int) -> plt.Figure | None:
     return figure
 
 
-def importance(report: Any) -> plt.Figure | None:
+def importance(report: SweepReport) -> Figure | None:
     """Each sampled param's importance for the metric at the comparison rung, with its bootstrap
     spread."""
     found = report.importance
@@ -249,7 +282,7 @@ def importance(report: Any) -> plt.Figure | None:
 
 
 def _robust_ylim(
-    axis: plt.Axes,
+    axis: Axes,
     series: list[list[tuple[int, float]]],
     *,
     unit: str,
@@ -284,11 +317,11 @@ def _robust_ylim(
             )
 
 
-def _legend_outside(axis: plt.Axes) -> None:
+def _legend_outside(axis: Axes) -> None:
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def _mark_chance(axis: plt.Axes, report: Any) -> None:
+def _mark_chance(axis: Axes, report: SweepReport) -> None:
     """Chance level as a line, and how many trials sat there (trained on, learned nothing)."""
     if report.chance is None:
         return

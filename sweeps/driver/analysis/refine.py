@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,7 @@ def refine_sweep(sweep: dict[str, Any], report: SweepReport, *, k: int) -> Refin
             matters=matters.get(name, False),
             rung=report.rung,
         )
-        narrowed = distribution.narrow(
-            args, evidence, name=name, valid=lambda value, name=name: _valid(name, value)
-        )
+        narrowed = distribution.narrow(args, evidence, name=name, valid=partial(_valid, name))
         refined.warnings += narrowed.warnings
         if narrowed.args != args:
             refined.changes[f"params.{name}"] = {distribution.name: narrowed.args}

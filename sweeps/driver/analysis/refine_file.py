@@ -52,7 +52,7 @@ def refined_file(
 def differences(written: dict[str, Any], ran: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Dotted keys whose value in `ran` differs from `written` (a distribution counts as one
     value)."""
-    found = {}
+    found: dict[str, Any] = {}
     for key, value in ran.items():
         dotted = f"{prefix}{key}"
         if dotted in UNCARRIED:

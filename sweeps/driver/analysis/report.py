@@ -3,10 +3,8 @@ a common rung."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -56,14 +54,16 @@ class SweepReport:
 
     def at_rung(self) -> list[TrialRow]:
         """The trials that reached the comparison rung, best there first."""
-        return sorted(
-            (row for row in self.trials if row.at_rung is not None),
-            key=lambda row: row.rank_at_rung,
-        )
+        return sorted((row for row in self.trials if row.at_rung is not None), key=_rank_at_rung)
 
     def better(self, value: float) -> float:
         """A sort key: lower is better whatever the mode."""
         return -value if self.mode == "max" else value
+
+
+def _rank_at_rung(row: TrialRow) -> int:
+    assert row.rank_at_rung is not None, f"{row.name} has a value at the rung but no rank there"
+    return row.rank_at_rung
 
 
 def load_report(
@@ -116,19 +116,17 @@ def _compare_at_rung(report: SweepReport, *, importance: bool) -> None:
     report.rung = rungs.comparison_rung([row.history for row in report.trials], report.rungs)
     if report.rung is None:
         return
+    reached: list[tuple[TrialRow, float]] = []
     for row in report.trials:
         row.at_rung = rungs.value_at(row.history, report.rung)
-    for rank, row in enumerate(
-        sorted(
-            (row for row in report.trials if row.at_rung is not None),
-            key=lambda row: report.better(row.at_rung),
-        ),
-        1,
-    ):
+        if row.at_rung is not None:
+            reached.append((row, row.at_rung))
+    ranked = sorted(reached, key=lambda pair: report.better(pair[1]))  # report.at_rung()'s order
+    for rank, (row, _) in enumerate(ranked, 1):
         row.rank_at_rung = rank
     if importance:
         report.importance = hyperparameter_importance(
-            [(row.params, row.at_rung) for row in report.at_rung()], report.specs
+            [(row.params, value) for row, value in ranked], report.specs
         )
 
 
@@ -138,31 +136,3 @@ def sampled_param_names(report: SweepReport) -> list[str]:
     return [
         name for name in names if len({repr(row.params.get(name)) for row in report.trials}) > 1
     ]
-
-
-def write_plots(report: SweepReport, out_dir: Path, *, k: int) -> list[Path]:
-    """The report's figures as PNG files in `out_dir`, and the importance as JSON."""
-    from sweeps.driver.analysis import plots
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {
-        f"{report.metric}_vs_lr.png": plots.metric_vs_learning_rate(report),
-        f"{report.metric}_by_choice.png": plots.metric_by_choice(report),
-        "learning_curves.png": plots.learning_curves(report, k=k),
-        "update_ratio.png": plots.update_ratios(report, k=k),
-        "importance.png": plots.importance(report),
-    }
-    paths = []
-    if report.importance:
-        paths.append(out_dir / "importance.json")
-        paths[-1].write_text(
-            json.dumps([item.as_dict() for item in report.importance], indent=2) + "\n"
-        )
-    for filename, figure in figures.items():
-        if figure is None:
-            continue
-        path = out_dir / filename
-        figure.savefig(path, dpi=110)
-        plots.close(figure)
-        paths.append(path)
-    return paths

@@ -76,7 +76,7 @@ def _legend(report: SweepReport) -> str:
 def per_value_counts(report: SweepReport) -> dict[str, list[tuple[str, int, float | None]]]:
     """For each categorical param that varied: (value, trials, median metric at the rung) per
     value."""
-    found = {}
+    found: dict[str, list[tuple[str, int, float | None]]] = {}
     for name in sampled_param_names(report):
         values = sorted(
             {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sweeps.driver.analysis.refine import Refinement, refine_sweep
 from sweeps.driver.analysis.refine_file import refined_file
-from sweeps.driver.analysis.report import SweepReport, load_report, write_plots
+from sweeps.driver.analysis.report import SweepReport, load_report
 from sweeps.driver.analysis.report_text import FORMATS
 from sweeps.driver.sweep_file.reading import load_yaml
 from sweeps.driver.sweep_file.validation import validate_sweep
@@ -52,6 +52,9 @@ def report_sweep(
 ) -> WrittenReport:
     """The sweep's report as text, its plots written to `output_dir` and logged on its parent
     run."""
+    # here, not at the top: matplotlib costs `sweep refine` a second it does not need
+    from sweeps.driver.analysis.plots import write_plots
+
     reader, report = open_report(experiment, tracking_uri)
     text = FORMATS[output_format](report, k)
     plots = write_plots(report, output_dir, k=k)

@@ -10,13 +10,17 @@ the experiment's prefix of Tune's trial ids and the member's index in sampling o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ray import tune
+from ray.tune.experiment import Trial
 
 from sweeps.driver.planning.fusion import Member
 from sweeps.epoch_report import GroupReport, ended_members
 from sweeps.trial.trainable import train_trial
+
+if TYPE_CHECKING:
+    from ray.tune.stopper import Stopper
 
 
 class MemberTrial:
@@ -34,6 +38,10 @@ class MemberTrial:
 
     def __str__(self) -> str:
         return f"{train_trial.__name__}_{self.trial_id}"  # as Tune names the unfused sweep's trial
+
+
+# What the sweep's own callbacks are handed: Tune's trial, or a fused group's member.
+SweepTrial: TypeAlias = Trial | MemberTrial
 
 
 def member_id(group_trial_id: str, index: int) -> str:
@@ -64,9 +72,9 @@ class MemberEvents(tune.Callback):
         self._members: dict[str, MemberTrial] = {}
         self._ended: set[str] = set()  # members whose end the callbacks have seen
 
-    def members_of(self, trial: Any) -> list[MemberTrial]:
+    def members_of(self, trial: Trial) -> list[MemberTrial]:
         """The MemberTrials of a group trial, made once each."""
-        found = []
+        found: list[MemberTrial] = []
         for index, config in self.groups[trial.config["group"]]:
             key = member_id(trial.trial_id, index)
             if key not in self._members:
@@ -74,10 +82,10 @@ class MemberEvents(tune.Callback):
             found.append(self._members[key])
         return found
 
-    def _all(self, trials: list) -> list[MemberTrial]:
+    def _all(self, trials: list[Trial]) -> list[MemberTrial]:
         return [member for trial in trials for member in self.members_of(trial)]
 
-    def _running(self, trial: Any) -> list[MemberTrial]:
+    def _running(self, trial: Trial) -> list[MemberTrial]:
         """The group's members not ended (by Tune's last record of it and by what this session
         saw)."""
         ended = ended_members(trial.last_result)
@@ -91,10 +99,24 @@ class MemberEvents(tune.Callback):
         for callback in self.callbacks:
             getattr(callback, hook)(**info)
 
-    def setup(self, **info: Any) -> None:
-        self._each("setup", **info)
+    def setup(
+        self,
+        stop: Stopper | None = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        self._each(
+            "setup",
+            stop=stop,
+            num_samples=num_samples,
+            total_num_samples=total_num_samples,
+            **info,
+        )
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         for member in self._running(trial):
             member.num_failures = trial.num_failures
             self._each(
@@ -105,7 +127,9 @@ class MemberEvents(tune.Callback):
                 **info,
             )
 
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_recover(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         for member in self._running(trial):
             member.num_failures = trial.num_failures
             self._each(
@@ -117,7 +141,12 @@ class MemberEvents(tune.Callback):
             )
 
     def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        self,
+        iteration: int,
+        trials: list[Trial],
+        trial: Trial,
+        result: dict[str, Any],
+        **info: Any,
     ) -> None:
         report = GroupReport.from_result(result)
         if report is None:
@@ -145,13 +174,17 @@ class MemberEvents(tune.Callback):
                 member.last_result = member_result(metrics, result, None)
                 self._finish(member, iteration, everyone, errored=False)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         for member in self._running(
             trial
         ):  # a group ends with its last member; none should be left
             self._finish(member, iteration, self._all(trials), errored=False)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         for member in self._running(trial):
             self._finish(member, iteration, self._all(trials), errored=True)
 
@@ -166,5 +199,5 @@ class MemberEvents(tune.Callback):
             trial=member,
         )
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._each("on_experiment_end", trials=self._all(trials), **info)

@@ -7,14 +7,19 @@ finished trial. Elsewhere (CI logs, pipes): just those lines.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from sweeps.driver.running.startup import since_launch, stamp
 from sweeps.run_names import trial_run_name
 from sweeps.trial_status import trial_status
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
+
+    from sweeps.driver.events.member_events import SweepTrial
 
 
 class ProgressPrinter(tune.Callback):
@@ -56,12 +61,19 @@ class ProgressPrinter(tune.Callback):
             self._panel = _LivePanel(self)
         return self._panel
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: Sequence[SweepTrial], trial: SweepTrial, **info: Any
+    ) -> None:
         self.running.add(trial.trial_id)
         self._refresh()
 
     def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        self,
+        iteration: int,
+        trials: Sequence[SweepTrial],
+        trial: SweepTrial,
+        result: dict[str, Any],
+        **info: Any,
     ) -> None:
         value = result.get(self.metric)
         if value is not None and (
@@ -71,17 +83,21 @@ class ProgressPrinter(tune.Callback):
             self.best = (value, self.name(trial))
         self._refresh()
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: Sequence[SweepTrial], trial: SweepTrial, **info: Any
+    ) -> None:
         self._finished(trial, errored=False)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: Sequence[SweepTrial], trial: SweepTrial, **info: Any
+    ) -> None:
         self._finished(trial, errored=True)
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def on_experiment_end(self, trials: Sequence[SweepTrial], **info: Any) -> None:
         if self._panel is not None:
             self._panel.stop()
 
-    def _finished(self, trial: Any, *, errored: bool) -> None:
+    def _finished(self, trial: SweepTrial, *, errored: bool) -> None:
         self.running.discard(trial.trial_id)
         status = trial_status(trial.last_result, epochs=self.epochs, errored=errored)
         self.statuses[status] += 1
@@ -99,7 +115,7 @@ class ProgressPrinter(tune.Callback):
         else:
             self.echo(f"{line} | sweep: {self.counts()}, {self.best_text()}")
 
-    def name(self, trial: Any) -> str:
+    def name(self, trial: SweepTrial) -> str:
         return trial_run_name(trial.trial_id, trial.config, self.sampled)
 
     def _refresh(self) -> None:
@@ -139,7 +155,7 @@ class _LivePanel:
         self.live = Live(self, console=self.console, refresh_per_second=4, transient=True)
         self.live.start()
 
-    def __rich__(self) -> Any:
+    def __rich__(self) -> Panel:
         from rich.panel import Panel
         from rich.text import Text
 

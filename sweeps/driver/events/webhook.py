@@ -18,13 +18,16 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from sweeps.driver.sweep_file.addresses import METADATA_HOSTS, forbidden_address
 
 POST_DEADLINE_S = 5.0  # per alert, wall clock: connecting, sending and reading the answer
 EXIT_BUDGET_S = 5.0  # for every alert still queued when the sweep ends
+
+# an alert, and how the sending thread asks for its run id
+QueuedAlert: TypeAlias = tuple[dict[str, Any], Callable[[], str | None]]
 
 
 class WebhookSender:
@@ -38,7 +41,11 @@ class WebhookSender:
         self.url = url
         self.allow_private = allow_private
         self.warn = warn
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._reset()
+
+    def _reset(self) -> None:
+        # None tells the sending thread to stop
+        self._queue: queue.SimpleQueue[QueuedAlert | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._delivering = 0  # queued or being posted
 
@@ -47,7 +54,10 @@ class WebhookSender:
         return {"url": self.url, "allow_private": self.allow_private, "warn": self.warn}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], allow_private=state["allow_private"], warn=state["warn"])
+        self.url = state["url"]
+        self.allow_private = state["allow_private"]
+        self.warn = state["warn"]
+        self._reset()
 
     def send(self, alert: dict[str, Any], *, run_id: Callable[[], str | None]) -> None:
         """Queue `alert`; its `run_id` is asked for on the sending thread, where waiting for the run
@@ -96,22 +106,24 @@ def post_json(
     """POST `payload` as JSON within `deadline_s` of wall clock; None when the receiver took it,
     else why not."""
     parts = urlsplit(url)
+    host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
     deadline = time.monotonic() + deadline_s
     try:
-        address = _resolve(parts.hostname, port, allow_private=allow_private)
+        address = _resolve(host, port, allow_private=allow_private)
         sock = socket.create_connection(
             (address, port), timeout=max(0.1, deadline - time.monotonic())
         )
     except (OSError, ValueError) as error:
         return str(error)
+    assert host is not None  # _resolve refuses a URL without one
     # However the receiver trickles its answer, the socket is shut at the deadline.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, args=(sock,))
     watchdog.start()
     try:
         if parts.scheme == "https":
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        connection = http.client.HTTPConnection(parts.hostname, port)
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        connection = http.client.HTTPConnection(host, port)
         connection.sock = sock  # connected to the address checked above, not to a second lookup
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request(
@@ -145,7 +157,8 @@ def _resolve(host: str | None, port: int, *, allow_private: bool) -> str:
             f"{host} is a cloud metadata service; set diagnostics.alert_webhook_allow_private: "
             "true to post there anyway"
         )
-    address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+    # str(): an IP (v4 or v6) lookup's address is text; typeshed's sockaddr also allows int
+    address = str(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
     why = None if allow_private else forbidden_address(address.split("%")[0])
     if why is not None:
         raise ValueError(

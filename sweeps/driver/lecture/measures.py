@@ -49,6 +49,12 @@ def finished(rows: list[TrialRow]) -> list[TrialRow]:
     return [row for row in rows if row.best is not None]
 
 
+def best_value(row: TrialRow) -> float:
+    """The best metric of a trial that reported (one `finished` or `SweepReport.top` kept)."""
+    assert row.best is not None, f"{row.name} reported no epoch"
+    return row.best
+
+
 def param(row: TrialRow, name: str, default: Any = None) -> Any:
     return row.params.get(name, default)
 

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from sweeps.driver.cluster import ray_cluster
 from sweeps.driver.lecture.html_report import RunFacts, write_report
@@ -26,12 +25,12 @@ from sweeps.driver.lecture.studies import (
     sanity_checks,
     transfer,
 )
-from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, Finding, Lecture, LogFile
+from sweeps.driver.lecture.study import FAILED, LECTURE_FILES, Finding, Lecture, LogFile, Study
 from sweeps.driver.tracking import store
 from sweeps.errors import SweepError, first_line
 
 # In the lecture's order. Each module has CLAIM and run(lecture) -> Finding.
-STUDIES: tuple[ModuleType, ...] = (
+STUDIES: tuple[Study, ...] = (
     initialization,
     activations,
     batch_norm,
@@ -101,7 +100,7 @@ def run_lecture(
     return outcome
 
 
-def run_study(study: ModuleType, lecture: Lecture) -> Finding:
+def run_study(study: Study, lecture: Lecture) -> Finding:
     """One study, timed; one that breaks is reported as such and the lecture goes on."""
     lecture.echo(f"{study.CLAIM.title}")
     started = time.monotonic()

@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeps.driver.sweep_file.reading import load_sweep
 from sweeps.driver.sweep_file.schema import SweepConfig
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from sweeps.driver.analysis.report import SweepReport
     from sweeps.driver.tracking.queries import SweepReader
 
@@ -164,13 +166,21 @@ class Lecture:
             reader.trial_runs(parent),
         )
 
-    def save(self, figure: Any, filename: str) -> str:
+    def save(self, figure: Figure, filename: str) -> str:
         """A matplotlib figure as a PNG in the report's folder; returns its file name."""
         from sweeps.driver.analysis import plots
 
         figure.savefig(self.out_dir / filename, dpi=100)
         plots.close(figure)
         return filename
+
+
+class Study(Protocol):
+    """A study: a module under studies/ with its claim and how to run it."""
+
+    CLAIM: Claim
+
+    def run(self, lecture: Lecture) -> Finding: ...
 
 
 def _yaml_text(value: Any) -> str:

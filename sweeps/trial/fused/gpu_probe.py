@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sweeps.trial.building import resolve_placement
+from sweeps.trial.building import Placement, resolve_placement
 from sweeps.trial.data import SplitData
 from sweeps.trial.fused.model import FUSED_ARCHITECTURES
 from sweeps.trial.training import build_trial_state
@@ -20,7 +22,7 @@ WARM_UP_STEPS, MEASURED_STEPS = 5, 20
 
 
 def probe_gpu(
-    group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData
+    group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData[np.ndarray]
 ) -> dict[str, float]:
     """Train `group` (fused, or its first trial alone where the architecture cannot be fused) for a
     few
@@ -48,9 +50,9 @@ def probe_gpu(
 def _stepper(
     group: list[tuple[int, dict[str, Any]]],
     settings: TrialSettings,
-    data: SplitData,
-    placement: Any,
-) -> tuple[Any, int]:
+    data: SplitData[np.ndarray],
+    placement: Placement,
+) -> tuple[Callable[[torch.Tensor], None], int]:
     """One optimizer step of the group (or its first trial) on a batch of example indices."""
     from sweeps.trial.fused.loop import build_group_state
 

@@ -49,7 +49,8 @@ class FusedLinear(MemberLayer):
         self.weight = nn.Parameter(torch.empty(members, width_in, width_out))
         self.bias = nn.Parameter(torch.zeros(members, width_out))
 
-    def load_member(self, m: int, solo: nn.Linear) -> None:
+    def load_member(self, m: int, solo: nn.Module) -> None:
+        assert isinstance(solo, nn.Linear), f"member {m}'s solo layer is {type(solo).__name__}"
         self.weight.data[m] = solo.weight.detach().t()
         self.bias.data[m] = solo.bias.detach()
 
@@ -61,6 +62,8 @@ class FusedConv2d(MemberLayer):
     """M convolutions as one grouped convolution on (B, M*C, H, W). A member with batch norm
     after its convs has no conv bias (as its solo model): its bias row is masked to zero, and so is
     its gradient."""
+
+    bias_mask: Tensor  # a buffer, (M, 1): 0 for the members whose bias is masked
 
     def __init__(
         self,
@@ -88,7 +91,8 @@ class FusedConv2d(MemberLayer):
         )
         self.register_buffer("bias_mask", mask, persistent=False)
 
-    def load_member(self, m: int, solo: nn.Conv2d) -> None:
+    def load_member(self, m: int, solo: nn.Module) -> None:
+        assert isinstance(solo, nn.Conv2d), f"member {m}'s solo layer is {type(solo).__name__}"
         self.weight.data[m] = solo.weight.detach()
         self.bias.data[m] = solo.bias.detach() if solo.bias is not None else 0.0
 
@@ -114,6 +118,9 @@ class MemberBatchNorm(MemberLayer):
 
     Running statistics, weight and bias are (M, C); members without batch norm leave theirs unused.
     """
+
+    running_mean: Tensor  # buffers, (M, C)
+    running_var: Tensor
 
     def __init__(self, members: int, width: int, *, layout: str, batch_norm: list[bool]) -> None:
         super().__init__()

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sweeps.epoch_report import GroupReport
+from sweeps.epoch_report import GroupReport, Metrics
 from sweeps.member_asha import MemberResult
 from sweeps.trial.building import Placement, resolve_placement
 from sweeps.trial.data import SplitData
@@ -42,10 +43,10 @@ class GroupState:
     model: FusedModel
     optimizer: MemberOptimizer
     generators: list[torch.Generator]  # each active member's shuffling order
-    data: SplitData  # on the group's device
+    data: SplitData[torch.Tensor]  # on the group's device
     next_epoch: int = 1
     # member key -> its last epoch's metrics
-    ended: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended: dict[str, Metrics] = field(default_factory=dict)
 
     @property
     def members(self) -> list[MemberSpec]:
@@ -86,21 +87,21 @@ class GroupState:
 
 
 def build_group_state(
-    group: Group, settings: TrialSettings, data: SplitData, placement: Placement
+    group: Group, settings: TrialSettings, data: SplitData[np.ndarray], placement: Placement
 ) -> GroupState:
     """The group's model built from each member's seeded solo model, its optimizer and the members'
     shuffling orders."""
     members = member_specs(group, settings.seed)
     memory_format = torch.channels_last if placement.channels_last else torch.contiguous_format
-    data = data.to(placement.device, memory_format=memory_format)
-    model = build_fused_model(settings, members, data).to(placement.device)
+    on_device = data.to(placement.device, memory_format=memory_format)
+    model = build_fused_model(settings, members, on_device).to(placement.device)
     optimizer = MemberOptimizer(
         [param for param in model.parameters() if param.requires_grad],
         members,
         name=settings.optimizer,
     )
     generators = [torch.Generator().manual_seed(member.shuffle_seed) for member in members]
-    return GroupState(model, optimizer, generators, data)
+    return GroupState(model, optimizer, generators, on_device)
 
 
 class FrozenMember:
@@ -162,7 +163,7 @@ def train_group_epoch(
         loss_sum += losses.detach() * idx.shape[1] * counting
         correct += (logits.detach().argmax(2) == y).sum(dim=1) * counting
         seen += idx.shape[1] * counting
-        if measured:
+        if measured and diagnostics is not None:
             for position in diagnostics.after_step(losses.detach()):
                 frozen.append(FrozenMember(state, position))
                 counting[position] = 0
@@ -175,7 +176,11 @@ def train_group_epoch(
 
 @torch.no_grad()
 def evaluate_group(
-    model: FusedModel, data: SplitData, *, placement: Placement, batch_size: int = 1024
+    model: FusedModel,
+    data: SplitData[torch.Tensor],
+    *,
+    placement: Placement,
+    batch_size: int = 1024,
 ) -> dict[str, list[float]]:
     """Every member's val_loss and val_acc on the whole validation split, in member order."""
     model.eval()
@@ -204,7 +209,7 @@ def evaluate_group(
 
 def group_epoch_metrics(
     state: GroupState, epoch: int, *, diagnostics: Diagnostics | None, placement: Placement
-) -> tuple[dict[str, dict], dict | None]:
+) -> tuple[dict[str, Metrics], dict[str, dict[str, Any]] | None]:
     """Each member's metrics for the epoch (`stop_reason` among them for one that must end), and its
     diagnostics."""
     batch_size = state.members[0].params["batch_size"]
@@ -218,7 +223,7 @@ def group_epoch_metrics(
             epoch, dict(zip(keys, trained["train_loss"], strict=True))
         )
     evaluated = evaluate_group(state.model, state.data, placement=placement)
-    metrics = {}
+    metrics: dict[str, Metrics] = {}
     for position, key in enumerate(keys):
         trained_here = {name: values[position] for name, values in trained.items()}
         evaluated_here = {name: values[position] for name, values in evaluated.items()}
@@ -237,7 +242,7 @@ def group_epoch_metrics(
 def run_group_training(
     group: Group,
     settings: TrialSettings,
-    data: SplitData,
+    data: SplitData[np.ndarray],
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
     *,
     decide: Decide | None = None,
@@ -297,7 +302,12 @@ def run_group_training(
 
 
 def end_members(
-    state: GroupState, metrics: dict[str, dict], epoch: int, *, epochs: int, decide: Decide | None
+    state: GroupState,
+    metrics: dict[str, Metrics],
+    epoch: int,
+    *,
+    epochs: int,
+    decide: Decide | None,
 ) -> list[int]:
     """Record in `state.ended` the members that end after this epoch; the positions of those that
     stay."""

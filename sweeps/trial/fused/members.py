@@ -3,11 +3,14 @@ has them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sweeps.trial.building import trial_seed
 from sweeps.trial_params import resolve_trial_params
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,10 @@ def member_specs(group: list[tuple[int, dict[str, Any]]], sweep_seed: int) -> li
     ]
 
 
-def runs(values: list[Any]) -> list[tuple[int, int, Any]]:
+def runs(values: Sequence[T]) -> list[tuple[int, int, T]]:
     """Maximal runs of equal neighbours as (start, stop, value): one kernel per run, not per
     member."""
-    found: list[tuple[int, int, Any]] = []
+    found: list[tuple[int, int, T]] = []
     for position, value in enumerate(values):
         if found and found[-1][2] == value:
             found[-1] = (found[-1][0], position + 1, value)

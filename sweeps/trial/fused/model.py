@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from models.activations import get_activation, pieces_per_unit
 from sweeps.trial.building import build_trial_model
-from sweeps.trial.data import SplitData
+from sweeps.trial.data import ArrayT, SplitData
 from sweeps.trial.fused.layers import (
     CHANNELS,
     ROWS,
@@ -84,7 +83,7 @@ class FusedModel(nn.Module):
             batch_norm=self.batch_norm,
         )
 
-    def gather(self, data: SplitData, idx: Tensor) -> Tensor:
+    def gather(self, data: SplitData[Tensor], idx: Tensor) -> Tensor:
         """The model's input for member m's batch of training images data.train_x[idx[m]], idx being
         (M, B):
         the stored images gathered, then made inputs (SplitData.inputs) before their channels are
@@ -192,7 +191,7 @@ class FusedBasicBlock(nn.Module):
             model.norm(width),
         )
         if stride != 1 or channels_in != width * pieces:
-            self.shortcut = nn.Sequential(
+            self.shortcut: nn.Module = nn.Sequential(
                 model.conv(channels_in, width * pieces, kernel_size=1, stride=stride),
                 model.norm(width),
             )
@@ -254,7 +253,7 @@ FUSED_ARCHITECTURES: dict[str, Callable[..., FusedModel]] = {
 
 
 def build_fused_model(
-    settings: TrialSettings, members: list[MemberSpec], data: SplitData
+    settings: TrialSettings, members: list[MemberSpec], data: SplitData[ArrayT]
 ) -> FusedModel:
     """The group's model, each member's weights copied from the solo model its trial would build."""
     try:
@@ -273,7 +272,7 @@ def build_fused_model(
 
 def load_member(fused: FusedModel, m: int, solo: nn.Module) -> None:
     """Copy solo model `solo` into member m of `fused`, module by module under the same names."""
-    solo_modules: dict[str, Any] = dict(solo.named_modules())
+    solo_modules = dict(solo.named_modules())
     for name, module in fused.named_modules():
         if isinstance(module, MemberLayer):
             module.load_member(m, solo_modules[name])

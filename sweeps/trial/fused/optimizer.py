@@ -10,6 +10,7 @@ tests/trial/fused/test_optimizer.py holds them to torch.optim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ class MemberOptimizer:
             self._views[key] = values.to(param.dtype).view(-1, *([1] * (param.ndim - 1)))
         return self._views[key]
 
-    def _each(self, name: str, values: Tensor, params: list[Tensor]) -> list[Tensor]:
+    def _each(self, name: str, values: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
         return [self.per_member(name, values, param) for param in params]
 
     def zero_grad(self) -> None:
@@ -68,16 +69,16 @@ class MemberOptimizer:
         self.steps += 1
         # A parameter without a gradient was unused this step (no member has that batch norm).
         live = [
-            (param, state)
+            (param, param.grad, state)
             for param, state in zip(self.params, self.state, strict=True)
             if param.grad is not None
         ]
         if not live:
             return
-        params, states = [param for param, _ in live], [state for _, state in live]
-        grads = [
-            param.grad for param in params
-        ]  # ours to change: zero_grad drops them before the next backward
+        params: list[Tensor] = [param for param, _, _ in live]
+        # ours to change: zero_grad drops them before the next backward
+        grads = [grad for _, grad, _ in live]
+        states = [state for _, _, state in live]
         if self.decays:  # torch adds no decay term at weight_decay 0
             torch._foreach_addcmul_(
                 grads, params, self._each("weight_decay", self.hyper["weight_decay"], params)

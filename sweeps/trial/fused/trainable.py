@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import ray
 
 from sweeps.member_asha import MemberResult
@@ -20,7 +21,7 @@ from sweeps.trial_settings import TrialSettings
 def train_group(
     config: dict[str, Any],
     *,
-    data: SplitData,
+    data: SplitData[np.ndarray],
     settings: TrialSettings,
     groups: list[list[tuple[int, dict[str, Any]]]],
     rungs: Any = None,
@@ -46,7 +47,7 @@ def train_group(
 
 
 def probe_gpu(
-    group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData
+    group: list[tuple[int, dict[str, Any]]], settings: TrialSettings, data: SplitData[np.ndarray]
 ) -> dict[str, float]:
     """sweeps.trial.fused.gpu_probe.probe_gpu, importable by the driver without PyTorch (it runs as
     a Ray task)."""

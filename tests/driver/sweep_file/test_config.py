@@ -255,6 +255,13 @@ def test_ci_runs_the_readme_test_command():
     assert f"{command}\n```" in (REPO / "README.md").read_text()
 
 
+def test_ci_checks_style_and_types_before_the_tests():
+    lines = (REPO / ".ci" / "run").read_text().splitlines()
+    checks = ["ruff check .", "ruff format --check .", "mypy"]
+    assert all(check in lines for check in checks)
+    assert max(lines.index(check) for check in checks) < len(lines) - 1  # before the tests
+
+
 def test_architecture_configs_match_the_model_registry():
     from models import ARCHITECTURES
     from sweeps.driver.sweep_file.schema import MODEL_CONFIGS

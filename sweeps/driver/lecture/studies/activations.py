@@ -4,8 +4,9 @@ saturates, and ReLUs die with a large learning rate or a negative bias where lea
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sweeps.driver.analysis.report import TrialRow
 from sweeps.driver.lecture.measures import (
     epochs_to_reach,
     finished,
@@ -17,6 +18,9 @@ from sweeps.driver.lecture.measures import (
 )
 from sweeps.driver.lecture.studies import dead_units
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "activations.yaml"
 TARGET = 0.9  # the val_acc whose epoch count is compared
@@ -105,7 +109,7 @@ def run(lecture: Lecture) -> Finding:
     )
 
 
-def by_activation(result: SweepResult) -> dict[str, list[Any]]:
+def by_activation(result: SweepResult) -> dict[str, list[TrialRow]]:
     """The trials that reported, by activation."""
     rows = finished(result.report.trials)
     return {
@@ -134,7 +138,7 @@ def sigmoid_saturation(result: SweepResult) -> dict[str, float]:
     }
 
 
-def convergence_figure(result: SweepResult) -> Any:
+def convergence_figure(result: SweepResult) -> Figure:
     """val_acc per epoch of every trial, a panel per activation, coloured by learning rate."""
     import matplotlib.colors
 

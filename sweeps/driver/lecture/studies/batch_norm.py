@@ -4,10 +4,13 @@ matters less."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sweeps.driver.lecture.measures import finished, param
+from sweeps.driver.lecture.measures import best_value, finished, param
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "batch_norm.yaml"
 TRAINS = 0.9  # a learning rate "trains" when its trial reaches this val_acc
@@ -41,9 +44,13 @@ def run(lecture: Lecture) -> Finding:
     share, gap, best = {}, {}, {}
     for norm in (True, False):
         group = [row for row in rows if param(row, "batch_norm") is norm]
-        share[norm] = sum(row.best >= TRAINS for row in group) / len(group) if group else math.nan
+        share[norm] = (
+            sum(best_value(row) >= TRAINS for row in group) / len(group) if group else math.nan
+        )
         best[norm] = {
-            init: max((row.best for row in group if param(row, "init") == init), default=math.nan)
+            init: max(
+                (best_value(row) for row in group if param(row, "init") == init), default=math.nan
+            )
             for init in ("small_random", "xavier", "he")
         }
         found = [value for value in best[norm].values() if not math.isnan(value)]
@@ -84,7 +91,7 @@ def run(lecture: Lecture) -> Finding:
     )
 
 
-def figure(result: SweepResult) -> Any:
+def figure(result: SweepResult) -> Figure:
     """Best val_acc against the learning rate with and without batch norm, a marker per
     initializer."""
     from sweeps.driver.analysis.plots import plt

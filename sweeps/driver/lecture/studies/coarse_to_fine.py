@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sweeps.driver.lecture.measures import finished, median, param
+from sweeps.driver.analysis.report import TrialRow
+from sweeps.driver.lecture.measures import best_value, finished, median, param
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from sweeps.driver.analysis.refine import Refinement
 
 SWEEP_FILE = "coarse_to_fine.yaml"
 TOP = 5  # `sweep refine`'s default --top
@@ -49,7 +55,8 @@ def run(lecture: Lecture) -> Finding:
         for name, result in (("coarse", coarse), ("fine", fine))
     }
     scores = {
-        name: result.report.top(1)[0].best for name, result in (("coarse", coarse), ("fine", fine))
+        name: best_value(result.report.top(1)[0])
+        for name, result in (("coarse", coarse), ("fine", fine))
     }
     decided, why = judge(
         {
@@ -84,7 +91,7 @@ def run(lecture: Lecture) -> Finding:
 
 
 def numbers(
-    refined: Any,
+    refined: Refinement,
     ranges: dict[str, list[float]],
     narrowed: dict[str, list[float]],
     spread: dict[str, float],
@@ -111,7 +118,7 @@ def numbers(
     ]
 
 
-def write_refined(lecture: Lecture, coarse: SweepResult) -> tuple[Any, Path]:
+def write_refined(lecture: Lecture, coarse: SweepResult) -> tuple[Refinement, Path]:
     """What `sweep refine` writes for the coarse sweep, in the report's folder, but for its seed.
 
     `sweep refine` derives the fine sweep's seed from the coarse sweep's run id, new in every
@@ -124,6 +131,7 @@ def write_refined(lecture: Lecture, coarse: SweepResult) -> tuple[Any, Path]:
 
     parent = coarse.report.parent_run_id
     ran_text = coarse.reader.sweep_file(parent)
+    assert ran_text is not None, "`sweep run` logs search.yaml on the sweep's run"
     ran = load_yaml(ran_text, source="the coarse sweep (search.yaml on its run)")
     refined = refine_sweep(ran, coarse.report, k=TOP)
     seed = derived_seed(ran["search"]["seed"], coarse.config.name)
@@ -147,7 +155,7 @@ def decades(bounds: list[float]) -> float:
     return math.log10(bounds[1] / bounds[0])
 
 
-def distance(row: Any, best: Any, ranges: dict[str, list[float]]) -> float:
+def distance(row: TrialRow, best: TrialRow, ranges: dict[str, list[float]]) -> float:
     """Euclidean distance in log space, each axis scaled by the coarse range's span."""
     return math.sqrt(
         sum(
@@ -157,7 +165,7 @@ def distance(row: Any, best: Any, ranges: dict[str, list[float]]) -> float:
     )
 
 
-def figure(coarse: SweepResult, fine: SweepResult, narrowed: dict[str, list[float]]) -> Any:
+def figure(coarse: SweepResult, fine: SweepResult, narrowed: dict[str, list[float]]) -> Figure:
     """The two sweeps' trials in the (lr, weight_decay) plane, coloured by val_acc, and the refined
     box."""
     from matplotlib.patches import Rectangle

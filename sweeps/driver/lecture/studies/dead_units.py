@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sweeps.driver.analysis.report import TrialRow
 from sweeps.driver.lecture.measures import (
     finished,
     first_and_last,
@@ -15,6 +16,9 @@ from sweeps.driver.lecture.measures import (
     param,
 )
 from sweeps.driver.lecture.study import Lecture, SweepResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "dead_relu.yaml"
 LARGE_LR = 0.1
@@ -79,7 +83,7 @@ def study(lecture: Lecture) -> DeadUnits:
     )
 
 
-def harsh(row: Any) -> bool:
+def harsh(row: TrialRow) -> bool:
     """A large learning rate or a negative starting bias: what the lecture says kills ReLUs."""
     return param(row, "lr") >= LARGE_LR or param(row, "bias_init", 0.0) < 0
 
@@ -95,7 +99,7 @@ def dead_fractions(result: SweepResult) -> list[tuple[str, bool, list[tuple[int,
 
 def dead_figure(
     result: SweepResult, trials: list[tuple[str, bool, list[tuple[int, float]], float]]
-) -> Any:
+) -> Figure:
     """The dead fraction over training: ReLU and leaky ReLU side by side, harsh settings in red."""
     from sweeps.driver.analysis.plots import plt
 

@@ -4,9 +4,13 @@ it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, judge
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "initialization.yaml"
 # (activation, init) pairs the lecture shows, each with its rule; all in the sweep file's space.
@@ -114,7 +118,7 @@ def variance_ratio(stds: list[float]) -> float:
     return (stds[-1] / stds[0]) ** (2 / (len(stds) - 1))
 
 
-def histogram_figure(layers: dict[tuple[str, str], dict[str, Any]]) -> Any:
+def histogram_figure(layers: dict[tuple[str, str], dict[str, np.ndarray]]) -> Figure:
     """The lecture's figure: one histogram per hidden layer, a row per (activation, init)."""
     import numpy as np
 
@@ -149,7 +153,7 @@ def histogram_figure(layers: dict[tuple[str, str], dict[str, Any]]) -> Any:
     return figure
 
 
-def std_figure(stds: dict[tuple[str, str], list[float]]) -> Any:
+def std_figure(stds: dict[tuple[str, str], list[float]]) -> Figure:
     from sweeps.driver.analysis.plots import plt
 
     figure, axis = plt.subplots(figsize=(6.5, 4))

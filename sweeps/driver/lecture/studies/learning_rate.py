@@ -4,11 +4,14 @@ high."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.driver.analysis.report import TrialRow
 from sweeps.driver.lecture.measures import finished, median, param
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, SweepResult, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "learning_rate.yaml"
 TOP = 3
@@ -112,7 +115,7 @@ def _colour(row: TrialRow) -> str:
     )
 
 
-def figure(result: SweepResult) -> Any:
+def figure(result: SweepResult) -> Figure:
     """Best val_acc against the learning rate, and against the median update/weight ratio, coloured
     by alert."""
     from sweeps.driver.analysis.plots import plt
@@ -147,9 +150,11 @@ def figure(result: SweepResult) -> Any:
     return plot
 
 
-def ratio_curves(result: SweepResult) -> Any:
+def ratio_curves(result: SweepResult) -> Figure:
     """`sweep report`'s own update_ratio.png for this sweep: the top trials and the worst over
     training."""
     from sweeps.driver.analysis import plots
 
-    return plots.update_ratios(result.report, k=TOP)
+    figure = plots.update_ratios(result.report, k=TOP)
+    assert figure is not None, "the sweep's trials log their update ratios"
+    return figure

@@ -9,9 +9,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "random_vs_grid.yaml"
 SEEDS = 16
@@ -41,10 +44,10 @@ CLAIM = Claim(
 def grid_configs(params: dict[str, Any], num_samples: int) -> list[dict[str, Any]]:
     """A grid with as many points as the random budget: k cell centres per sampled range (k^d =
     budget)."""
-    from sweeps.driver.sweep_file.distributions import split_spec
+    from sweeps.driver.sweep_file.distributions import Range, split_spec
 
     sampled = {
-        name: split_spec(spec) for name, spec in params.items() if split_spec(spec) is not None
+        name: found for name, spec in params.items() if (found := split_spec(spec)) is not None
     }
     per_axis = round(num_samples ** (1 / len(sampled)))
     if per_axis ** len(sampled) != num_samples:
@@ -53,7 +56,7 @@ def grid_configs(params: dict[str, Any], num_samples: int) -> list[dict[str, Any
         )
     axes = {}
     for name, (distribution, args) in sampled.items():
-        if distribution.name == "choice":
+        if not isinstance(distribution, Range):  # a choice
             raise ValueError(f"params.{name}: the grid comparison takes ranges only")
         low, high = distribution.to_axis(args[0]), distribution.to_axis(args[1])
         axes[name] = [
@@ -143,7 +146,7 @@ def train_both(
 
 def figure(
     trained: dict[str, list[tuple[dict[str, Any], float]]], best: dict[str, list[float]]
-) -> Any:
+) -> Figure:
     """Left: every trained trial's val_acc against lr, grid and random; right: each seed's best,
     paired."""
     from sweeps.driver.analysis.plots import plt

@@ -4,9 +4,12 @@ overfits 20 examples."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.driver.lecture.study import Claim, Finding, Lecture, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_FILE = "sanity.yaml"
 CLOSE = 0.05  # the initial loss within 5% of ln(num_classes)
@@ -61,7 +64,7 @@ def run(lecture: Lecture) -> Finding:
     )
 
 
-def figure(curve: tuple[float, ...], expected: float) -> Any:
+def figure(curve: tuple[float, ...], expected: float) -> Figure:
     """The overfit check's training loss on 20 examples, from where it starts (ln 10) to
     memorized."""
     from sweeps.driver.analysis.plots import plt

@@ -5,9 +5,9 @@ trained from scratch on them; a linear probe on its frozen features is shown too
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sweeps.driver.lecture.measures import finished, param, text
+from sweeps.driver.lecture.measures import best_value, finished, param, text
 from sweeps.driver.lecture.study import (
     SKIPPED,
     Claim,
@@ -16,6 +16,9 @@ from sweeps.driver.lecture.study import (
     SweepResult,
     verdict,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PRETRAIN_FILE = "transfer_pretrain.yaml"
 FINETUNE_FILE = "transfer.yaml"
@@ -124,10 +127,10 @@ def _best(result: SweepResult, trainable_layers: list[int] | None) -> float:
         for row in finished(result.report.trials)
         if trainable_layers is None or param(row, "trainable_layers") in trainable_layers
     ]
-    return max((row.best for row in rows), default=math.nan)
+    return max((best_value(row) for row in rows), default=math.nan)
 
 
-def figure(finetuned: SweepResult, scratch: SweepResult) -> Any:
+def figure(finetuned: SweepResult, scratch: SweepResult) -> Figure:
     """Every trial's best val_acc by arm against its learning rate, and the best trial of each arm
     over epochs."""
     from sweeps.driver.analysis.plots import plt
@@ -155,7 +158,7 @@ def figure(finetuned: SweepResult, scratch: SweepResult) -> Any:
             color=colours[name],
             label=name,
         )
-        best = max(rows, key=lambda row: row.best)
+        best = max(rows, key=best_value)
         axes[1].plot(
             [epoch for epoch, _ in best.history],
             [value for _, value in best.history],
