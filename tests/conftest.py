@@ -44,6 +44,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 FUSE: str | None = None  # --fuse
 
 
+# The fast set (-m "not slow") starts neither Ray nor a `sweep` subprocess: these are slow-only.
+SLOW_ONLY_FIXTURES = {"ray_address", "ray_connected"}
+CURRENT_TEST_IS_SLOW = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = [
+        item.nodeid
+        for item in items
+        if SLOW_ONLY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("slow") is None
+    ]
+    if misplaced:
+        raise pytest.UsageError(f"tests that start Ray must be marked slow: {misplaced}")
+
+
+@pytest.fixture(autouse=True)
+def _note_whether_slow(request: pytest.FixtureRequest) -> None:
+    global CURRENT_TEST_IS_SLOW
+    CURRENT_TEST_IS_SLOW = request.node.get_closest_marker("slow") is not None
+
+
+def assert_slow_test(what: str) -> None:
+    assert CURRENT_TEST_IS_SLOW, f"a test that {what} must be marked slow"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global FUSE
     FUSE = config.getoption("--fuse")
@@ -199,7 +225,8 @@ def tracking_uri(tmp_path: Path, empty_mlflow_db: Path) -> str:
 
 
 def run_sweep_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The installed CLI as a real subprocess, as a user runs it."""
+    """The installed CLI as a real subprocess, as a user runs it (only in a slow test)."""
+    assert_slow_test("runs the CLI as a subprocess")
     # The session's cluster came from `ray start`, which requires Ray's auth token.
     env = os.environ | {
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -298,6 +325,7 @@ def alert_webhook():
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: shutdown() waits for the next one.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield AlertWebhook(url=f"http://127.0.0.1:{server.server_port}/alerts", received=received)
     server.shutdown()

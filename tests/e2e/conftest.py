@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, SWEEP, sweep_runs
+from tests.conftest import REPO, SWEEP, assert_slow_test, sweep_runs
 from tests.conftest import write_sweep as write_sweep_file
 
 # Small batches make an epoch of digits take a few tenths of a second: long
@@ -59,6 +59,8 @@ def write_sweep(tmp_path: Path, **changes: dict) -> Path:
 
 
 def start_sweep_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """The CLI started as a subprocess, to be watched and signalled (only in a slow test)."""
+    assert_slow_test("starts the CLI as a subprocess")
     env = os.environ | {
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",

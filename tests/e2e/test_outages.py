@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, run_sweep_cli
+from tests.conftest import free_port, invoke, run_sweep_cli
 from tests.e2e.conftest import (
     assert_one_complete_sweep,
     experiment_of,
@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
 # MLflow outages ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unreachable_tracking_server_fails_before_any_trial(tmp_path, ray_address):
     url = f"http://127.0.0.1:{free_port()}"
     path = write_sweep(tmp_path)
@@ -46,7 +47,7 @@ def test_an_unreachable_ray_address_fails_at_once_and_writes_nothing(tmp_path):
     # Ray itself would retry this address for minutes, warning every few seconds.
     address = f"127.0.0.1:{free_port()}"
     path = write_sweep(tmp_path)
-    result = run_sweep_cli(
+    result = invoke(
         "run",
         str(path),
         "--address",
@@ -55,10 +56,8 @@ def test_an_unreachable_ray_address_fails_at_once_and_writes_nothing(tmp_path):
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--set",
         f"storage.path={tmp_path / 'results'}",
-        cwd=tmp_path,
-        timeout=60,
     )
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert f"cannot connect to the Ray cluster at {address}" in result.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
@@ -66,16 +65,15 @@ def test_an_unreachable_ray_address_fails_at_once_and_writes_nothing(tmp_path):
 
 def test_an_unwritable_storage_path_fails_before_anything_is_written(tmp_path, tracking_uri):
     path = write_sweep(tmp_path)
-    result = run_sweep_cli(
+    result = invoke(
         "run",
         str(path),
         "--tracking-uri",
         tracking_uri,
         "--set",
         "storage.path=/proc/sweep-results",
-        cwd=tmp_path,
     )
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "storage.path" in result.stderr and "/proc/sweep-results" in result.stderr
     assert MlflowClient(tracking_uri).get_experiment_by_name("resilient") is None

@@ -19,7 +19,7 @@ from sweeps.driver.planning.plan import build_trial_settings, load_sweep_data
 from sweeps.driver.sweep_file.validation import validate_sweep
 from sweeps.trial.training import divergence, run_training
 from sweeps.trial_status import trial_status
-from tests.conftest import run_sweep_cli, sweep_runs
+from tests.conftest import invoke, run_sweep_cli, sweep_runs
 from tests.e2e.conftest import (
     SLOW_EPOCHS,
     assert_one_complete_sweep,
@@ -328,8 +328,8 @@ def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(
 
 
 def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
-    result = run_sweep_cli("resume", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 2
+    result = invoke("resume", str(tmp_path))
+    assert result.exit_code == 2
     assert (
         result.stderr.strip().count("\n") == 0
         and "sweep.json" in result.stderr

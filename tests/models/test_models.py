@@ -16,11 +16,19 @@ from models import (
     get_initializer,
 )
 
-COMBINATIONS = list(
-    itertools.product(
-        sorted(ARCHITECTURES), sorted(ACTIVATIONS), sorted(INITIALIZERS), [False, True]
+# Every part with every other in the small models. The pretrained backbone (a resnet18) keeps its
+# own blocks, so the parts reach only its new head: each part once there, not the whole product.
+PARTS = list(itertools.product(sorted(ACTIVATIONS), sorted(INITIALIZERS), [False, True]))
+HEAD_PARTS = [
+    (activation, init, index % 2 == 1)
+    for index, (activation, init) in enumerate(
+        zip(sorted(ACTIVATIONS), itertools.cycle(sorted(INITIALIZERS)), strict=False)
     )
-)
+]
+COMBINATIONS = [
+    (arch, *parts) for arch in sorted(ARCHITECTURES) if arch != "pretrained" for parts in PARTS
+]
+COMBINATIONS += [("pretrained", *parts) for parts in HEAD_PARTS]
 # Small versions of each architecture so the whole registry product runs in seconds.
 SMALL = {
     "mlp": {"hidden": [16, 16]},

@@ -81,24 +81,40 @@ TAKE_THE_LOCK = """
 import sys, time
 from pathlib import Path
 from sweeps.driver.record.driver_lock import DriverLockError, hold_sweep
-folder, start = sys.argv[1:]
-while not Path(start).exists():
+folder, go, release = (Path(arg) for arg in sys.argv[1:4])
+(go.parent / f"ready-{sys.argv[4]}").touch()
+while not go.exists():
     time.sleep(0.001)
 try:
-    with hold_sweep(folder, command="sweep resume"):
-        time.sleep(2)
+    with hold_sweep(str(folder), command="sweep resume"):
+        while not release.exists():  # held until every other process has tried and given up
+            time.sleep(0.01)
 except DriverLockError:
     sys.exit(2)
 """
+RACERS = 4
 
 
 def test_of_several_processes_taking_the_lock_at_once_exactly_one_holds_it(tmp_path):
-    start = tmp_path / "go"
+    folder, signals = tmp_path / "sweep", tmp_path / "signals"
+    folder.mkdir()
+    signals.mkdir()
+    go, release = signals / "go", signals / "release"
     processes = [
-        subprocess.Popen([sys.executable, "-c", TAKE_THE_LOCK, str(tmp_path), str(start)], cwd=REPO)
-        for _ in range(4)
+        subprocess.Popen(
+            [sys.executable, "-c", TAKE_THE_LOCK, str(folder), str(go), str(release), str(index)],
+            cwd=REPO,
+        )
+        for index in range(RACERS)
     ]
-    time.sleep(1.5)
-    start.touch()
+    deadline = time.monotonic() + 60
+    while len(list(signals.glob("ready-*"))) < RACERS:  # every racer imported and waiting
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.01)
+    go.touch()
+    while sum(process.poll() is not None for process in processes) < RACERS - 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release.touch()
     codes = sorted(process.wait(timeout=60) for process in processes)
-    assert codes == [0, 2, 2, 2]
+    assert codes == [0] + [2] * (RACERS - 1)
