@@ -56,7 +56,7 @@ def wait_for_a_trial_midway(sweep, tmp_path) -> None:
     [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
     ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )
-def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_trial(
+def test_a_signal_mid_sweep_records_an_interruption_that_resume_finishes(
     tmp_path, tracking_uri, ray_address, signum, code
 ):
     sweep, _ = start_sweep(tmp_path, tracking_uri, ray_address)
@@ -83,6 +83,8 @@ def test_a_signal_mid_sweep_records_an_interruption_and_resume_finishes_every_tr
     assert json.loads((experiment / "sweep.json").read_text())["finished"] is False
     assert not (experiment / "sweep.lock").exists()  # the driver let go of the sweep
 
+    if signum != signal.SIGINT:
+        return  # the signals differ in how the sweep stops, not in how it goes on: resumed once
     resumed = run_sweep_cli("resume", str(experiment), "--address", ray_address, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "4 completed" in resumed.stdout

@@ -149,7 +149,10 @@ def test_a_tracking_server_restart_mid_sweep_loses_nothing(tmp_path, mlflow_serv
 
 @pytest.mark.slow
 def test_logs_kept_through_an_outage_are_sent_by_sweep_sync(tmp_path, mlflow_server, ray_address):
-    path = write_sweep(tmp_path, search={"num_samples": 2, "max_concurrent": 1})
+    # Two seconds of patience with the stopped server at the end, not the default 30.
+    path = write_sweep(
+        tmp_path, search={"num_samples": 2, "max_concurrent": 1}, mlflow={"patience_s": 2}
+    )
     sweep, experiment = start_sweep_until_epochs(
         tmp_path, path, mlflow_server.url, ray_address, epochs=1
     )
@@ -159,8 +162,9 @@ def test_logs_kept_through_an_outage_are_sent_by_sweep_sync(tmp_path, mlflow_ser
     finally:
         sweep.kill()
     # Every trial trained; what MLflow missed waits with the experiment, and the user is told how to
-    # send it.
+    # send it, after the patience the sweep file asked for.
     assert sweep.returncode == 0, output
+    assert "waiting writes for up to 2 s before exiting" in output
     assert "2 completed" in output and f"sweep sync {experiment}" in output
 
     unreachable = run_sweep_cli("sync", str(experiment), cwd=tmp_path, timeout=120)

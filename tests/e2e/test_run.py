@@ -119,7 +119,8 @@ def test_no_trial_succeeding_exits_1_and_marks_trials_failed(tmp_path, tracking_
     # Batch norm cannot normalize batches of one example: every trial raises.
     sweep = DIGITS_SWEEP | {
         "params": {"lr": 0.1, "batch_size": 1, "batch_norm": True},
-        "search": {"num_samples": 2},
+        # no retries: each trial fails once, which is what this test is about
+        "search": {"num_samples": 2, "max_failures": 0},
     }
     result = run_sweep_cli(
         "run",

@@ -105,7 +105,7 @@ def transfer_sweep(tmp_path_factory) -> Path:
                 "momentum": 0.9,
                 "batch_size": 32,
             },
-            "train": {"epochs": 8},
+            "train": {"epochs": 4},
             "search": {"num_samples": 4, "max_concurrent": 2, "seed": 0},
             "early_stopping": {"scheduler": "none"},
         },

@@ -92,8 +92,9 @@ class MlflowTrialLogger(tune.Callback):
         **info: Any,
     ) -> None:
         journal = self.journal = SweepJournal.load(self.experiment_path)
+        # No patience of its own: the sweep's closing writer takes its spool over and waits.
         writer = self.writer = MlflowWriter(
-            journal.tracking_uri, Spool(self.experiment_path), journal
+            journal.tracking_uri, Spool(self.experiment_path), journal, patience_s=0
         )
         # A resumed sweep: epochs its runs already hold are not logged again.
         for trial_id, entry in journal.trial_runs.items():
@@ -209,7 +210,7 @@ class MlflowTrialLogger(tune.Callback):
         self._figures.shutdown(wait=True)
         if self.writer is not None:
             # the sweep's closing writer takes the spool over and waits for the store
-            self.writer.close(patience_s=0)
+            self.writer.close()
         if self.on_alert is not None:
             self.on_alert.close()
 

@@ -30,15 +30,16 @@ Echo = Callable[[str], None]
 TUNE_STATE_FILE = "tuner.pkl"  # Tune writes it when a run starts; Tuner.restore needs it
 
 
-def _writer(journal: SweepJournal, echo: Echo) -> MlflowWriter:
+def _writer(journal: SweepJournal, echo: Echo, *, patience_s: float) -> MlflowWriter:
     # A writer of its own, after the trial logger's has closed: both keep the same spool.
     from sweeps.driver.tracking.writer import MlflowWriter
 
-    return MlflowWriter(journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo)
+    spool = Spool(journal.experiment_path)
+    return MlflowWriter(journal.tracking_uri, spool, journal, patience_s=patience_s, warn=echo)
 
 
 @contextlib.contextmanager
-def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
+def on_failure(journal: SweepJournal, *, echo: Echo, patience_s: float) -> Iterator[None]:
     """Close the parent run if the sweep stops with an exception: KILLED for a signal, FAILED
     otherwise."""
     from sweeps.driver.tracking import sweep_run
@@ -46,7 +47,7 @@ def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
     try:
         yield
     except SweepInterrupted as interrupted:
-        writer = _writer(journal, echo)
+        writer = _writer(journal, echo, patience_s=patience_s)
         sweep_run.mark_sweep_interrupted(
             writer, journal.parent_run_id, signal_name=str(interrupted)
         )
@@ -57,7 +58,7 @@ def on_failure(journal: SweepJournal, *, echo: Echo) -> Iterator[None]:
             journal.save()
         raise
     except BaseException as error:
-        writer = _writer(journal, echo)
+        writer = _writer(journal, echo, patience_s=patience_s)
         sweep_run.mark_sweep_failed(writer, journal.parent_run_id, reason=first_line(error))
         writer.close()
         raise
@@ -71,7 +72,7 @@ def close_finished(
 
     journal = SweepJournal.load(journal.experiment_path)  # as the trial logger left it
     outcome = _outcome(plan, journal, results)
-    writer = _writer(journal, echo)
+    writer = _writer(journal, echo, patience_s=plan.config.mlflow.patience_s)
     sweep_run.close_sweep_run(
         writer,
         journal.parent_run_id,
@@ -112,7 +113,7 @@ def close_interrupted(
         interrupted_by=signum,
         not_started=plan.config.search.num_samples - len(journal.trial_runs),
     )
-    writer = _writer(journal, echo)
+    writer = _writer(journal, echo, patience_s=plan.config.mlflow.patience_s)
     sweep_run.mark_sweep_interrupted(
         writer, journal.parent_run_id, signal_name=signal.Signals(signum).name
     )

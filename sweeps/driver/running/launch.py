@@ -122,7 +122,10 @@ def _run_new_sweep(
                     experiment_path = storage.new_experiment_folder(storage_path, run_name)
                     held.enter_context(hold_sweep(experiment_path, command="sweep run"))
                     journal = _open_sweep(plan, resolved_uri, experiment_path)
-                    held.enter_context(closing.on_failure(journal, echo=echo))
+                    patience_s = config.mlflow.patience_s
+                    held.enter_context(
+                        closing.on_failure(journal, echo=echo, patience_s=patience_s)
+                    )
                 from sweeps.driver.running.tuner import new_tuner
 
                 tuner = new_tuner(
@@ -169,7 +172,7 @@ def resume_sweep(
         ray_cluster.check_ray_reachable(address)
         journal.tracking_uri = _tracking_uri_of(journal, tracking_uri)
         store.check_reachable(journal.tracking_uri, create=False)
-        unsent = _send_kept_writes(journal, echo=echo)
+        unsent = _send_kept_writes(journal, echo=echo, patience_s=config.mlflow.patience_s)
         if unsent:
             raise SweepError(
                 f"MLflow at {journal.tracking_uri} refused {unsent} kept writes; see "
@@ -179,7 +182,7 @@ def resume_sweep(
 
         reopen_sweep_run(journal.tracking_uri, journal.parent_run_id)
         plan = plan_sweep(config)
-        with closing.on_failure(journal, echo=echo):
+        with closing.on_failure(journal, echo=echo, patience_s=config.mlflow.patience_s):
             with ray_cluster.ray_alongside(
                 address, verbose=verbose, meanwhile=lambda: load_sweep_data(config)
             ) as data:
@@ -206,9 +209,11 @@ def sync_sweep(experiment_path: str, *, echo: Echo = print) -> tuple[str, int]:
     SweepJournal.load(experiment_path)  # a folder that holds a sweep, before its lock is taken
     with hold_sweep(experiment_path, command="sweep sync"):
         journal = SweepJournal.load(experiment_path)
+        config = _config_of(journal)
         journal.tracking_uri = _tracking_uri_of(journal, None)
         store.check_reachable(journal.tracking_uri, create=False)
-        return journal.tracking_uri, _send_kept_writes(journal, echo=echo)
+        unsent = _send_kept_writes(journal, echo=echo, patience_s=config.mlflow.patience_s)
+        return journal.tracking_uri, unsent
 
 
 def _tracking_uri_of(journal: SweepJournal, flag: str | None) -> str:
@@ -222,18 +227,23 @@ def _tracking_uri_of(journal: SweepJournal, flag: str | None) -> str:
     )
 
 
-def _send_kept_writes(journal: SweepJournal, *, echo: Echo) -> int:
+def _send_kept_writes(journal: SweepJournal, *, echo: Echo, patience_s: float) -> int:
     from sweeps.driver.tracking.writer import MlflowWriter
 
-    return MlflowWriter(
-        journal.tracking_uri, Spool(journal.experiment_path), journal, warn=echo
-    ).close()
+    spool = Spool(journal.experiment_path)
+    writer = MlflowWriter(journal.tracking_uri, spool, journal, patience_s=patience_s, warn=echo)
+    return writer.close()
+
+
+def _config_of(journal: SweepJournal) -> SweepConfig:
+    """The sweep file a sweep ran with, as its journal keeps it."""
+    source = f"{journal.experiment_path}/sweep.json"
+    return validate_sweep(load_yaml(journal.sweep_yaml, source=source), source=source)
 
 
 def _load_unfinished(experiment_path: str) -> tuple[SweepJournal, SweepConfig]:
     journal = SweepJournal.load(experiment_path)
-    source = f"{experiment_path}/sweep.json"
-    config = validate_sweep(load_yaml(journal.sweep_yaml, source=source), source=source)
+    config = _config_of(journal)
     if journal.finished:
         raise SweepError(
             f"{experiment_path}: this sweep finished; start a new one with `sweep run`"
@@ -312,7 +322,7 @@ def _open_sweep(plan: SweepPlan, tracking_uri: str, experiment_path: str) -> Swe
         parent_run_id=parent_run_id,
         sweep_yaml=plan.sweep_yaml,
     )
-    with closing.on_failure(journal, echo=print):
+    with closing.on_failure(journal, echo=print, patience_s=plan.config.mlflow.patience_s):
         journal.save()
     return journal
 

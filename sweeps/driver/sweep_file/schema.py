@@ -215,6 +215,9 @@ class MlflowConfig(_Section):
     experiment: str | None = Field(
         None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
     )
+    # At the end, how long the sweep keeps trying a store that does not answer before it leaves
+    # the writes in the spool for `sweep sync` (0: at once; a batch job may not want to wait).
+    patience_s: float = Field(30, ge=0, le=3600)
 
     @field_validator("tracking_uri")
     @classmethod

@@ -22,7 +22,6 @@ from sweeps.errors import first_line
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 SEND_EVERY_S = 1.0  # how far MLflow may lag behind the sweep, to merge writes into few calls
 REPROBE_EVERY_S = 2.0  # tried by the sender thread, so a probe costs training nothing
-CLOSE_PATIENCE_S = 30.0  # at the end, how long writes wait for a store that does not answer
 
 
 class WriteLog(Protocol):
@@ -80,9 +79,11 @@ class MlflowWriter:
         spool: WriteLog,
         journal: RunIds | None = None,
         *,
+        patience_s: float,
         warn: Callable[[str], None] = print,
     ) -> None:
         quiet_mlflow()
+        self.patience_s = patience_s  # at close, how long to try a store that does not answer
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.spool = spool
@@ -175,10 +176,12 @@ class MlflowWriter:
                 self._changed.wait(min(deadline - time.monotonic(), SEND_EVERY_S))
         return created
 
-    def close(self, *, patience_s: float = CLOSE_PATIENCE_S) -> int:
+    def close(self, *, patience_s: float | None = None) -> int:
         """Send every queued write, trying a store that does not answer for up to `patience_s`
-        (then leaving the rest in the spool), and stop the sender. Returns how many writes
-        still wait in the spool."""
+        (the writer's own unless given; then leaving the rest in the spool), and stop the
+        sender. Returns how many writes still wait in the spool."""
+        if patience_s is None:
+            patience_s = self.patience_s
         with self._changed:
             self._closing = True
             self._give_up_at = time.monotonic() + patience_s

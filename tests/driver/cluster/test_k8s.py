@@ -7,6 +7,7 @@ through the KubeRay v1.7.0 CRDs' openAPIV3Schema with unknown fields refused.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from pathlib import Path
 
@@ -37,11 +38,23 @@ CHECKED_IN_RENDER = [
 ]
 
 
-def crd_schema(kind: str) -> dict:
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
     path = CRDS / CRD_FILES[kind]
     if not path.is_file():
         pytest.skip(f"KubeRay CRDs not found at {CRDS} (set SWEEP_KUBERAY_CRDS)")
-    crd = yaml.safe_load(path.read_text())
+    return _crd_validator(kind)
+
+
+@functools.cache  # a CRD is megabytes of YAML: read and checked once per test run
+def _crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = crd_schema(kind)
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
+def crd_schema(kind: str) -> dict:
+    crd = yaml.safe_load((CRDS / CRD_FILES[kind]).read_text())
     [version] = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
     return refuse_unknown_fields(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
 
@@ -65,7 +78,7 @@ def refuse_unknown_fields(schema: dict) -> dict:
 
 def validate_document(document: dict) -> None:
     if document["kind"] in CRD_FILES:
-        jsonschema.validate(document, crd_schema(document["kind"]))
+        crd_validator(document["kind"]).validate(document)
     elif document["kind"] == "Kustomization":
         assert set(document) <= {"apiVersion", "kind", "namespace", "resources", "secretGenerator"}
     else:

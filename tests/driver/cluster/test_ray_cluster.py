@@ -142,7 +142,7 @@ START_AND_STOP_RAY = """
 import time
 from sweeps.driver.cluster import ray_cluster
 assert ray_cluster.connect_ray(None, verbose=False)
-time.sleep(8)  # Ray's dashboard, where it runs, probes the clouds as it comes up
+time.sleep(3)  # ray.init waited for the dashboard to come up; any probe it makes follows at once
 ray_cluster.stop_own_ray()
 """
 METADATA_SERVICES = ("169.254.", "fd00:ec2::254", "100.100.100.200")

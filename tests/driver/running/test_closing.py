@@ -39,7 +39,7 @@ def test_a_failure_after_the_parent_run_exists_marks_it_failed_with_the_reason(
 ):
     journal = opened_sweep(tmp_path, tracking_uri)
     with pytest.raises(RuntimeError):
-        with closing.on_failure(journal, echo=print):
+        with closing.on_failure(journal, echo=print, patience_s=0):
             raise RuntimeError("the storage went away\nand a second line")
     run = MlflowClient(tracking_uri).get_run(journal.parent_run_id)
     assert run.info.status == "FAILED"
@@ -54,7 +54,7 @@ def test_a_signal_before_training_marks_it_killed_and_leaves_nothing_to_resume(
 ):
     journal = opened_sweep(tmp_path, tracking_uri)
     with pytest.raises(SweepInterrupted):
-        with closing.on_failure(journal, echo=print):
+        with closing.on_failure(journal, echo=print, patience_s=0):
             raise SweepInterrupted(signal.SIGTERM)
     run = MlflowClient(tracking_uri).get_run(journal.parent_run_id)
     assert run.info.status == "KILLED" and run.data.tags["sweep.state"] == "interrupted"

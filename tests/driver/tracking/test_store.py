@@ -80,8 +80,7 @@ print(with_store(uri, lambda client: client.create_experiment(name)))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("round_", range(3))
-def test_two_processes_opening_one_new_sqlite_store_at_once_both_proceed(tmp_path, round_):
+def test_two_processes_opening_one_new_sqlite_store_at_once_both_proceed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     start = tmp_path / "go"
     processes = [

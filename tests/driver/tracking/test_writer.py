@@ -41,7 +41,7 @@ def test_writes_reach_the_store_in_order_and_the_journal_gets_the_real_run_id(
     tmp_path, tracking_uri
 ):
     journal = make_journal(tmp_path, tracking_uri)
-    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
+    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal, patience_s=30)
     run_id = writer.create_run(
         "trial_1",
         journal.experiment_id,
@@ -83,7 +83,7 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(
     unreachable = f"http://127.0.0.1:{free_port()}"
     warnings = []
     writer = MlflowWriter(
-        unreachable, Spool(journal.experiment_path), journal, warn=warnings.append
+        unreachable, Spool(journal.experiment_path), journal, patience_s=0, warn=warnings.append
     )
     run_id = writer.create_run(
         "trial_1",
@@ -94,7 +94,7 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(
     )
     writer.log_batch(run_id, metrics=[MetricPoint("val_acc", 0.5, 0, 1)])
     writer.log_bytes(run_id, "figure.txt", b"kept with the spool")
-    assert writer.close(patience_s=0) == 3
+    assert writer.close() == 3
     assert any("does not answer" in warning for warning in warnings)
 
     # What waited is sent once the store answers: the run, its metric and its artifact.
@@ -107,6 +107,7 @@ def test_a_store_that_does_not_answer_gets_nothing_lost_and_nothing_raised(
         tracking_uri,
         Spool(journal.experiment_path),
         SweepJournal.load(journal.experiment_path),
+        patience_s=30,
         warn=warnings.append,
     )
     assert resent.close() == 0
@@ -120,7 +121,7 @@ def test_an_alert_reaches_the_webhook_and_alerts_json_with_the_runs_real_id(
     tmp_path, tracking_uri, alert_webhook
 ):
     journal = make_journal(tmp_path, tracking_uri)
-    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal)
+    writer = MlflowWriter(tracking_uri, Spool(journal.experiment_path), journal, patience_s=30)
     webhook = WebhookSender(alert_webhook.url, warn=print)
     run_id = writer.create_run(
         "trial_1",
@@ -154,6 +155,7 @@ def test_an_alert_sent_while_mlflow_is_away_names_no_run_and_does_not_hold_up_th
         f"http://127.0.0.1:{free_port()}",
         Spool(journal.experiment_path),
         journal,
+        patience_s=0,  # as the trial logger's writer: the sweep's closing writer waits instead
         warn=lambda line: None,
     )
     webhook = WebhookSender(alert_webhook.url, warn=print)
@@ -165,14 +167,13 @@ def test_an_alert_sent_while_mlflow_is_away_names_no_run_and_does_not_hold_up_th
         tags={},
     )
     started = time.monotonic()
-    for step in range(
-        5
-    ):  # each would wait a minute for a run that the closed writer can no longer create
+    # each would wait a minute for a run that the closed writer can no longer create
+    for step in range(5):
         webhook.send(
             {"trial": "trial_1", "step": step},
             run_id=lambda: writer.created_run_id(run_id, deadline=time.monotonic() + 60),
         )
-    assert writer.close(patience_s=0) == 1  # as the trial logger closes its writer
+    assert writer.close() == 1
     webhook.close()
     assert time.monotonic() - started < 30
     assert alert_webhook.received == [
@@ -207,7 +208,10 @@ def test_writes_a_killed_driver_left_in_the_spool_are_sent_once_without_a_second
 
     assert (
         MlflowWriter(
-            tracking_uri, Spool(journal.experiment_path), SweepJournal.load(journal.experiment_path)
+            tracking_uri,
+            Spool(journal.experiment_path),
+            SweepJournal.load(journal.experiment_path),
+            patience_s=30,
         ).close()
         == 0
     )
@@ -231,7 +235,7 @@ def test_a_store_that_answers_again_while_the_writer_closes_gets_every_write(
     mlflow_server.stop()
     warnings: list[str] = []
     writer = MlflowWriter(
-        mlflow_server.url, Spool(str(tmp_path / "experiment")), warn=warnings.append
+        mlflow_server.url, Spool(str(tmp_path / "experiment")), patience_s=120, warn=warnings.append
     )
     run_id = writer.create_run(
         "trial_1",
@@ -247,7 +251,7 @@ def test_a_store_that_answers_again_while_the_writer_closes_gets_every_write(
         time.sleep(0.1)  # the sender finds the store away
     restarting = threading.Thread(target=mlflow_server.start)
     restarting.start()  # answers again some seconds into the close
-    assert writer.close(patience_s=120) == 0
+    assert writer.close() == 0
     restarting.join()
     assert any("trying its" in warning and "before exiting" in warning for warning in warnings)
     real_id = writer.run_id(run_id)
