@@ -58,8 +58,6 @@ def test_resources_no_node_can_give_are_refused_within_seconds_and_nothing_is_wr
     assert time.monotonic() - started < 60
     assert says in result.stderr and result.stderr.strip().count("\n") == 0
     assert not store.exists() and not (tmp_path / "results").exists()
-    # the store's tables, made while Ray started, are gone too
-    assert not list(tmp_path.glob(".mlflow.db.setup-*"))
 
 
 def test_a_receiver_that_never_answers_delays_the_end_by_seconds_not_forever(

@@ -198,10 +198,8 @@ def kill_driver_mid_sweep(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sweep resume", "sweep run --resume auto"])
-def test_a_killed_driver_resumes_into_the_same_mlflow_runs(
-    tmp_path, tracking_uri, ray_address, how
-):
+def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_uri, ray_address):
+    # `sweep resume` here; `sweep run --resume auto` resumes a killed driver in the test below.
     storage = tmp_path / "results"
     # Trials of a few seconds: one that MLflow shows at most half done is still training when the
     # kill lands.
@@ -232,48 +230,12 @@ def test_a_killed_driver_resumes_into_the_same_mlflow_runs(
     # it really was cut short
     assert any(child.data.tags["sweep.status"] == "running" for child in children)
 
-    if how == "sweep resume":
-        # The tracking URI and address come from the experiment's journal and the flag.
-        resumed = run_sweep_cli("resume", str(experiment), *common, cwd=tmp_path)
-    else:
-        resumed = run_sweep_cli(
-            "run",
-            str(path),
-            *common,
-            "--resume",
-            "auto",
-            "--tracking-uri",
-            tracking_uri,
-            "--set",
-            f"storage.path={storage}",
-            cwd=tmp_path,
-        )
+    # The tracking URI and address come from the experiment's journal and the flag.
+    resumed = run_sweep_cli("resume", str(experiment), *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "4 completed" in resumed.stdout, resumed.stdout + resumed.stderr
     assert_one_complete_sweep(tracking_uri, trials=4, epochs=epochs)
     assert experiment_of(storage) == experiment  # resumed in place, no second experiment
-
-    if how == "sweep run --resume auto":
-        # Finished now: the same command starts a fresh sweep instead of resuming it again.
-        again = run_sweep_cli(
-            "run",
-            str(path),
-            *common,
-            "--resume",
-            "auto",
-            "--tracking-uri",
-            tracking_uri,
-            "--set",
-            f"storage.path={storage}",
-            "--set",
-            "search.num_samples=1",
-            "--set",
-            "train.epochs=1",
-            cwd=tmp_path,
-        )
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "resuming" not in again.stdout
-        assert len(sweep_runs(tracking_uri, "resilient")[1]) == 2
 
 
 @pytest.mark.slow
@@ -325,6 +287,24 @@ def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(
     # from the newer checkpoint, not from epoch 1
     assert restarts[-1]["training_iteration"] == saved_epoch + 1
     assert lines[-1]["training_iteration"] == epochs
+    assert experiment_of(storage) == experiment  # resumed in place, no second experiment
+
+    # Finished now: the same command starts a fresh sweep instead of resuming it again.
+    again = run_sweep_cli(
+        "run",
+        str(path),
+        *common,
+        "--resume",
+        "auto",
+        "--set",
+        "search.num_samples=1",
+        "--set",
+        "train.epochs=1",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming" not in again.stdout
+    assert len(sweep_runs(tracking_uri, "resilient")[1]) == 2
 
 
 def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):

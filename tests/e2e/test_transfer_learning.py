@@ -106,7 +106,8 @@ def transfer_sweep(tmp_path_factory) -> Path:
                 "batch_size": 32,
             },
             "train": {"epochs": 4},
-            "search": {"num_samples": 4, "max_concurrent": 2, "seed": 0},
+            # seed 0 draws one trial of each trainable_layers: both prefixes get cached
+            "search": {"num_samples": 2, "max_concurrent": 2, "seed": 0},
             "early_stopping": {"scheduler": "none"},
         },
     )
@@ -114,7 +115,7 @@ def transfer_sweep(tmp_path_factory) -> Path:
 
 def per_trial_val_loss(tracking_uri: str, experiment: str) -> dict[tuple[str, int], list[float]]:
     client, parents, children = sweep_runs(tracking_uri, experiment)
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == 2
     return {
         (child.data.params["lr"], yaml.safe_load(child.data.params["trainable_layers"])): [
             metric.value
@@ -130,16 +131,7 @@ def per_trial_val_loss(tracking_uri: str, experiment: str) -> dict[tuple[str, in
 def test_a_backbone_pretrained_on_half_the_classes_fine_tunes_on_photos_of_the_other_half(
     transfer_sweep, tmp_path, tracking_uri, ray_address
 ):
-    check = run_sweep_cli("check", str(transfer_sweep), cwd=tmp_path)
-    assert (
-        "frozen features: trainable_layers=1: cached, conv1 to layer3 of resnet18 frozen, 1024 "
-        "numbers per image" in check.stdout
-    ), check.stdout + check.stderr
-    assert (
-        "frozen features: trainable_layers=2: cached, conv1 to layer2 of resnet18 frozen, 2048 "
-        "numbers per image" in check.stdout
-    )
-
+    # `sweep check` says which prefixes it caches: tests/commands/test_check.py.
     runs = {}
     for experiment, cache in (("fashion-cached", "true"), ("fashion-whole", "false")):
         result = run_sweep_cli(
