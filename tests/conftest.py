@@ -241,22 +241,31 @@ def run_sweep_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Com
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 (started through `sweep ui`) that a test can stop and
-    start again."""
+    """A real `mlflow server` on 127.0.0.1 that a test can stop and start again: started as
+    `sweep ui` starts it, or (`through_sweep_ui`) by `sweep ui` itself."""
 
-    def __init__(self, db_path: Path, cwd: Path) -> None:
+    def __init__(self, db_path: Path, cwd: Path, *, through_sweep_ui: bool = False) -> None:
         self.db_path = db_path
         self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.through_sweep_ui = through_sweep_ui
+
+    def command(self) -> list[str]:
+        store = f"sqlite:///{self.db_path}"
+        if self.through_sweep_ui:
+            return [*SWEEP, "ui", "--tracking-uri", store, "--port", str(self.port)]
+        # What `sweep ui` becomes, without the seconds its own start-up adds.
+        server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store]
+        return [*server, "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
 
     def start(self, timeout: float = 90) -> None:
         import urllib.request
 
         env = os.environ | {"PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
-            [*SWEEP, "ui", "--tracking-uri", f"sqlite:///{self.db_path}", "--port", str(self.port)],
+            self.command(),
             cwd=self.cwd,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -298,6 +307,17 @@ def mlflow_server(tmp_path: Path, empty_mlflow_db: Path):
     db = tmp_path / "mlflow.db"
     shutil.copy(empty_mlflow_db, db)
     server = MlflowServer(db, cwd=tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sweep_ui(tmp_path: Path, empty_mlflow_db: Path):
+    """`sweep ui` serving a fresh store, stopped after the test."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(empty_mlflow_db, db)
+    server = MlflowServer(db, cwd=tmp_path, through_sweep_ui=True)
     server.start()
     yield server
     server.stop()

@@ -82,9 +82,9 @@ def scroll_to_top(driver) -> None:
 
 
 def test_the_printed_link_opens_the_runs_table_with_the_nested_trials_by_name(
-    tmp_path, mlflow_server, ray_address, browser
+    tmp_path, sweep_ui, ray_address, browser
 ):
-    server_url = mlflow_server.url
+    server_url = sweep_ui.url
     sweep = {
         "name": "ui-check",
         "model": {"arch": "mlp", "hidden": [32]},
