@@ -27,10 +27,10 @@ SWEEP = {
 }
 
 
-@pytest.fixture
-def second_node(tmp_path, ray_connected):
-    """A second `ray start` node joining the session's head, with its own CPU; gone after the
-    test."""
+@pytest.fixture(scope="module")
+def second_node(tmp_path_factory, ray_connected):
+    """A second `ray start` node joining the session's head, with its own CPU, for this module's
+    tests; gone after them."""
     import ray
 
     env = os.environ | {
@@ -40,7 +40,8 @@ def second_node(tmp_path, ray_connected):
     }
     # A short folder: Ray's socket paths under it must fit Unix's 107-character limit.
     temp_dir = tempfile.mkdtemp(prefix="ray-node-")
-    log = (tmp_path / "second-node.log").open("w")
+    log_path = tmp_path_factory.mktemp("second-node") / "second-node.log"
+    log = log_path.open("w")
     node = subprocess.Popen(
         [
             "ray",
@@ -60,10 +61,10 @@ def second_node(tmp_path, ray_connected):
     deadline = time.monotonic() + 120
     while sum(node_info["Alive"] for node_info in ray.nodes()) < 2:
         assert node.poll() is None, (
-            f"the second node exited: {(tmp_path / 'second-node.log').read_text()[-2000:]}"
+            f"the second node exited: {log_path.read_text()[-2000:]}"
         )
         assert time.monotonic() < deadline, "the second node never joined"
-        time.sleep(1)
+        time.sleep(0.2)
     yield [
         node_info["NodeID"]
         for node_info in ray.nodes()
@@ -75,7 +76,7 @@ def second_node(tmp_path, ray_connected):
     shutil.rmtree(temp_dir, ignore_errors=True)
     deadline = time.monotonic() + 120
     while sum(node_info["Alive"] for node_info in ray.nodes()) > 1 and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.2)
 
 
 @pytest.mark.slow

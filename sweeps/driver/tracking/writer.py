@@ -303,7 +303,9 @@ class MlflowWriter:
                     raise
                 for write in writes:
                     write.maybe_sent = True
-                if delay is None:
+                # Closing, the retries too end when the patience does.
+                past_patience = self._closing and time.monotonic() + (delay or 0) > self._give_up_at
+                if delay is None or past_patience:
                     self._go_offline(error)
                     return False
                 time.sleep(delay)

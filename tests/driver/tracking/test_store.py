@@ -71,8 +71,10 @@ def test_a_store_that_answers_with_an_error_is_not_called_unreachable(tmp_path):
 MAKE_AN_EXPERIMENT = """
 import sys, time
 from pathlib import Path
+import mlflow.tracking  # imported before the start line: the race is on the store, not the import
 from sweeps.driver.tracking.store import with_store
 uri, start, name = sys.argv[1:]
+(Path(start).parent / f"ready-{name}").touch()
 while not Path(start).exists():
     time.sleep(0.005)
 print(with_store(uri, lambda client: client.create_experiment(name)))
@@ -93,7 +95,10 @@ def test_two_processes_opening_one_new_sqlite_store_at_once_both_proceed(tmp_pat
         )
         for index in range(2)
     ]
-    time.sleep(4)  # both have imported MLflow and wait at the start line
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2:  # both imported MLflow and wait at the line
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.01)
     start.touch()
     outcomes = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outcomes
