@@ -6,10 +6,17 @@ a moment later and uploads it in the background. A driver killed in between leav
 snapshot naming a checkpoint that no longer exists, and Tune's restore then fails the
 trial ("does not exist on storage anymore"). The newer checkpoints that replaced it
 are there, each with its epoch's metrics beside it (trainable.report_to_tune).
+
+The newest on storage may be newer than anything the driver took in: a worker saves its
+checkpoint before the driver processes that epoch's result, so a killed driver may never
+have logged it. The trial goes on from the newest checkpoint whose epoch the driver did
+take in (its line in the trial's result.json, written after the MLflow callback spooled
+it), so every epoch after it is trained and logged again: no gap in the trial's record.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from typing import TYPE_CHECKING, Any
@@ -25,6 +32,7 @@ from sweeps.trial.trainable import CHECKPOINT_FILE
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders: checkpoint_000012
+RESULT_FILE = "result.json"  # Tune's record of the results the driver processed, a line each
 
 
 class ResumeFromNewestCheckpoint(tune.Callback):
@@ -66,7 +74,8 @@ class ResumeFromNewestCheckpoint(tune.Callback):
 
 
 def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | None:
-    """The trial's newest whole checkpoint in the folder that holds `checkpoint`, or None.
+    """The trial's newest whole checkpoint in the folder that holds `checkpoint` whose epoch the
+    driver processed (where one is; else the newest whole one, with a warning), or None.
 
     Whole: its weights and its metrics both arrived (a worker killed mid-upload leaves a
     part of a folder).
@@ -74,6 +83,43 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
     filesystem = checkpoint.filesystem
     assert filesystem is not None  # Tune gives every checkpoint one
     trial_folder = posixpath.dirname(checkpoint.path.rstrip("/"))
+    whole = _whole_checkpoints(filesystem, trial_folder)
+    processed = last_processed_epoch(filesystem, trial_folder)
+    taken_in = [(epoch, found) for epoch, found in whole if epoch <= processed]
+    if taken_in:
+        return taken_in[0][1]
+    if whole:
+        logger.warning(
+            "the driver processed no epoch of a checkpoint left in %s: resuming from epoch %d; "
+            "the epochs before it that it did not log stay missing",
+            trial_folder,
+            whole[0][0],
+        )
+        return whole[0][1]
+    return None
+
+
+def last_processed_epoch(filesystem: pyarrow.fs.FileSystem, trial_folder: str) -> int:
+    """The last epoch (training_iteration) in the trial's result.json; 0 where there is none. A
+    line torn by a killed driver is no result it processed."""
+    path = posixpath.join(trial_folder, RESULT_FILE)
+    if not _exists(filesystem, path):
+        return 0
+    with filesystem.open_input_stream(path) as stream:
+        text = stream.read().decode("utf-8", errors="replace")
+    epochs = [0]
+    for line in text.splitlines(keepends=True):
+        try:
+            epochs.append(int(json.loads(line)["training_iteration"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # torn or foreign: not a result the driver took in
+    return max(epochs)
+
+
+def _whole_checkpoints(
+    filesystem: pyarrow.fs.FileSystem, trial_folder: str
+) -> list[tuple[int, tune.Checkpoint]]:
+    """(epoch, checkpoint) of every whole checkpoint in the trial's folder, newest first."""
     entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_folder, allow_not_found=True))
     folders = [
         entry
@@ -81,9 +127,9 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
         if entry.type == pyarrow.fs.FileType.Directory
         and _checkpoint_index(entry.base_name) is not None
     ]
-    for folder in sorted(
-        folders, key=lambda entry: _checkpoint_index(entry.base_name) or 0, reverse=True
-    ):
+    found = []
+    newest_first = sorted(folders, key=lambda entry: _checkpoint_index(entry.base_name) or 0)
+    for folder in reversed(newest_first):
         candidate = tune.Checkpoint(folder.path, filesystem)
         if not _exists(filesystem, posixpath.join(folder.path, CHECKPOINT_FILE)):
             continue
@@ -92,8 +138,8 @@ def newest_checkpoint_beside(checkpoint: tune.Checkpoint) -> tune.Checkpoint | N
         except ValueError:  # torn JSON
             continue
         if isinstance(metrics.get("epoch"), int):
-            return candidate
-    return None
+            found.append((metrics["epoch"], candidate))
+    return found
 
 
 def _checkpoint_index(name: str) -> int | None:

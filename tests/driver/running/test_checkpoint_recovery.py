@@ -43,3 +43,22 @@ def test_nothing_is_found_where_no_whole_checkpoint_is_left(tmp_path):
         newest_checkpoint_beside(tune.Checkpoint(str(tmp_path / "gone" / "checkpoint_000001")))
         is None
     )
+
+
+def test_a_checkpoint_newer_than_any_result_the_driver_processed_is_passed_over(tmp_path):
+    # The worker saved epoch 4's checkpoint, but the driver was killed before it took in (and
+    # logged) epoch 4: going on from it would leave epoch 4 out of the trial's record.
+    recorded = tune.Checkpoint(str(tmp_path / "checkpoint_000002"))  # deleted by Tune
+    processed = save_checkpoint(tmp_path, 3, epoch=3)
+    save_checkpoint(tmp_path, 4, epoch=4)
+    results = [json.dumps({"training_iteration": epoch, "val_acc": 0.5}) for epoch in (1, 2, 3)]
+    (tmp_path / "result.json").write_text("\n".join(results) + '\n{"training_iteration": 4, "va')
+    found = newest_checkpoint_beside(recorded)
+    assert found is not None and Path(found.path) == processed
+
+
+def test_without_a_record_of_results_the_newest_whole_checkpoint_is_taken(tmp_path):
+    save_checkpoint(tmp_path, 3, epoch=3)
+    newest = save_checkpoint(tmp_path, 4, epoch=4)
+    found = newest_checkpoint_beside(tune.Checkpoint(str(tmp_path / "checkpoint_000002")))
+    assert found is not None and Path(found.path) == newest
