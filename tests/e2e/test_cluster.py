@@ -60,9 +60,7 @@ def second_node(tmp_path_factory, ray_connected):
     )
     deadline = time.monotonic() + 120
     while sum(node_info["Alive"] for node_info in ray.nodes()) < 2:
-        assert node.poll() is None, (
-            f"the second node exited: {log_path.read_text()[-2000:]}"
-        )
+        assert node.poll() is None, f"the second node exited: {log_path.read_text()[-2000:]}"
         assert time.monotonic() < deadline, "the second node never joined"
         time.sleep(0.2)
     yield [

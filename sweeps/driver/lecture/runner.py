@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.driver.cluster import ray_cluster
+from sweeps.driver.lecture import STUDY_KEYS
 from sweeps.driver.lecture.html_report import RunFacts, write_report
 from sweeps.driver.lecture.studies import (
     activations,
@@ -56,10 +57,15 @@ class LectureOutcome:
 
 
 def run_lecture(
-    out_dir: Path, *, quick: bool, tracking_uri: str | None, echo: Callable[[str], None] = print
+    out_dir: Path,
+    *,
+    quick: bool,
+    tracking_uri: str | None,
+    studies: tuple[str, ...] = STUDY_KEYS,
+    echo: Callable[[str], None] = print,
 ) -> LectureOutcome:
-    """Run every study (the tracking URI by the one rule every command uses) and write
-    DIR/index.html."""
+    """Run the studies named in `studies` (every one by default; the tracking URI by the one rule
+    every command uses) and write DIR/index.html."""
     from sweeps.driver.tracking.lecture_run import open_lecture_run
 
     if not LECTURE_FILES.is_dir():
@@ -80,7 +86,7 @@ def run_lecture(
     lecture = Lecture(out_dir=out_dir, tracking_uri=uri, quick=quick, echo=echo, sweep_log=log)
     # One Ray for every sweep: each `run_sweep` finds it running and leaves it be.
     with ray_cluster.ray_alongside(None, verbose=False, meanwhile=lambda: None):
-        findings = [run_study(study, lecture) for study in STUDIES]
+        findings = [run_study(study, lecture) for study in STUDIES if study.CLAIM.key in studies]
     seconds = time.monotonic() - started
     facts = RunFacts(
         quick=quick,

@@ -196,3 +196,10 @@ def test_without_fashion_mnist_the_transfer_study_says_so_and_is_skipped_not_fak
     finding = transfer.run(lecture)
     assert finding.verdict == SKIPPED and "apt-get install dataset-fashion-mnist" in finding.why
     assert finding.figures == [] and finding.sweep_runs == {}
+
+
+def test_the_study_keys_sweep_lecture_offers_are_the_studies_in_order():
+    from sweeps.driver.lecture import STUDY_KEYS
+    from sweeps.driver.lecture.runner import STUDIES
+
+    assert STUDY_KEYS == tuple(study.CLAIM.key for study in STUDIES)
