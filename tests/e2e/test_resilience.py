@@ -205,7 +205,7 @@ def test_a_killed_driver_resumes_into_the_same_mlflow_runs(tmp_path, tracking_ur
     # kill lands.
     # Unfused: a finished trial beside a part-way one needs trials with timelines of their own (the
     # members of a fused group end together); tests/e2e/test_fused.py resumes a fused sweep.
-    epochs = 20
+    epochs = 12
     path = write_sweep(
         tmp_path,
         train={"epochs": epochs, "fuse": "off"},
@@ -247,7 +247,7 @@ def test_a_trial_whose_recorded_checkpoint_vanished_resumes_from_the_newest_one(
     # (seen once on CI). Here the kill lands once the snapshot names a part-way trial's
     # checkpoint, and that folder is then moved past the newest, as Tune's deletion leaves it.
     storage = tmp_path / "results"
-    epochs = 20
+    epochs = 12
     # Unfused, as the test above: it needs a finished trial beside a part-way one.
     path = write_sweep(
         tmp_path,
